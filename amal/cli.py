@@ -1,0 +1,70 @@
+"""`python -m amal.run EXPERIMENT ...`: run one experiment over its grid, store it as parquet, print a summary."""
+
+import argparse
+import sys
+
+import pandas as pd
+from tqdm import tqdm
+
+from amal import store
+from amal.errors import UsageError
+from amal.experiments import EXPERIMENTS
+from amal.timing import set_threads
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in one line (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m amal.run", description=__doc__.split(":", 1)[1].strip())
+    commands = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=Parser)
+    commands.required = True
+    for name, experiment in EXPERIMENTS.items():
+        sub = commands.add_parser(name, help=experiment.__doc__.splitlines()[0], description=experiment.__doc__)
+        experiment.add_arguments(sub)
+        sub.add_argument("--threads", type=int, default=None,
+                         help="torch CPU threads (default: torch's choice, recorded in the results)")
+        sub.add_argument("--results", default=None,
+                         help="results directory (default: $AMAL_RESULTS or ./results)")
+        sub.add_argument("--tag", default="", help="free text stored with every row")
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def progress_bar(total: int, description: str, quiet: bool):
+    """A tqdm bar on stderr, off when quiet or when stderr is not a terminal."""
+    return tqdm(total=total, desc=description, unit="run", disable=quiet or not sys.stderr.isatty(), leave=False)
+
+
+def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None) -> pd.DataFrame:
+    """The rows with run_id, experiment, tag and the environment they were measured in."""
+    from amal.environment import environment
+
+    env = environment(device)
+    return df.assign(run_id=store.new_run_id(experiment), experiment=experiment, tag=tag, **env)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    experiment = EXPERIMENTS[args.experiment]
+    try:
+        cfg = experiment.config_from_args(args)
+        results_dir = store.check_writable(args.results or store.default_results_dir())
+        set_threads(args.threads)
+        with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
+            df = experiment.run(cfg, progress=bar.update)
+        df = stamp(df, args.experiment, args.tag, df["device"].iloc[0])
+        path = store.save(df, results_dir)
+    except UsageError as exc:
+        print(f"python -m amal.run {args.experiment}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was stored", file=sys.stderr)
+        return 130
+    print(experiment.summary(df).to_string(index=False))
+    print(f"stored {len(df)} rows in {path}")
+    return 0

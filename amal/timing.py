@@ -1,0 +1,104 @@
+"""The one timing module: every time the project reports is read here.
+
+Rules: `time.perf_counter_ns`; on CUDA a `torch.cuda.synchronize` before every clock read (kernels are asynchronous,
+the clock would otherwise see only their launch); warm-up work is run and thrown away before measuring; evaluation is
+timed on a separate stopwatch so it never counts as training time.
+"""
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+
+from amal.errors import UsageError
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda' or 'auto' (cuda when available) as a torch.device; UsageError for anything else."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}; choose cpu, cuda or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def sync(device: torch.device | str | None) -> None:
+    """Wait until all queued work on `device` has finished (a no-op on the CPU)."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op CPU thread count when `threads` is given; return the count in force."""
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+class Stopwatch:
+    """Accumulates the time spent inside `with watch:` blocks, in nanoseconds; syncs `device` at both ends."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.device = device
+        self.total_ns = 0
+        self.laps = 0
+        self._start = None
+
+    def __enter__(self):
+        sync(self.device)
+        self._start = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, *exc):
+        sync(self.device)
+        self.total_ns += time.perf_counter_ns() - self._start
+        self.laps += 1
+        self._start = None
+        return False
+
+    @property
+    def total_s(self) -> float:
+        return self.total_ns / 1e9
+
+
+class Sections:
+    """Time named sections of a step (e.g. data, forward, backward, update) with one Stopwatch each."""
+
+    def __init__(self, device: torch.device | str | None = None):
+        self.device = device
+        self.watches: dict[str, Stopwatch] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        watch = self.watches.setdefault(name, Stopwatch(self.device))
+        with watch:
+            yield
+
+    def mean_s(self) -> dict[str, float]:
+        """Mean seconds per lap of each section."""
+        return {name: w.total_s / max(w.laps, 1) for name, w in self.watches.items()}
+
+
+def warmup(fn: Callable[[], object], steps: int, device: torch.device | str | None = None) -> None:
+    """Run `fn` `steps` times and wait for it: caches, allocators and lazy initialisation settle, nothing is timed."""
+    for _ in range(steps):
+        fn()
+    sync(device)
+
+
+def measure(fn: Callable[[], object], rounds: int, warmup_rounds: int = 1,
+            device: torch.device | str | None = None) -> list[float]:
+    """Seconds taken by each of `rounds` calls of `fn`, after `warmup_rounds` uncounted calls."""
+    warmup(fn, warmup_rounds, device)
+    times = []
+    for _ in range(rounds):
+        watch = Stopwatch(device)
+        with watch:
+            fn()
+        times.append(watch.total_s)
+    return times
