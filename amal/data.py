@@ -41,7 +41,7 @@ def _scaler(normalize: str):
 
 
 def load_boston(normalize: str = "minmax", test_size: float = 0.0, seed: int = 0) -> Regression:
-    """Boston Housing (506 rows, 13 features, target MEDV in k$), features normalised, statistics fitted on train only."""
+    """Boston Housing (506 × 13, target MEDV in k$), features normalised with statistics of the training part."""
     from mlxtend.data import boston_housing_data
 
     scaler = _scaler(normalize)
@@ -117,7 +117,8 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
     if not download:
         missing = [name for name in MNIST_FILES if not (raw / name).exists() and not (raw / f"{name}.gz").exists()]
         if missing:
-            raise UsageError(f"data root {root} has no complete MNIST copy under MNIST/raw/ (missing {', '.join(missing)})")
+            raise UsageError(f"data root {root} holds no complete MNIST copy in MNIST/raw/ "
+                             f"(missing {', '.join(missing)})")
     try:
         train = MNIST(str(root), train=True, download=download)
         test = MNIST(str(root), train=False, download=download)

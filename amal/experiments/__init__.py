@@ -1,7 +1,12 @@
 """The registry of experiments that the CLI, the benchmarks and the report loop over.
 
-Each entry is a module with: NAME, a frozen Config dataclass, add_arguments(parser), config_from_args(args),
-units(cfg) (progress steps), run(cfg, progress=None) -> DataFrame (tidy, no I/O), summary(df) -> DataFrame.
+Each entry is a module with:
+- NAME, and a frozen Config dataclass;
+- add_arguments(parser) and config_from_args(args) -> Config (UsageError for bad values);
+- PROFILES: {"quick": Config, "full": Config}, the campaign `python -m amal.report` runs on an empty store;
+- units(cfg): how many progress steps run() reports; run(cfg, progress=None) -> DataFrame (tidy rows, no I/O);
+- summary(df) -> DataFrame: the short table the CLI prints;
+- bench_cases(profile) -> list[amal.cases.Case]: what `bench/` and the regression gate time.
 """
 
 from amal.experiments import lr_sweep

@@ -9,7 +9,7 @@ import torch
 from amal.data import NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, floats
-from amal.functions import Context, Linear, MSE, manual_step
+from amal.functions import MSE, Context, Linear, manual_step
 from amal.timing import Stopwatch, warmup
 
 NAME = "lr-sweep"
@@ -29,7 +29,8 @@ class LrSweepConfig:
 def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=floats, default=LrSweepConfig.lrs, metavar="LR[,LR...]",
                         help=f"learning rates, comma-separated (default: {','.join(map(str, LrSweepConfig.lrs))})")
-    parser.add_argument("--epochs", type=int, default=LrSweepConfig.epochs, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=LrSweepConfig.epochs,
+                        help="epochs per run (default: %(default)s)")
     parser.add_argument("--normalize", default=LrSweepConfig.normalize,
                         help="feature scaling: minmax, zscore or none (default: %(default)s)")
     parser.add_argument("--test-size", type=float, default=LrSweepConfig.test_size,
@@ -94,6 +95,12 @@ def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
     return df
 
 
+PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty
+    "quick": LrSweepConfig(),
+    "full": LrSweepConfig(lrs=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.26, 0.265, 0.27, 0.28, 0.3)),
+}
+
+
 def units(cfg: LrSweepConfig) -> int:
     """How many progress steps `run` reports: one per learning rate."""
     return len(cfg.lrs)
@@ -114,6 +121,27 @@ def run(cfg: LrSweepConfig, progress=None) -> pd.DataFrame:
     return df.assign(implementation="manual", seed=cfg.seed, device="cpu", epochs=cfg.epochs,
                      normalize=cfg.normalize, test_size=cfg.test_size, data_source=data.source,
                      n_train=len(data.x_train), lr_max_theory=bound)
+
+
+def bench_cases(profile: str) -> list:
+    """Benchmark cases (amal.cases): hand-written full-batch gradient descent, 100 (quick) or 1000 epochs."""
+    from amal.cases import Case
+
+    epochs = 100 if profile == "quick" else 1000
+    lr = 0.1
+
+    def setup():
+        data = load_boston("minmax")
+        w, b = init_params(data.x_train.shape[1], 1, seed=0)
+
+        def one_round():
+            for _ in range(epochs):
+                manual_step(data.x_train, data.y_train, w, b, lr)
+
+        return one_round
+
+    params = {"experiment": "lr-sweep", "implementation": "manual", "batch_size": 506, "epochs": epochs, "lr": lr}
+    return [Case("lr-sweep/manual/cpu", "lr-sweep", setup, params)]
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
