@@ -193,3 +193,11 @@ def test_cuda_run_measures_transfer(resident):
     else:  # a copy every batch
         assert (df["transfer_s"] > 0).all()
     assert (df["transfer_s"] < df["epoch_s"]).all()
+
+
+def test_worker_processes_give_the_same_batches():
+    """Each epoch's DataLoader iterator draws the same from the seeded generator whatever the worker count."""
+    in_process = run(SMALL)
+    with_workers = run(replace(SMALL, num_workers=2))
+    assert with_workers["train_loss"].tolist() == in_process["train_loss"].tolist()
+    assert (with_workers["num_workers"] == 2).all()

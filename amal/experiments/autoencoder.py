@@ -118,9 +118,10 @@ def make_batches(train: MnistVectors, cfg: AutoencoderConfig, device: torch.devi
     """The DataLoader (batches copied host → device every step) or, with data_on_device, resident batches."""
     if cfg.data_on_device:
         return ResidentBatches(train.vectors.to(device), cfg.batch_size, generator)
+    # no persistent workers: each epoch's iterator then draws from `generator` exactly as with num_workers=0, so the
+    # batches, and a resumed run, do not depend on the worker count
     return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                      pin_memory=device.type == "cuda", generator=generator,
-                      persistent_workers=cfg.num_workers > 0)
+                      pin_memory=device.type == "cuda", generator=generator)
 
 
 def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:
