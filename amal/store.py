@@ -47,6 +47,15 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # batch-size campaign
 
     # autoencoder
+    "hidden": (STR, "autoencoder: encoder layer sizes after the 784 inputs, e.g. '256,64' (decoder tied, mirrored)"),
+    "loss_fn": (STR, "autoencoder: reconstruction loss, bce or mse (mean per pixel)"),
+    "epoch_s": (F64, "training time of this epoch, seconds (loading, host-to-device copies and compute)"),
+    "samples_per_s": (F64, "training images per second of training time in this epoch"),
+    "transfer_s": (F64, "part of epoch_s spent copying data host to device (0 on the CPU)"),
+    "data_on_device": (BOOL, "training set copied to the device once (implementation 'resident')"),
+    "num_workers": (I64, "DataLoader worker processes"),
+    "recon_png": (STR, "reconstruction grid (test images, reconstructions below), path relative to the results dir"),
+    "resumed_from_epoch": (I64, "epoch of the checkpoint the run resumed from; null if it started afresh"),
 
     # benchmarks (pytest bench, raw rounds)
 
@@ -135,6 +144,27 @@ def artifact_dir(results_dir: str | Path, run_id: str) -> Path:
     path = Path(results_dir) / "_artifacts" / run_id
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def save_artifacts(df: pd.DataFrame, results_dir: str | Path, artifacts: dict[str, bytes]) -> pd.DataFrame:
+    """Write each artifact {file name: bytes} atomically under _artifacts/<run_id>/; cells naming one of those files
+    become its path relative to `results_dir` (e.g. 'reconstructions.png' -> '_artifacts/<run_id>/reconstructions.png').
+    """
+    if not artifacts:
+        return df
+    run_id = df["run_id"].iloc[0]
+    folder = artifact_dir(results_dir, run_id)
+    paths = {}
+    for name, data in artifacts.items():
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"artifact names are plain file names, got {name!r}")
+        atomic_write_bytes(folder / name, data)
+        paths[name] = f"_artifacts/{run_id}/{name}"
+    df = df.copy()
+    for column in df.columns:
+        if pd.api.types.is_string_dtype(df[column]) or pd.api.types.is_object_dtype(df[column]):
+            df[column] = df[column].map(lambda cell: paths.get(cell, cell) if isinstance(cell, str) else cell)
+    return df
 
 
 def run_files(results_dir: str | Path) -> list[Path]:

@@ -1,0 +1,84 @@
+"""Checkpoints: one plain dict (tensors and plain Python values only) saved atomically, loaded with weights_only.
+
+Because the file holds no pickled code, `torch.load(weights_only=True)` reads it and refuses anything else; the RNG
+states are stored as tensors and plain numbers so that they pass that check too.
+"""
+
+import io
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amal.errors import UsageError
+from amal.store import atomic_write_bytes
+
+FORMAT = "amal-checkpoint/1"  # bumped when the layout changes; older files are refused, not misread
+REQUIRED = ("format", "model", "optimizer", "epoch", "iteration", "config", "rng")
+
+
+def rng_state(generator: torch.Generator | None = None) -> dict:
+    """Every random state a training run draws from: torch CPU/CUDA, NumPy, Python, and the loader's generator."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, mt, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64), "gauss_next": gauss_next},
+        "loader": generator.get_state() if generator is not None else None,
+    }
+
+
+def set_rng_state(state: dict, generator: torch.Generator | None = None) -> None:
+    """Restore what rng_state() saved (the CUDA part only where the same number of GPUs is present)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss_next"]))
+    if generator is not None and state["loader"] is not None:
+        generator.set_state(state["loader"])
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
+    """Serialise in memory, then temp file + rename: a kill leaves the previous checkpoint or this one, never half."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **checkpoint}, buffer)
+    return atomic_write_bytes(Path(path), buffer.getvalue(), overwrite=True)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, read with weights_only=True; UsageError (one line) for unsafe, corrupt or foreign files."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise UsageError(f"checkpoint {path} does not exist") from exc
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # the weights-only unpickler met a class or function: code, not data
+            raise UsageError(f"checkpoint {path} holds pickled objects other than tensors and plain data; "
+                             "refusing to load it (nothing from it was run)") from exc
+        raise UsageError(f"checkpoint {path} is corrupt or not a torch checkpoint") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UsageError(f"checkpoint {path} is truncated or corrupt ({exc.__class__.__name__})") from exc
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UsageError(f"checkpoint {path} is not an amal checkpoint of format {FORMAT}")
+    missing = [key for key in REQUIRED if key not in checkpoint]
+    if missing:
+        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return checkpoint
+
+
+def check_config(path: str | Path, saved: dict, requested: dict, keys: tuple[str, ...]) -> None:
+    """UsageError naming the first of `keys` whose saved value differs from the requested one."""
+    for key in keys:
+        if saved.get(key) != requested.get(key):
+            raise UsageError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, "
+                             f"this run asks for {key}={requested.get(key)!r}")

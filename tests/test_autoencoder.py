@@ -1,0 +1,203 @@
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from amal import cli
+from amal.checkpoint import FORMAT, load_checkpoint
+from amal.experiments import EXPERIMENTS
+from amal.experiments.autoencoder import PROFILES, AutoencoderConfig, bench_cases, run, summary
+from amal.store import COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = AutoencoderConfig(epochs=2, batch_size=32, hidden=(16,), device="cpu", n_train=256, seed=1)
+
+
+class Touch:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_registered():
+    assert EXPERIMENTS["autoencoder"].NAME == "autoencoder"
+
+
+def test_run_rows_timings_and_grid():
+    df = run(SMALL)
+    assert set(df.columns) <= set(COLUMNS)
+    assert df["epoch"].tolist() == [1, 2]
+    assert (df["implementation"] == "dataloader").all() and (df["device"] == "cpu").all()
+    assert (df["n_train"] == 256).all() and (df["hidden"] == "16").all() and (df["loss_fn"] == "bce").all()
+    assert df["train_loss"].iloc[1] < df["train_loss"].iloc[0]  # Adam on real digits: the loss goes down
+    assert (df["transfer_s"] == 0.0).all()  # no host-to-device copy on the CPU
+    assert df["elapsed_s"].tolist() == pytest.approx(df["epoch_s"].cumsum().tolist(), rel=1e-12)
+    assert df["samples_per_s"].tolist() == pytest.approx((256 / df["epoch_s"]).tolist(), rel=1e-12)
+    assert df["resumed_from_epoch"].isna().all()
+    png = df.attrs["artifacts"]["reconstructions.png"]
+    with Image.open(io.BytesIO(png)) as image:
+        # 10 digits of 28 px with 2 px padding around each: 10*28 + 11*2 wide; originals over reconstructions
+        assert image.format == "PNG" and image.size == (302, 62)
+    assert (df["recon_png"] == "reconstructions.png").all()
+
+
+def test_resident_data_gives_the_same_kind_of_rows():
+    df = run(replace(SMALL, epochs=1, data_on_device=True, loss_fn="mse"))
+    assert df["implementation"].tolist() == ["resident"] and df["data_on_device"].tolist() == [True]
+    assert df["transfer_s"].tolist() == [0.0] and 0 < df["train_loss"].iloc[0] < 0.25
+
+
+def test_cli_stores_rows_and_the_reconstruction_png(tmp_path, capsys):
+    results = tmp_path / "results"
+    argv = ["autoencoder", "--epochs", "1", "--hidden", "16", "--n-train", "128", "--device", "cpu", "--quiet",
+            "--results", str(results), "--checkpoint", str(tmp_path / "c.pt")]
+    assert cli.main(argv) == 0
+    df = pd.read_parquet(results)
+    relative = df["recon_png"].iloc[0]
+    assert relative == f"_artifacts/{df['run_id'].iloc[0]}/reconstructions.png"
+    with Image.open(results / relative) as image:
+        assert image.size == (302, 62)
+    assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
+    assert "stored 1 rows" in capsys.readouterr().out
+
+
+def no_files(folder: Path) -> bool:
+    return not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("args", [
+    ["--epochs", "0"], ["--batch-size", "-1"], ["--hidden", "64,0"], ["--loss", "l1"], ["--lr", "0"],
+    ["--device", "tpu"], ["--resume"], ["--num-workers", "-1"], ["--download"], ["--n-train", "-5"],
+    ["--data-root", "/nonexistent/mnist"], ["--resume", "--checkpoint", "/nonexistent/c.pt"],
+    ["--checkpoint", "/nonexistent/dir/c.pt"],
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
+    results = tmp_path / "results"
+    assert cli.main(["autoencoder", "--quiet", "--results", str(results), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m amal.run autoencoder: error: ") and err.count("\n") == 1
+    assert no_files(results)
+
+
+@pytest.mark.parametrize("args", [["--hidden", "x"], ["--epochs", "1.5"]])
+def test_unparsable_values_exit_2(capsys, args):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["autoencoder", *args])
+    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def refused(tmp_path, capsys, checkpoint: Path, *args) -> str:
+    before = checkpoint.read_bytes()
+    results = tmp_path / "results"
+    argv = ["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--checkpoint", str(checkpoint),
+            "--resume", "--epochs", "3", "--hidden", "16", "--n-train", "64", *args]
+    assert cli.main(argv) == 2
+    assert checkpoint.read_bytes() == before and no_files(results)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    return err
+
+
+def test_unsafe_checkpoint_is_refused_without_running_it(tmp_path, capsys):
+    marker, checkpoint = tmp_path / "code-ran", tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "model": Touch(marker), "epoch": 1}, checkpoint)
+    assert "pickled objects other than tensors" in refused(tmp_path, capsys, checkpoint)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
+    good = tmp_path / "good.pt"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(tmp_path / "r0"), "--epochs", "1",
+                     "--hidden", "16", "--n-train", "64", "--checkpoint", str(good)]) == 0
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    assert "truncated or corrupt" in refused(tmp_path, capsys, truncated)
+    assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
+                                                                              "--hidden", "8")
+    assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")
+
+
+def command(*args) -> list[str]:
+    return [sys.executable, "-m", "amal.run", "autoencoder", "--device", "cpu", "--threads", "1", "--quiet",
+            "--hidden", "32", "--n-train", "1000", "--batch-size", "16", "--seed", "3", "--epochs", "30", *args]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_exact(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    full, part = tmp_path / "full.pt", tmp_path / "part.pt"
+    subprocess.run(command("--checkpoint", str(full), "--results", str(tmp_path / "r1")), cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    victim = subprocess.Popen(command("--checkpoint", str(part), "--results", str(tmp_path / "r2")), cwd=ROOT,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not part.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL  # killed by the signal, not finished
+    killed_at = load_checkpoint(part)["epoch"]
+    assert 1 <= killed_at < 30
+    assert not (tmp_path / "r2").exists() or not list((tmp_path / "r2").glob("*.parquet"))
+    subprocess.run(command("--checkpoint", str(part), "--resume", "--results", str(tmp_path / "r3")), cwd=ROOT,
+                   env=env, check=True, capture_output=True)
+    expected, resumed = load_checkpoint(full), load_checkpoint(part)
+    assert resumed["epoch"] == 30 and resumed["iteration"] == expected["iteration"] == 30 * 63
+    for name, tensor in expected["model"].items():
+        assert torch.equal(resumed["model"][name], tensor), name
+    for index, state in expected["optimizer"]["state"].items():
+        for key, tensor in state.items():
+            assert torch.equal(resumed["optimizer"]["state"][index][key], tensor), (index, key)
+    assert torch.equal(resumed["rng"]["loader"], expected["rng"]["loader"])
+    rows = pd.read_parquet(tmp_path / "r3")
+    assert rows["epoch"].tolist() == list(range(killed_at + 1, 31))
+    assert (rows["resumed_from_epoch"] == killed_at).all()
+
+
+def test_bench_cases_cover_device_batch_and_model():
+    cases = {case.name: case for case in bench_cases("quick")}
+    assert {"autoencoder/cpu/b64/h256-64", "autoencoder/cpu/b256/h64", "autoencoder/cuda/b64/h256-64",
+            "autoencoder/cuda/b64/h256-64/resident"} <= set(cases)
+    assert {case.device for case in cases.values()} == {"cpu", "cuda"}
+    assert cases["autoencoder/cpu/b256/h64"].params["hidden"] == "64"
+    stats = cases["autoencoder/cpu/b256/h64"].setup()()  # one round: one real epoch over the training set
+    assert stats["samples"] == 4000 and stats["steps"] == 16 and stats["transfer_s"] == 0.0
+    assert len(bench_cases("full")) > len(cases)
+
+
+def test_profiles_and_summary():
+    assert PROFILES["quick"].epochs == 3 and PROFILES["quick"].device == "cpu"
+    df = pd.DataFrame({"epoch": [1], "train_loss": [0.123456], "test_loss": [0.2], "epoch_s": [0.5],
+                       "samples_per_s": [8000.4], "transfer_s": [0.0]})
+    assert summary(df).iloc[0].to_dict() == {"epoch": 1, "train_loss": 0.12346, "test_loss": 0.2, "epoch_s": 0.5,
+                                             "samples_per_s": 8000.0, "transfer_s": 0.0}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("resident", [False, True])
+def test_cuda_run_measures_transfer(resident):
+    df = run(replace(SMALL, device="cuda", data_on_device=resident))
+    assert (df["device"] == "cuda").all()
+    if resident:  # one upload, counted in the first epoch only
+        assert df["transfer_s"].iloc[0] > 0 and df["transfer_s"].iloc[1] == 0.0
+    else:  # a copy every batch
+        assert (df["transfer_s"] > 0).all()
+    assert (df["transfer_s"] < df["epoch_s"]).all()
+
+
+def test_worker_processes_give_the_same_batches():
+    """Each epoch's DataLoader iterator draws the same from the seeded generator whatever the worker count."""
+    in_process = run(SMALL)
+    with_workers = run(replace(SMALL, num_workers=2))
+    assert with_workers["train_loss"].tolist() == in_process["train_loss"].tolist()
+    assert (with_workers["num_workers"] == 2).all()

@@ -1,0 +1,86 @@
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from amal.checkpoint import FORMAT, check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amal.errors import UsageError
+
+
+class Touch:
+    """Unpickling this runs Path(marker).touch(): the kind of code a checkpoint must never get to run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def draws(generator):
+    return (torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)],
+            torch.randperm(10, generator=generator).tolist())
+
+
+def test_rng_states_restore_every_stream():
+    generator = torch.Generator().manual_seed(5)
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    saved = rng_state(generator)
+    first = draws(generator)
+    set_rng_state(saved, generator)
+    assert draws(generator) == first
+
+
+def test_save_then_load_plain_dict(tmp_path):
+    path = tmp_path / "c.pt"
+    model = torch.nn.Linear(3, 2)
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": {}, "epoch": 4, "iteration": 40,
+                           "config": {"hidden": (3,), "lr": 0.1}, "rng": rng_state()})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # the temp file was renamed, not left behind
+    loaded = torch.load(path, weights_only=True)  # plain data: the safe loader reads it
+    assert loaded["format"] == FORMAT and loaded["epoch"] == 4 and loaded["config"] == {"hidden": (3,), "lr": 0.1}
+    assert torch.equal(load_checkpoint(path)["model"]["weight"], model.weight.detach())
+
+
+def test_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "model": Touch(marker)}, path)
+    with pytest.raises(UsageError, match="pickled objects other than tensors") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_truncated_and_garbage_files_are_refused(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "model": {"w": torch.ones(100)}}, buffer)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(buffer.getvalue()[:200])
+    with pytest.raises(UsageError, match="truncated or corrupt"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(UsageError, match="corrupt"):
+        load_checkpoint(garbage)
+
+
+def test_foreign_or_incomplete_dicts_are_refused(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weight": torch.ones(2)}, path)
+    with pytest.raises(UsageError, match="not an amal checkpoint"):
+        load_checkpoint(path)
+    torch.save({"format": FORMAT, "model": {}}, path)
+    with pytest.raises(UsageError, match="lacks optimizer, epoch, iteration, config, rng"):
+        load_checkpoint(path)
+    with pytest.raises(UsageError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_config_mismatch_names_the_field():
+    check_config("c.pt", {"hidden": (64,), "lr": 0.1}, {"hidden": (64,), "lr": 0.1}, ("hidden", "lr"))
+    with pytest.raises(UsageError, match=r"made with lr=0.1, this run asks for lr=0.01"):
+        check_config("c.pt", {"hidden": (64,), "lr": 0.1}, {"hidden": (64,), "lr": 0.01}, ("hidden", "lr"))
