@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         set_threads(args.threads)
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
             df = experiment.run(cfg, progress=bar.update)
-        artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {file name: bytes}
+        artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {column: (name, bytes)}
         df = stamp(df, args.experiment, args.tag, df["device"].iloc[0])
         df = store.save_artifacts(df, results_dir, artifacts)
         path = store.save(df, results_dir)

@@ -146,25 +146,23 @@ def artifact_dir(results_dir: str | Path, run_id: str) -> Path:
     return path
 
 
-def save_artifacts(df: pd.DataFrame, results_dir: str | Path, artifacts: dict[str, bytes]) -> pd.DataFrame:
-    """Write each artifact {file name: bytes} atomically under _artifacts/<run_id>/; cells naming one of those files
-    become its path relative to `results_dir` (e.g. 'reconstructions.png' -> '_artifacts/<run_id>/reconstructions.png').
-    """
+def save_artifacts(df: pd.DataFrame, results_dir: str | Path,
+                   artifacts: dict[str, tuple[str, bytes]]) -> pd.DataFrame:
+    """Write each artifact {column: (file name, bytes)} atomically under _artifacts/<run_id>/ and put its path,
+    relative to `results_dir`, in that column (e.g. recon_png = '_artifacts/<run_id>/reconstructions.png')."""
     if not artifacts:
         return df
     run_id = df["run_id"].iloc[0]
     folder = artifact_dir(results_dir, run_id)
     paths = {}
-    for name, data in artifacts.items():
+    for column, (name, data) in artifacts.items():
+        if column not in COLUMNS:
+            raise KeyError(f"artifact column {column!r} is not in amal.store.COLUMNS")
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"artifact names are plain file names, got {name!r}")
         atomic_write_bytes(folder / name, data)
-        paths[name] = f"_artifacts/{run_id}/{name}"
-    df = df.copy()
-    for column in df.columns:
-        if pd.api.types.is_string_dtype(df[column]) or pd.api.types.is_object_dtype(df[column]):
-            df[column] = df[column].map(lambda cell: paths.get(cell, cell) if isinstance(cell, str) else cell)
-    return df
+        paths[column] = f"_artifacts/{run_id}/{name}"
+    return df.assign(**paths)
 
 
 def run_files(results_dir: str | Path) -> list[Path]:

@@ -93,3 +93,14 @@ def test_default_results_dir_follows_environment(monkeypatch):
     assert str(store.default_results_dir()) == "/somewhere/else"
     monkeypatch.delenv("AMAL_RESULTS")
     assert str(store.default_results_dir()) == "results"
+
+
+def test_artifacts_are_written_and_referenced_by_their_column(tmp_path):
+    df = _run("autoencoder", tag="reconstructions.png")
+    out = store.save_artifacts(df, tmp_path, {"recon_png": ("reconstructions.png", b"\x89PNG...")})
+    run_id = df["run_id"].iloc[0]
+    assert out["recon_png"].unique().tolist() == [f"_artifacts/{run_id}/reconstructions.png"]
+    assert out["tag"].unique().tolist() == ["reconstructions.png"]  # other cells are left alone
+    assert (tmp_path / out["recon_png"].iloc[0]).read_bytes() == b"\x89PNG..."
+    with pytest.raises(ValueError, match="plain file names"):
+        store.save_artifacts(df, tmp_path, {"recon_png": ("../escape.png", b"")})

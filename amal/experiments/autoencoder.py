@@ -254,8 +254,8 @@ def warm_up(model, cfg: AutoencoderConfig, batch: torch.Tensor, device: torch.de
 def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
     """Train the autoencoder; one row per epoch; the reconstruction grid PNG in df.attrs['artifacts']."""
     df, model, grid_images, device = train(cfg, progress)
-    df["recon_png"] = "reconstructions.png"  # the CLI writes the artifact and puts its stored path here
-    df.attrs["artifacts"] = {"reconstructions.png": reconstruction_png(model, grid_images, device)}
+    # the CLI writes the file under the run's artifact folder and puts its path in the recon_png column
+    df.attrs["artifacts"] = {"recon_png": ("reconstructions.png", reconstruction_png(model, grid_images, device))}
     return df
 
 
