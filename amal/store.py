@@ -45,10 +45,33 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "n_train": (I64, "training rows"),
     "lr_max_theory": (F64, "lr-sweep: stability bound of full-batch gradient descent, 2 / lambda_max(Hessian)"),
     # batch-size campaign
+    "optimum_loss": (F64, "batch-size: least-squares optimum of the training MSE (closed form)"),
+    "target_loss": (F64, "batch-size: training loss counted as reached (default 1.1 x optimum_loss)"),
+    "time_to_target_s": (F64, "batch-size: training time until train_loss <= target_loss, s; null if not reached"),
+    "epoch_to_target": (I64, "batch-size: first epoch with train_loss <= target_loss; null if not reached"),
+    "steps_per_epoch": (I64, "batch-size: gradient steps per epoch, ceil(n_train / batch_size)"),
+    "step_data_s": (F64, "batch-size: mean time per step fetching the batch, seconds"),
+    "step_forward_s": (F64, "batch-size: mean time per step of the forward pass and loss, seconds"),
+    "step_backward_s": (F64, "batch-size: mean time per step of the backward pass, seconds"),
+    "step_update_s": (F64, "batch-size: mean time per step of the parameter update, seconds"),
 
     # autoencoder
+    "hidden": (STR, "autoencoder: hidden layer sizes, e.g. '256,64'"),
+    "loss_fn": (STR, "autoencoder: reconstruction loss, bce or mse"),
+    "epoch_s": (F64, "autoencoder: training time of this epoch, seconds"),
+    "samples_per_s": (F64, "autoencoder: training images per second in this epoch"),
+    "transfer_s": (F64, "autoencoder: host-to-device copy time in this epoch, seconds"),
+    "data_on_device": (BOOL, "autoencoder: the data was resident on the device (no per-batch copy)"),
+    "recon_png": (STR, "autoencoder: PNG grid of test images and reconstructions, path relative to the results dir"),
+    "num_workers": (I64, "autoencoder: DataLoader worker processes"),
+    "resumed_from_epoch": (I64, "autoencoder: epoch the run resumed from a checkpoint; null if it did not"),
 
     # benchmarks (pytest bench, raw rounds)
+    "benchmark": (STR, "bench: case name, e.g. lr-sweep/manual/cpu"),
+    "bench_group": (STR, "bench: benchmark group"),
+    "round": (I64, "bench: round number, from 1"),
+    "round_s": (F64, "bench: time of this round, seconds"),
+    "profile": (STR, "bench: quick or full"),
 
     # environment (amal.environment)
     "host": (STR, "host name"),
