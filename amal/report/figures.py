@@ -98,7 +98,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     observed = "none diverged" if unstable is None else ("all diverged" if stable is None else
                                                        f"between {stable:g} and {unstable:g}")
     ax.annotate(f"observed threshold: {observed}\ntheory: lr* = 2/λ_max(H) = {theory:.4f}", xy=(theory, bottom),
-                xytext=(0.6, 0.45), textcoords="axes fraction", ha="right", fontsize=9.5,
+                xytext=(0.5, 0.6), textcoords="axes fraction", ha="center", fontsize=9.5,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.6"},
                 arrowprops={"arrowstyle": "->", "color": "0.3", "shrinkB": 0})
 

@@ -15,7 +15,8 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "|": r"\textbar{}", '"': r"\textquotedbl{}",
+    "|": r"\textbar{}", '"': r"\textquotedbl{}", "'": r"\textquotesingle{}", "`": r"\textasciigrave{}",
+    "-": "-{}",  # no -- or --- ligature: user text keeps its hyphens
     # characters the report's own text uses that pdflatex's utf8 input does not know
     "×": r"$\times$", "±": r"$\pm$", "λ": r"$\lambda$", "µ": r"$\mu$", "μ": r"$\mu$", "≤": r"$\leq$",
     "≥": r"$\geq$", "≈": r"$\approx$", "·": r"$\cdot$", "−": "-", "–": "--", "—": "---", "…": r"\dots{}",
