@@ -46,7 +46,8 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
         diverged = bool(run["diverged"].fillna(False).any())
         out.append({"lr": lr, "diverged": diverged,
                     "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
-                    "epochs_run": int(run["epoch"].max()), "final_loss": finite["train_loss"].iloc[-1],
+                    "epochs_run": int(run["epoch"].max()),
+                    "final_loss": finite["train_loss"].iloc[-1] if len(finite) else math.nan,
                     "train_time_s": run["elapsed_s"].iloc[-1], "lr_max_theory": run["lr_max_theory"].iloc[0]})
     return pd.DataFrame(out)
 
