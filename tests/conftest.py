@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,3 +11,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+FIXTURE_RESULTS = Path(__file__).parent / "fixtures" / "results"
+
+
+@pytest.fixture(scope="session")
+def fixture_results():
+    """The committed result store the report tests render (see tests/fixtures/make_fixtures.py)."""
+    return FIXTURE_RESULTS
+
+
+@pytest.fixture(scope="session")
+def fixture_df():
+    from amal import store
+
+    df, problems = store.load(FIXTURE_RESULTS)
+    assert problems == []
+    return df

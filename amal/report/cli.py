@@ -1,0 +1,185 @@
+"""`python -m amal.report`: figures, report.html, report.tex and report.pdf from every run in the results store.
+
+When the store holds no runs (and without --no-run) it first runs each registered experiment's quick (or --profile
+full) campaign and stores it. A corrupt parquet file in the store stops the report (one line naming it, exit 2):
+a report silently missing runs would mislead. Every output is written to a temp file and renamed.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from amal import store
+from amal.errors import UsageError
+
+FORMATS = ("html", "tex", "pdf")
+PROG = "python -m amal.report"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in one line (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def formats(text: str) -> tuple[str, ...]:
+    """'html,tex' -> ('html', 'tex'); unknown formats are refused."""
+    chosen = tuple(dict.fromkeys(item.strip() for item in text.split(",") if item.strip()))
+    unknown = [item for item in chosen if item not in FORMATS]
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(f"choose among {','.join(FORMATS)}, got {text!r}")
+    return chosen
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("--results", default=None, help="results directory (default: $AMAL_RESULTS or ./results)")
+    parser.add_argument("--out", default="reports", help="where the report goes (default: %(default)s)")
+    parser.add_argument("--profile", choices=("quick", "full"), default="quick",
+                        help="campaign to run when the store is empty (default: %(default)s)")
+    parser.add_argument("--no-run", action="store_true", help="never run experiments; report only what is stored")
+    parser.add_argument("--format", type=formats, default=FORMATS, metavar="FMT[,FMT...]",
+                        help="any of html,tex,pdf (default: all; pdf needs latexmk or pdflatex on the PATH)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """Create the output directory (and figures/) and prove it is writable; UsageError otherwise."""
+    out = Path(out)
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
+    return out
+
+
+def run_campaign(results: Path, profile: str, quiet: bool) -> None:
+    """Run PROFILES[profile] of every registered experiment and store each run (the embedded default)."""
+    from amal.cli import progress_bar, stamp
+    from amal.experiments import EXPERIMENTS
+
+    store.check_writable(results)
+    print(f"{results} holds no runs: running the {profile} campaign ({', '.join(EXPERIMENTS)}) first",
+          file=sys.stderr)
+    for name, experiment in EXPERIMENTS.items():
+        cfg = experiment.PROFILES[profile]
+        with progress_bar(experiment.units(cfg), name, quiet) as bar:
+            df = experiment.run(cfg, progress=bar.update)
+        path = store.save(stamp(df, name, f"{PROG} --profile {profile}", df["device"].iloc[0]), results)
+        print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+
+
+def load_results(results: Path):
+    """Every run of the store as one DataFrame; UsageError if there is none or a file is corrupt."""
+    if not results.is_dir():
+        raise UsageError(f"results directory {results} does not exist (run without --no-run to create it)")
+    try:
+        df, _ = store.load(results, skip_bad=False)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; move or delete that file, then rerun") from exc
+    if df.empty:
+        raise UsageError(f"no runs in {results}: run without --no-run, or python -m amal.run EXPERIMENT first")
+    return df
+
+
+def stored_images(context: dict, results: Path) -> dict[str, bytes]:
+    """Images the runs stored themselves (reconstruction grids), read from the store; missing ones are left out."""
+    images = {}
+    for section in context["sections"]:
+        for fig in section["figures"]:
+            path = results / fig["source"] if fig["source"] else None
+            if path is not None and path.is_file():
+                images[fig["key"]] = path.read_bytes()
+    return images
+
+
+def tex_engine() -> list[str] | None:
+    """The command that turns report.tex into report.pdf, or None when no TeX engine is on the PATH."""
+    if shutil.which("latexmk"):
+        return ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "report.tex"]
+    if shutil.which("pdflatex"):
+        return ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "report.tex"]
+    return None
+
+
+def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], latest: str) -> Path:
+    """Compile report.tex in a hidden build folder inside `out`, then rename report.pdf into place."""
+    env = {**os.environ, "FORCE_SOURCE_DATE": "1"}  # the PDF's dates are the latest run's, not the build's
+    if latest:
+        env["SOURCE_DATE_EPOCH"] = str(int(datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()))
+    with tempfile.TemporaryDirectory(prefix=".pdf-build-", dir=out) as build:
+        build = Path(build)
+        (build / "figures").mkdir()
+        (build / "report.tex").write_text(tex, encoding="utf-8")
+        for key, png in images.items():
+            (build / "figures" / f"{key}.png").write_bytes(png)
+        for _ in range(1 if engine[0] == "latexmk" else 2):  # pdflatex twice: hyperref's outlines need a rerun
+            done = subprocess.run(engine, cwd=build, capture_output=True, text=True, timeout=300, env=env)
+            if done.returncode != 0:
+                shutil.copyfile(build / "report.log", out / "report.log")
+                errors = [line for line in done.stdout.splitlines() if line.startswith("!") or ":error:" in line
+                          or ".tex:" in line]
+                raise RuntimeError(f"{engine[0]} failed ({errors[0] if errors else 'see the log'}); "
+                                   f"log in {out / 'report.log'}")
+        os.replace(build / "report.pdf", out / "report.pdf")
+    return out / "report.pdf"
+
+
+def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[Path]:
+    """Render everything in memory, then write figures, report.tex, report.html (each atomically), then the PDF."""
+    from amal.report import figures, render
+    from amal.report.context import build_context
+
+    context = build_context(df, str(results))
+    keys = [fig["key"] for section in context["sections"] for fig in section["figures"]]
+    images = {**figures.render(df, keys), **stored_images(context, results)}
+    images = {key: images[key] for key in keys if key in images}  # report order
+    html = render.render_html(context, images) if "html" in chosen else None
+    tex = render.render_tex(context, images) if {"tex", "pdf"} & set(chosen) else None
+    written = [store.atomic_write_bytes(out / fig, png, overwrite=True)
+               for fig, png in ((f"figures/{key}.png", png) for key, png in images.items())]
+    if "tex" in chosen:
+        written.append(store.atomic_write_bytes(out / "report.tex", tex.encode("utf-8"), overwrite=True))
+    if html is not None:
+        written.append(store.atomic_write_bytes(out / "report.html", html.encode("utf-8"), overwrite=True))
+    if "pdf" in chosen:
+        engine = tex_engine()
+        if engine is None:
+            print("report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH", file=sys.stderr)
+        else:
+            written.append(build_pdf(tex, images, out, engine, df["timestamp_utc"].max()))
+    return written
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    results = Path(args.results or store.default_results_dir())
+    try:
+        out = check_out_dir(args.out)
+        if not args.no_run and not store.run_files(results):
+            run_campaign(results, args.profile, args.quiet)
+        df = load_results(results)
+        written = make_report(df, results, out, args.format)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the report was not updated", file=sys.stderr)
+        return 130
+    for path in written:
+        if path.name.startswith("report."):
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,245 @@
+"""The report's content as one context dict of text (findings, tables, figure captions) feeding both templates.
+
+Pure: results DataFrame in, dict of strings out. Every number is formatted here; templates only lay it out.
+A section whose results are missing says so and gives the command that produces them.
+"""
+
+import pandas as pd
+
+from amal.report import select
+from amal.report.format import integer, number, rate, seconds
+
+HOW_TO = {
+    "lr-sweep": "python -m amal.run lr-sweep",
+    "batch-size": "python -m amal.run batch-size --batch-size 1,16,64,506 --implementation dataloader,tensor,manual "
+                  "--seeds 3",
+    "autoencoder": "python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto",
+    "bench": "pytest bench --benchmark-autosave",
+}
+
+
+def table(caption: str, columns: list[str], rows: list[list[str]], align: str | None = None) -> dict:
+    """A table as text: caption, header, rows of cells, and one alignment letter (l/r) per column."""
+    return {"caption": caption, "columns": columns, "rows": rows, "align": align or "l" + "r" * (len(columns) - 1)}
+
+
+def figure(key: str, title: str, caption: str, source: str | None = None) -> dict:
+    """A figure: `key` names its PNG (figures/<key>.png); `source` is a stored image to show instead of a plot."""
+    return {"key": key, "title": title, "caption": caption, "file": f"figures/{key}.png", "source": source}
+
+
+def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> dict:
+    """A report section; without rows it says what is missing and how to produce it."""
+    base = {"id": key, "title": title, "intro": intro, "available": not rows.empty, "how_to": HOW_TO.get(key),
+            "findings": [], "tables": [], "figures": [], "notes": []}
+    if rows.empty:
+        base["missing"] = f"No {key} results in the store yet. To produce them, run:"
+        return base
+    return {**base, **content}
+
+
+def threshold_finding(outcomes: pd.DataFrame) -> str:
+    """'diverges between 0.26 and 0.27; theory lr* = 0.2652' from the sweep's outcomes."""
+    stable, unstable = select.divergence_threshold(outcomes)
+    theory = outcomes["lr_max_theory"].iloc[0]
+    bound = f"theory lr* = 2/λ_max(H) = {number(theory, 4)}"
+    if stable is None:
+        return f"Every learning rate tried diverged (smallest {number(unstable)}); {bound}."
+    if unstable is None:
+        return f"No learning rate tried diverged (largest {number(stable)}); {bound}."
+    if stable > unstable:
+        return (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
+                f"did not; {bound}.")
+    agrees = "as theory predicts" if stable <= theory <= unstable else "theory disagrees"
+    return (f"Gradient descent converges up to lr = {number(stable)} and diverges from lr = {number(unstable)}: "
+            f"the observed threshold lies between {number(stable)} and {number(unstable)}; {bound} ({agrees}).")
+
+
+def lr_sweep_section(df: pd.DataFrame) -> dict:
+    rows = select.lr_sweep_rows(df)
+    title = "TP1: learning rate and divergence (seed Fig. 1)"
+    intro = ("Full-batch gradient descent with the hand-written Linear/MSE functions on Boston Housing; "
+             "a run stops when its loss becomes non-finite or exceeds 10⁶ × its initial value.")
+    if rows.empty:
+        return section("lr-sweep", title, intro, rows)
+    outcomes = select.lr_outcomes(rows)
+    best = outcomes[~outcomes["diverged"]].sort_values("final_loss").head(1)
+    findings = [threshold_finding(outcomes)]
+    if not best.empty:
+        findings.append(f"Lowest final training MSE: {number(best['final_loss'].iloc[0])} at lr = "
+                        f"{number(best['lr'].iloc[0])} after {integer(best['epochs_run'].iloc[0])} epochs.")
+    body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else number(o.final_loss),
+             integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
+    normalize = rows["normalize"].iloc[0]
+    return section("lr-sweep", title, intro, rows, findings=findings,
+                   figures=[figure("fig1-lr-sweep", "Seed Fig. 1: training MSE per epoch for each learning rate",
+                                   f"Left: training MSE (log scale) per epoch, {normalize} features; × marks where a "
+                                   "run diverged. Right: final MSE per learning rate next to the theoretical bound "
+                                   "lr* = 2/λ_max(H) (dashed).")],
+                   tables=[table("Outcome per learning rate", ["lr", "final training MSE", "epochs", "training time"],
+                                 body)])
+
+
+def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+    findings = []
+    fastest = select.fastest_to_target(summary)
+    target, optimum = runs["target_loss"].iloc[0], runs["optimum_loss"].iloc[0]
+    goal = f"the target loss (MSE ≤ {number(target)}, least-squares optimum {number(optimum)})"
+    if fastest is None:
+        findings.append(f"No batch size reached {goal} on every seed.")
+    else:
+        findings.append(f"Batch size {fastest['batch_size']} reaches {goal} fastest: "
+                        f"{seconds(fastest['target_mean_s'])} ({fastest['implementation']}, mean of "
+                        f"{fastest['seeds']} seed{'s' if fastest['seeds'] > 1 else ''}).")
+        never = summary.groupby("batch_size")["reached"].sum()
+        never = [str(b) for b, count in never.items() if count == 0]
+        if never:
+            findings.append(f"Batch size {', '.join(never)} never reaches it within the epochs run.")
+    smallest = summary[summary["batch_size"] == summary["batch_size"].min()].sort_values("step_s")
+    if len(smallest) > 1 and smallest["step_s"].notna().all():
+        quick, slow = smallest.iloc[0], smallest.iloc[-1]
+        findings.append(f"At batch size {quick['batch_size']}, {quick['implementation']} is the fastest "
+                        f"({seconds(quick['step_s'])} per step); {slow['implementation']} takes "
+                        f"{number(slow['step_s'] / quick['step_s'])}× as long, "
+                        f"{number(100 * slow['step_data_s'] / slow['step_s'], 2)} % of it fetching data.")
+    return findings
+
+
+def batch_size_section(df: pd.DataFrame) -> dict:
+    rows = select.batch_size_rows(df)
+    title = "TP2: batch size, SGD and mini-batch (seed Figs. 2 and 3)"
+    intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor) or the "
+             "hand-written functions (manual), one epoch = one pass in steps of batch_size rows.")
+    if rows.empty:
+        return section("batch-size", title, intro, rows)
+    runs = select.batch_runs(rows)
+    summary = select.batch_summary(runs)
+    _, lr, implementation = select.fig2_rows(rows)
+    epochs = int(runs["epoch"].max())
+    scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
+    body = [[s.implementation, str(s.batch_size), integer(s.seeds),
+             seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
+             f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})" if s.reached else "not reached",
+             seconds(s.step_s)] for s in summary.itertuples()]
+    return section("batch-size", title, intro, rows, findings=batch_size_findings(summary, runs), figures=[
+        figure("fig2-batch-loss", "Seed Fig. 2: training MSE per epoch for each batch size",
+               f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
+               "band: ± one standard deviation."),
+        figure("fig3-batch-time", "Seed Fig. 3: training time of 1000 epochs vs batch size",
+               f"Training time of 1000 epochs{scaled} per implementation, log–log; error bars: ± one standard "
+               "deviation over seeds."),
+        figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
+               f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
+               "target. Right: training time until the target is reached; batch sizes that never reach it are "
+               "left out."),
+        figure("fig5-overhead", "Where the time of a step goes",
+               "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
+               "at a few batch sizes (µs per step; each panel has its own scale)."),
+    ], tables=[table(f"Per implementation and batch size (lr = {number(lr)})",
+                     ["implementation", "batch size", "seeds", "time of 1000 epochs", "time to target (seeds)",
+                      "time per step"], body, align="lrrrrr")])
+
+
+def speedup_finding(speedups: pd.DataFrame) -> str:
+    """'GPU speedup at batch size 256: 19.7× (95 % CI 19.3–20.1), NVIDIA ... vs AMD ...' for the best configuration."""
+    best = speedups.loc[speedups["speedup"].idxmax()]
+    interval = ("one epoch per device: no interval" if pd.isna(best["low"])
+                else f"95 % CI {number(best['low'])}–{number(best['high'])}")
+    return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}): "
+            f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
+
+
+def autoencoder_section(df: pd.DataFrame) -> dict:
+    rows = select.autoencoder_rows(df)
+    title = "TP3: MNIST autoencoder, CPU and GPU"
+    intro = ("Tied-weight autoencoder on MNIST trained through a Dataset and a DataLoader with Adam; "
+             "throughput counts training images per second of training time.")
+    if rows.empty:
+        return section("autoencoder", title, intro, rows)
+    last = rows.groupby(["device", "implementation", "hidden", "loss_fn", "batch_size"], sort=True).tail(1)
+    best = last.loc[last["test_loss"].idxmin()] if last["test_loss"].notna().any() else None
+    findings = []
+    if best is not None:
+        findings.append(f"Lowest final test loss: {number(best['test_loss'])} ({best['loss_fn']}, hidden "
+                        f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
+                        f"{integer(best['epoch'])} epochs).")
+    speedups = select.gpu_speedups(rows)
+    notes = []
+    if speedups.empty:
+        findings.append("GPU throughput not measured: no CUDA run in the store.")
+        notes.append("To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda")
+    else:
+        findings.append(speedup_finding(speedups))
+    per_device = select.throughput(rows)
+    body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.hidden, str(t.batch_size),
+             rate(t.samples_per_s) + ("" if pd.isna(t.sd) else f" ± {rate(t.sd)}"), integer(t.epochs),
+             number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
+    recon = rows.loc[rows["recon_png"].notna() & (rows["recon_png"] != ""), ["run_id", "recon_png"]]
+    figures = [
+        figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch",
+               "Train (solid) and test (dashed) reconstruction loss per epoch for each configuration."),
+        figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",
+               "Training images per second by batch size and device (mean over epochs, error bars ± one standard "
+               "deviation); the GPU appears only where it was measured."),
+    ]
+    if not recon.empty:
+        newest = recon.loc[recon["run_id"].idxmax(), "recon_png"]
+        figures.append(figure("fig6c-ae-recon", "Autoencoder: test images and their reconstructions",
+                              f"Top row: test images; bottom row: their reconstructions (run "
+                              f"{recon['run_id'].max()}).", source=newest))
+    return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
+                   tables=[table("Throughput per device and batch size",
+                                 ["device", "hidden", "batch size", "images/s", "epochs", "host-to-device copy"],
+                                 body, align="llrrrr")])
+
+
+def bench_section(df: pd.DataFrame) -> dict:
+    rows = select.experiment_rows(df, "bench")
+    title = "Benchmarks (pytest-benchmark rounds)"
+    intro = "Raw rounds of `pytest bench` exported to the results store; per case the median and spread of a round."
+    if rows.empty:
+        return section("bench", title, intro, rows)
+    summary = select.bench_summary(rows)
+    findings = []
+    for group, cases in summary.groupby("bench_group", sort=True):
+        if len(cases) > 1:
+            quick, slow = cases.loc[cases["median_s"].idxmin()], cases.loc[cases["median_s"].idxmax()]
+            findings.append(f"{group}: {quick['benchmark']} is {number(slow['median_s'] / quick['median_s'])}× "
+                            f"faster than {slow['benchmark']} (median round).")
+    body = [[s.benchmark, s.bench_group, integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)]
+            for s in summary.itertuples()]
+    return section("bench", title, intro, rows, findings=findings, tables=[
+        table("Round times per benchmark case", ["case", "group", "rounds", "median", "IQR", "min"], body,
+              align="llrrrr")])
+
+
+def utc_time(timestamp: str) -> str:
+    """'2026-11-27T10:00:00Z' -> '2026-11-27 10:00 UTC'."""
+    if not timestamp or len(timestamp) < 16:
+        return timestamp or "–"
+    return f"{timestamp[:10]} {timestamp[11:16]} UTC"
+
+
+def environment_table(df: pd.DataFrame) -> dict:
+    runs = select.runs_table(df)
+    body = [[r.run_id, r.experiment, r.host, r.cpu_model, integer(r.num_threads), r.cuda_device or "–",
+             r.torch_version, r.python_version, (r.git_commit or "–")[:12], utc_time(r.timestamp_utc), r.tag or ""]
+            for r in runs.fillna("").itertuples()]
+    return table("Where and when each run was measured",
+                 ["run", "experiment", "host", "CPU", "threads", "GPU", "torch", "Python", "commit", "UTC time",
+                  "tag"], body, align="llllrllllll")
+
+
+def build_context(df: pd.DataFrame, results_dir: str) -> dict:
+    """The whole report as text: header, sections (with findings, tables, figures), environment of the runs."""
+    sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df), bench_section(df)]
+    runs = df["run_id"].nunique()
+    return {
+        "title": "amal: loss and wall-clock time of PyTorch training",
+        "source": f"{integer(runs)} run{'s' if runs != 1 else ''}, {integer(len(df))} rows from {results_dir}",
+        "latest": utc_time(df["timestamp_utc"].max()) if runs else "–",
+        "summary": [s["findings"][0] for s in sections if s["findings"]],
+        "sections": sections,
+        "environment": environment_table(df),
+        "command": "python -m amal.report",
+    }

@@ -1,0 +1,248 @@
+"""The report's figures (seaborn on matplotlib's Agg backend): results DataFrame in, matplotlib Figure out.
+
+Saving is at the edge (`png_bytes`), and deterministic: same rows, same PNG bytes (no timestamp, no software tag).
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the report runs headless, and Agg's PNG output is reproducible
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
+
+from amal.report import select  # noqa: E402
+
+DPI = 130
+STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
+         "xtick.labelsize": 9.5, "ytick.labelsize": 9.5, "figure.titlesize": 13, "svg.hashsalt": "amal"}
+PART_COLOURS = dict(zip(select.STEP_PARTS.values(), sns.color_palette("Set2", 4), strict=True))
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes, identical for identical figures (no Software or date metadata); closes it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plain_number(value, _position=None) -> str:
+    """Tick labels like 1, 16, 506, 0.01 instead of 10^0."""
+    return f"{value:g}"
+
+
+def _batch_axis(ax, batch_sizes) -> None:
+    """Log x axis ticked at the batch sizes measured."""
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(int(b) for b in batch_sizes)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("batch size (rows per step, log scale)")
+
+
+def _palette(values) -> dict:
+    """One colour per sorted value, dark to light (viridis), so neighbouring values get neighbouring colours."""
+    values = sorted(set(values))
+    return dict(zip(values, sns.color_palette("viridis", len(values)), strict=True))
+
+
+def lr_sweep_figure(df: pd.DataFrame):
+    """Seed Fig. 1: MSE per epoch per lr (log y, × where diverged); final MSE vs lr with lr* and the bracket."""
+    rows = select.lr_sweep_rows(df)
+    outcomes = select.lr_outcomes(rows)
+    colours = _palette(outcomes["lr"])
+    fig, (curves, bound) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.5, 1]})
+    for outcome in outcomes.itertuples():
+        run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
+        stopped = f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged else ""
+        label = f"lr = {outcome.lr:g}{stopped}"
+        curves.plot(run["epoch"], run["train_loss"], color=colours[outcome.lr], lw=1.6, label=label)
+        if outcome.diverged:  # the last finite loss, where the run was stopped
+            curves.plot(run["epoch"].iloc[-1:], run["train_loss"].iloc[-1:], marker="x", ms=10, mew=2.5,
+                        color=colours[outcome.lr], zorder=5)
+    curves.set(yscale="log", xlabel="epoch (one full-batch gradient step)",
+               ylabel=r"training MSE ((k\$)², log scale)", title="Training MSE per epoch (× = diverged)")
+    curves.legend(loc="upper right", frameon=True)
+    _bound_panel(bound, outcomes, colours)
+    fig.suptitle("Seed Fig. 1: full-batch gradient descent on Boston Housing, by learning rate")
+    fig.tight_layout()
+    return fig
+
+
+def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
+    """Final MSE per lr; diverged lrs as × on the top edge; lr* dashed; the observed bracket shaded."""
+    stable, unstable = select.divergence_threshold(outcomes)
+    finite = outcomes[~outcomes["diverged"]]
+    ax.scatter(finite["lr"], finite["final_loss"], c=[colours[v] for v in finite["lr"]], s=45, zorder=3,
+               label="final MSE")
+    top = finite["final_loss"].max() * 1.6 if not finite.empty else 1.0
+    bottom = finite["final_loss"].min() * 0.85 if not finite.empty else 0.1
+    diverged = outcomes[outcomes["diverged"]]
+    ax.scatter(diverged["lr"], [top] * len(diverged), marker="x", s=70, linewidths=2.5,
+               c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3, label="diverged")
+    theory = outcomes["lr_max_theory"].iloc[0]
+    ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4f}")
+    if stable is not None and unstable is not None and stable < unstable:
+        ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,
+                   label=f"observed threshold ({stable:g}–{unstable:g})")
+    ax.set(xlim=(0, outcomes["lr"].max() * 1.08), ylim=(bottom, top), xlabel="learning rate",
+           ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
+    ax.legend(loc="upper left", frameon=True)
+    observed = "none diverged" if unstable is None else ("all diverged" if stable is None else
+                                                       f"between {stable:g} and {unstable:g}")
+    ax.annotate(f"observed threshold: {observed}\ntheory: lr* = 2/λ_max(H) = {theory:.4f}", xy=(theory, bottom),
+                xytext=(0.5, 0.6), textcoords="axes fraction", ha="center", fontsize=9.5,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.6"},
+                arrowprops={"arrowstyle": "->", "color": "0.3", "shrinkB": 0})
+
+
+def batch_loss_figure(df: pd.DataFrame):
+    """Seed Fig. 2: MSE per epoch per batch size at lr = 1e-3, mean over seeds with a ± sd band."""
+    rows, lr, implementation = select.fig2_rows(select.batch_size_rows(df))
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    sizes = sorted(rows["batch_size"].unique())
+    sns.lineplot(data=rows.assign(batch=rows["batch_size"].astype(str)), x="epoch", y="train_loss", hue="batch",
+                 hue_order=[str(b) for b in sizes], palette="viridis", errorbar="sd", ax=ax)
+    ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
+    ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
+           title=f"Seed Fig. 2: training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(title="batch size", ncols=2)
+    fig.tight_layout()
+    return fig
+
+
+def batch_time_figure(df: pd.DataFrame):
+    """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, ± sd over seeds."""
+    runs = select.batch_runs(select.batch_size_rows(df))
+    fig, ax = plt.subplots(figsize=(8.5, 4.6))
+    sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
+                 markers=True, dashes=False, errorbar="sd", err_style="bars", err_kws={"capsize": 3}, ax=ax,
+                 hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
+    _batch_axis(ax, runs["batch_size"])
+    ax.set(yscale="log", ylabel="training time of 1000 epochs (s, log scale)",
+           title="Seed Fig. 3: training time of 1000 epochs vs batch size")
+    ax.legend(title="implementation")
+    fig.tight_layout()
+    return fig
+
+
+def time_to_target_figure(df: pd.DataFrame):
+    """Loss vs cumulative training time per batch size (one implementation), and time to target vs batch size."""
+    rows = select.batch_size_rows(df)
+    chosen, _, implementation = select.fig2_rows(rows)
+    runs = select.batch_runs(rows)
+    fig, (wall, target) = plt.subplots(1, 2, figsize=(11, 4.4))
+    means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
+    colours = _palette(means["batch_size"])
+    for size, curve in means.groupby("batch_size"):
+        wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=str(size))
+    wall.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target")
+    wall.set(xscale="log", yscale="log", xlabel="cumulative training time (s, log scale)",
+             ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
+    wall.legend(title="batch size", ncols=2)
+    reached = runs[runs["reached"]]
+    order = sorted(runs["implementation"].unique())
+    sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
+                 hue_order=order, style_order=order, markers=True, dashes=False, errorbar="sd", err_style="bars",
+                 err_kws={"capsize": 3}, ax=target)
+    _batch_axis(target, runs["batch_size"])
+    target.set(yscale="log", ylabel="time to target loss (s, log scale)", title="Time to reach the target loss")
+    target.legend(title="implementation")
+    fig.tight_layout()
+    return fig
+
+
+def few_batch_sizes(sizes, count: int = 4) -> list[int]:
+    """Up to `count` batch sizes spread over the measured range (always the smallest and the largest)."""
+    sizes = sorted(set(int(s) for s in sizes))
+    if len(sizes) <= count:
+        return sizes
+    return [sizes[i] for i in np.linspace(0, len(sizes) - 1, count).round().astype(int)]
+
+
+def overhead_figure(df: pd.DataFrame):
+    """Stacked bars of the mean step time split into data / forward / backward / update, per implementation."""
+    summary = select.batch_summary(select.batch_runs(select.batch_size_rows(df)))
+    sizes = few_batch_sizes(summary["batch_size"])
+    fig, axes = plt.subplots(1, len(sizes), figsize=(2.9 * len(sizes) + 1.2, 4.2), squeeze=False)
+    for ax, size in zip(axes[0], sizes, strict=True):
+        at = summary[summary["batch_size"] == size].sort_values("implementation")
+        bottom = np.zeros(len(at))
+        for column, part in select.STEP_PARTS.items():
+            height = at[column].fillna(0).to_numpy() * 1e6
+            ax.bar(at["implementation"], height, bottom=bottom, color=PART_COLOURS[part], label=part, width=0.65)
+            bottom += height
+        ax.set(title=f"batch size {size}", xlabel="")
+        ax.tick_params(axis="x", rotation=20)
+    axes[0][0].set_ylabel("time per step (µs)")
+    axes[0][-1].legend(title="part of the step", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Where the time of a step goes (mean over steps and seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def autoencoder_loss_figure(df: pd.DataFrame):
+    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration."""
+    rows = select.autoencoder_rows(df)
+    keys = ["device", "hidden", "loss_fn", "batch_size"]
+    fig, ax = plt.subplots(figsize=(8.5, 4.4))
+    configs = list(rows.groupby(keys, sort=True))
+    colours = sns.color_palette("tab10", len(configs))
+    handles = []
+    for colour, ((device, hidden, loss_fn, size), run) in zip(colours, configs, strict=True):
+        ax.plot(run["epoch"], run["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
+        ax.plot(run["epoch"], run["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
+        label = f"{device}, hidden {hidden}, {loss_fn}, batch {size}"
+        handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
+    handles += [Line2D([], [], color="0.3", marker="o", label="train"),
+                Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
+    ax.set(xlabel="epoch", ylabel="reconstruction loss (mean per pixel)",
+           title="Autoencoder: train (solid) and test (dashed) loss per epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(handles=handles, fontsize=8.5, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def throughput_figure(df: pd.DataFrame):
+    """Training images per second by batch size, one line per device (GPU only where measured), ± sd over epochs."""
+    rows = select.autoencoder_rows(df)
+    fig, ax = plt.subplots(figsize=(8.5, 4.4))
+    devices = sorted(rows["device"].unique())
+    several_models = rows["hidden"].nunique() > 1  # one marker per model size only when there are several
+    sns.lineplot(data=rows.assign(hidden=rows["hidden"].map(lambda h: f"hidden {h}")), x="batch_size",
+                 y="samples_per_s", hue="device", hue_order=devices, style="hidden" if several_models else None,
+                 marker=None if several_models else "o", markers=several_models or None, dashes=False,
+                 errorbar="sd", err_style="bars", err_kws={"capsize": 3}, ax=ax)
+    _batch_axis(ax, rows["batch_size"])
+    measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
+    ax.set(yscale="log", ylabel="training images per second (log scale)",
+           title=f"Autoencoder throughput by batch size ({measured})")
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {
+    "fig1-lr-sweep": lr_sweep_figure,
+    "fig2-batch-loss": batch_loss_figure,
+    "fig3-batch-time": batch_time_figure,
+    "fig4-time-to-target": time_to_target_figure,
+    "fig5-overhead": overhead_figure,
+    "fig6a-ae-loss": autoencoder_loss_figure,
+    "fig6b-ae-throughput": throughput_figure,
+}
+
+
+def render(df: pd.DataFrame, keys) -> dict[str, bytes]:
+    """PNG bytes of the figures named by `keys` (those that are plots, i.e. in FIGURES)."""
+    with plt.rc_context(STYLE), sns.axes_style("whitegrid"):
+        return {key: png_bytes(FIGURES[key](df)) for key in keys if key in FIGURES}

@@ -1,0 +1,175 @@
+"""Which stored rows the report shows, and the numbers it computes from them (pure: DataFrame in, DataFrame out).
+
+When a configuration was run more than once, the newest run wins (run ids sort by time), so re-running an experiment
+updates the report instead of doubling its curves.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
+              "step_update_s": "update"}
+PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for figures that show one implementation
+
+
+def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The rows of one experiment."""
+    return df[df["experiment"] == experiment].reset_index(drop=True)
+
+
+def latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Rows of the newest run for each combination of `keys` (missing values count as a value)."""
+    if df.empty:
+        return df
+    newest = df.groupby(keys, dropna=False)["run_id"].transform("max")
+    return df[df["run_id"] == newest].reset_index(drop=True)
+
+
+def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """lr-sweep rows with the normalisation of the newest run, newest run per learning rate, sorted by lr and epoch."""
+    rows = experiment_rows(df, "lr-sweep")
+    if rows.empty:
+        return rows
+    newest = rows.loc[rows["run_id"].idxmax()]
+    rows = rows[rows["normalize"] == newest["normalize"]]
+    return latest_per(rows, ["lr"]).sort_values(["lr", "epoch"], ignore_index=True)
+
+
+def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per learning rate: diverged, diverged_epoch, epochs_run, final_loss (last finite loss), train_time_s."""
+    out = []
+    for lr, run in rows.groupby("lr", sort=True):
+        finite = run[np.isfinite(run["train_loss"])]
+        diverged = bool(run["diverged"].fillna(False).any())
+        out.append({"lr": lr, "diverged": diverged,
+                    "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
+                    "epochs_run": int(run["epoch"].max()),
+                    "final_loss": finite["train_loss"].iloc[-1] if len(finite) else math.nan,
+                    "train_time_s": run["elapsed_s"].iloc[-1], "lr_max_theory": run["lr_max_theory"].iloc[0]})
+    return pd.DataFrame(out)
+
+
+def divergence_threshold(outcomes: pd.DataFrame) -> tuple[float | None, float | None]:
+    """(largest lr that did not diverge, smallest lr that diverged); None where there is no such lr."""
+    stable = outcomes.loc[~outcomes["diverged"], "lr"]
+    unstable = outcomes.loc[outcomes["diverged"], "lr"]
+    return (stable.max() if len(stable) else None, unstable.min() if len(unstable) else None)
+
+
+def batch_size_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """batch-size rows, newest run per (implementation, batch size, seed), sorted."""
+    rows = latest_per(experiment_rows(df, "batch-size"), ["implementation", "batch_size", "seed"])
+    if rows.empty:
+        return rows
+    rows = rows.astype({"batch_size": "int64", "seed": "int64"})
+    return rows.sort_values(["implementation", "batch_size", "seed", "epoch"], ignore_index=True)
+
+
+def batch_runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (implementation, batch size, seed): its last epoch, time_per_1000_s = elapsed / epochs × 1000."""
+    last = rows.groupby(["implementation", "batch_size", "seed"], sort=True).tail(1).reset_index(drop=True)
+    return last.assign(time_per_1000_s=last["elapsed_s"] / last["epoch"] * 1000,
+                       step_s=last[list(STEP_PARTS)].sum(axis=1, min_count=1),
+                       reached=last["time_to_target_s"].notna())
+
+
+def batch_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (implementation, batch size): mean and sd over seeds of the time per 1000 epochs, the time to target
+    (mean over the seeds that reached it), how many seeds reached it, and the mean step time and its parts."""
+    grouped = runs.groupby(["implementation", "batch_size"], sort=True)
+    summary = grouped.agg(seeds=("seed", "size"), epochs=("epoch", "max"),
+                          time_mean_s=("time_per_1000_s", "mean"), time_sd_s=("time_per_1000_s", "std"),
+                          target_mean_s=("time_to_target_s", "mean"), epoch_to_target=("epoch_to_target", "mean"),
+                          reached=("reached", "sum"), step_s=("step_s", "mean"),
+                          **{part: (part, "mean") for part in STEP_PARTS})
+    return summary.reset_index()
+
+
+def fastest_to_target(summary: pd.DataFrame) -> pd.Series | None:
+    """The (implementation, batch size) whose every seed reached the target, with the least mean time; None if none."""
+    done = summary[(summary["reached"] == summary["seeds"]) & summary["target_mean_s"].notna()]
+    return None if done.empty else done.loc[done["target_mean_s"].idxmin()]
+
+
+def pick_implementation(implementations) -> str:
+    """The implementation a one-implementation figure shows: the first of PREFERRED_IMPLEMENTATIONS present."""
+    present = sorted(set(implementations))
+    return next((name for name in PREFERRED_IMPLEMENTATIONS if name in present), present[0])
+
+
+def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float, str]:
+    """Rows for seed Fig. 2: at `lr` if measured (else the most frequent lr), one implementation; with both."""
+    lrs = rows["lr"].dropna()
+    chosen = lr if np.isclose(lrs, lr).any() else float(lrs.mode().iloc[0])
+    at_lr = rows[np.isclose(rows["lr"], chosen)]
+    implementation = pick_implementation(at_lr["implementation"])
+    return at_lr[at_lr["implementation"] == implementation], chosen, implementation
+
+
+def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """autoencoder rows, newest run per (device, implementation, hidden, loss, batch size, seed), sorted."""
+    keys = ["device", "implementation", "hidden", "loss_fn", "batch_size", "seed"]
+    rows = latest_per(experiment_rows(df, "autoencoder"), keys)
+    if rows.empty:
+        return rows
+    rows = rows.astype({"batch_size": "int64"})
+    return rows.sort_values([*keys, "epoch"], ignore_index=True)
+
+
+def throughput(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (device, implementation, hidden, loss, batch size): samples/s mean and sd over epochs, transfer share."""
+    keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
+    summary = rows.groupby(keys, sort=True).agg(
+        samples_per_s=("samples_per_s", "mean"), sd=("samples_per_s", "std"), epochs=("epoch", "size"),
+        transfer_s=("transfer_s", "sum"), epoch_s=("epoch_s", "sum"), cuda_device=("cuda_device", "first"))
+    return summary.reset_index().assign(transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
+
+
+def speedup(gpu: np.ndarray, cpu: np.ndarray, level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """GPU/CPU throughput ratio of geometric means, with a Welch t interval on log(samples/s); no interval if n < 2."""
+    log_gpu, log_cpu = np.log(np.asarray(gpu, float)), np.log(np.asarray(cpu, float))
+    ratio = math.exp(log_gpu.mean() - log_cpu.mean())
+    if len(log_gpu) < 2 or len(log_cpu) < 2:
+        return ratio, None, None
+    var_gpu, var_cpu = log_gpu.var(ddof=1) / len(log_gpu), log_cpu.var(ddof=1) / len(log_cpu)
+    se = math.sqrt(var_gpu + var_cpu)
+    if se == 0:
+        return ratio, ratio, ratio
+    dof = (var_gpu + var_cpu) ** 2 / (var_gpu**2 / (len(log_gpu) - 1) + var_cpu**2 / (len(log_cpu) - 1))
+    half = stats.t.ppf(0.5 + level / 2, dof) * se
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration measured on both devices: speedup, low, high (95 % CI), GPU and CPU names."""
+    keys = ["implementation", "hidden", "loss_fn", "batch_size"]
+    out = []
+    for key, group in rows.groupby(keys, sort=True):
+        gpu, cpu = group[group["device"] == "cuda"], group[group["device"] == "cpu"]
+        if gpu.empty or cpu.empty:
+            continue
+        ratio, low, high = speedup(gpu["samples_per_s"], cpu["samples_per_s"])
+        out.append({**dict(zip(keys, key, strict=True)), "speedup": ratio, "low": low, "high": high,
+                    "gpu_name": gpu["cuda_device"].iloc[0], "cpu_name": cpu["cpu_model"].iloc[0]})
+    return pd.DataFrame(out, columns=[*keys, "speedup", "low", "high", "gpu_name", "cpu_name"])
+
+
+def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark (newest run): group, rounds, median, IQR (q3 − q1) and min of the round times, in seconds."""
+    rows = latest_per(experiment_rows(df, "bench"), ["benchmark"])
+    if rows.empty:
+        return pd.DataFrame(columns=["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s"])
+    grouped = rows.groupby(["bench_group", "benchmark"], sort=True)["round_s"]
+    summary = grouped.agg(rounds="size", median_s="median", min_s="min",
+                          iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
+    return summary.reset_index()[["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s"]]
+
+
+def runs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run with its environment, sorted by run id (i.e. by time)."""
+    columns = ["run_id", "experiment", "host", "cpu_model", "num_threads", "cuda_device", "torch_version",
+               "python_version", "git_commit", "timestamp_utc", "tag"]
+    return df.groupby("run_id", sort=True).first().reset_index()[columns]

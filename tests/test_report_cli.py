@@ -1,0 +1,166 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from chromium import chromium_binary, inspect_page
+
+from amal import store
+from amal.report.cli import main
+
+NASTY = r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}"
+FIGURE_KEYS = ["fig1-lr-sweep", "fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead",
+               "fig6a-ae-loss", "fig6b-ae-throughput", "fig6c-ae-recon"]
+needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None and shutil.which("latexmk") is None,
+                               reason="no TeX engine (pdflatex/latexmk) on the PATH; CI installs texlive")
+needs_chromium = pytest.mark.skipif(chromium_binary() is None,
+                                    reason="no chromium on the PATH; CI installs the Debian package")
+
+
+def copy_store(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def nasty_store(tmp_path_factory, fixture_results):
+    """The fixture store plus one run whose tag is hostile to both HTML and LaTeX."""
+    results = copy_store(fixture_results, tmp_path_factory.mktemp("store") / "results")
+    bench = pd.read_parquet(results / "20261127T130000Z-bench-7c8d9e.parquet")
+    store.save(bench.assign(run_id="20261127T140000Z-bench-999999", tag=NASTY), results)
+    return results
+
+
+@pytest.fixture(scope="module")
+def report(nasty_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert main(["--results", str(nasty_store), "--out", str(out), "--no-run", "--format", "html,tex"]) == 0
+    return out
+
+
+def test_report_has_every_figure_group(report):
+    html = (report / "report.html").read_text()
+    tex = (report / "report.tex").read_text()
+    for key in FIGURE_KEYS:
+        assert f'<figure id="{key}">' in html
+        assert f"figures/{key}.png" in tex
+        assert (report / "figures" / f"{key}.png").read_bytes().startswith(b"\x89PNG")
+    assert html.count('<img src="data:image/png;base64,') == len(FIGURE_KEYS)
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing fetched
+    assert not [p.name for p in report.iterdir() if p.name.startswith(".")]  # no temp file left behind
+
+
+def test_same_results_give_byte_identical_reports(nasty_store, report, tmp_path):
+    """A second run, in another process (other hash seed), writes the same bytes."""
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run([sys.executable, "-m", "amal.report", "--results", str(nasty_store), "--out",
+                           str(tmp_path), "--no-run", "--format", "html,tex"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    for name in ["report.html", "report.tex", *(f"figures/{key}.png" for key in FIGURE_KEYS)]:
+        assert (tmp_path / name).read_bytes() == (report / name).read_bytes(), name
+
+
+@needs_chromium
+def test_chromium_loads_the_report_without_errors_and_decodes_every_image(report):
+    seen = inspect_page(report / "report.html")
+    assert seen["console_errors"] == [] and seen["exceptions"] == [] and seen["log_errors"] == []
+    assert seen["failed_requests"] == []
+    assert all(url.startswith(("file:", "data:")) for url in seen["requests"])
+    assert len(seen["images"]) == len(FIGURE_KEYS)
+    assert all(image["complete"] and image["width"] > 0 for image in seen["images"]), seen["images"]
+
+
+@needs_chromium
+def test_chromium_check_catches_errors_and_broken_images(tmp_path):
+    """Control: the same check fails on a page with a console error and an image that does not decode."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><script>console.error("boom")</script>'
+                    '<img src="data:image/png;base64,AAAA" alt="broken"></body></html>')
+    seen = inspect_page(page)
+    assert seen["console_errors"] and seen["images"] == [{"alt": "broken", "complete": True, "width": 0}]
+
+
+@needs_tex
+def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
+    assert main(["--results", str(nasty_store), "--out", str(tmp_path), "--no-run", "--format", "tex,pdf"]) == 0
+    assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
+    assert not (tmp_path / "report.log").exists()
+    assert not (tmp_path / "report.html").exists()
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "report.pdf"), "-"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "<script>console.error('injected')</script> 50% of $5 & #1 {a_b}" in text
+        assert "Environment of the runs" in text  # the whole document was typeset, up to its last section
+
+
+def test_pdf_is_skipped_with_a_message_without_a_tex_engine(fixture_results, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["--results", str(fixture_results), "--out", str(tmp_path / "out"), "--no-run",
+                 "--format", "html,pdf"]) == 0
+    assert "report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH" in capsys.readouterr().err
+    assert (tmp_path / "out" / "report.html").exists() and not (tmp_path / "out" / "report.pdf").exists()
+
+
+def test_missing_sections_give_the_command_to_produce_them(fixture_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    lr_sweep = next(fixture_results.glob("*-lr-sweep-*.parquet"))
+    shutil.copy(lr_sweep, results / lr_sweep.name)
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--no-run", "--format", "html,tex"]) == 0
+    html = (tmp_path / "out" / "report.html").read_text()
+    tex = (tmp_path / "out" / "report.tex").read_text()
+    assert "No batch-size results in the store yet. To produce them, run:" in html
+    assert "<pre><code>python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto</code></pre>" in html
+    assert r"\texttt{pytest bench -{}-{}benchmark-{}autosave}" in tex
+    assert '<figure id="fig1-lr-sweep">' in html and '<figure id="fig2-batch-loss">' not in html
+
+
+def exit_code(argv) -> int:
+    """main's return code, or the code argparse exits with."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def corrupt_store(fixture_results, tmp_path):
+    results = copy_store(fixture_results, tmp_path / "results")
+    (results / "20261127T150000Z-lr-sweep-badbad.parquet").write_bytes(b"PAR1 not really parquet")
+    return results
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "out-is-a-file", "bad-format"])
+def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tmp_path, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("earlier report")
+    args = ["--no-run"]
+    if case == "empty":
+        results.mkdir()
+    elif case == "corrupt":
+        results = corrupt_store(fixture_results, tmp_path)
+    elif case == "out-is-a-file":
+        results, out = fixture_results, tmp_path / "a-file"
+        out.write_text("")
+    elif case == "bad-format":
+        results, args = fixture_results, ["--no-run", "--format", "html,docx"]
+    assert exit_code(["--results", str(results), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error" in err
+    if case == "corrupt":
+        assert "20261127T150000Z-lr-sweep-badbad.parquet: unreadable parquet file" in err
+    assert (tmp_path / "out" / "report.html").read_text() == "earlier report"
+    assert not (tmp_path / "out" / "report.tex").exists()
+
+
+@pytest.mark.slow
+def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    assert main(["--results", str(results), "--out", str(out), "--format", "html", "--quiet"]) == 0
+    df, _ = store.load(results)
+    assert "lr-sweep" in set(df["experiment"])
+    assert df["tag"].unique().tolist() == ["python -m amal.report --profile quick"]
+    assert '<figure id="fig1-lr-sweep">' in (out / "report.html").read_text()

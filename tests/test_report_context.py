@@ -1,0 +1,85 @@
+import pandas as pd
+import pytest
+
+from amal.report.context import HOW_TO, build_context, threshold_finding
+
+
+@pytest.fixture(scope="module")
+def context(fixture_df):
+    return build_context(fixture_df, "tests/fixtures/results")
+
+
+def sections(context):
+    return {s["id"]: s for s in context["sections"]}
+
+
+def test_header(context):
+    assert context["source"] == "5 runs, 3,614 rows from tests/fixtures/results"
+    assert set(sections(context)) == {"lr-sweep", "batch-size", "autoencoder", "bench"}
+
+
+def test_lr_sweep_threshold_finding(context):
+    lr = sections(context)["lr-sweep"]
+    assert lr["findings"][0] == ("Gradient descent converges up to lr = 0.26 and diverges from lr = 0.27: the observed "
+                                 "threshold lies between 0.26 and 0.27; theory lr* = 2/λ_max(H) = 0.2652 "
+                                 "(as theory predicts).")
+    rows = lr["tables"][0]["rows"]
+    assert rows[3][:3] == ["0.27", "diverged at epoch 196", "196"]
+    assert [f["key"] for f in lr["figures"]] == ["fig1-lr-sweep"]
+
+
+def test_threshold_finding_when_theory_disagrees():
+    outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, True], "lr_max_theory": [0.5, 0.5]})
+    assert threshold_finding(outcomes).endswith("theory lr* = 2/λ_max(H) = 0.5 (theory disagrees).")
+
+
+def test_batch_size_findings(context):
+    findings = sections(context)["batch-size"]["findings"]
+    assert findings[0] == ("Batch size 16 reaches the target loss (MSE ≤ 24.1, least-squares optimum 21.9) fastest: "
+                           "4.17 ms (manual, mean of 2 seeds).")
+    assert findings[1] == "Batch size 506 never reaches it within the epochs run."
+    # batch size 1: manual 14.022 µs × 1.01, dataloader (42.002 + 8.01 + 15.01 + 6) µs × 1.01: ratio 5.064
+    assert findings[2] == ("At batch size 1, manual is the fastest (14.2 µs per step); dataloader takes 5.06× as long, "
+                           "59 % of it fetching data.")
+    assert [f["key"] for f in sections(context)["batch-size"]["figures"]] == [
+        "fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead"]
+
+
+def test_autoencoder_findings_and_recon_from_the_newest_run(context):
+    ae = sections(context)["autoencoder"]
+    assert ae["findings"][1].startswith("GPU speedup in throughput at batch size 256 (hidden 256,64): 19.7× (95 % CI ")
+    assert ae["findings"][1].endswith("), NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
+    recon = ae["figures"][-1]
+    assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
+    assert ae["tables"][0]["rows"][1][3] == "6,100 ± 100"
+
+
+def test_cpu_only_autoencoder_says_gpu_not_measured(fixture_df):
+    cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
+    ae = sections(build_context(cpu_only, "r"))["autoencoder"]
+    assert "GPU throughput not measured: no CUDA run in the store." in ae["findings"]
+    assert ae["notes"] == ["To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda"]
+
+
+def test_bench_finding(context):
+    assert sections(context)["bench"]["findings"] == [
+        "batch-size: batch-size/tensor/bs16/cpu is 3.24× faster than batch-size/dataloader/bs16/cpu (median round)."]
+
+
+def test_missing_sections_say_how_to_produce_them(fixture_df):
+    only_lr = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    parts = sections(build_context(only_lr, "r"))
+    assert parts["lr-sweep"]["available"]
+    for key in ("batch-size", "autoencoder", "bench"):
+        assert not parts[key]["available"]
+        assert parts[key]["missing"] == f"No {key} results in the store yet. To produce them, run:"
+        assert parts[key]["how_to"] == HOW_TO[key]
+        assert parts[key]["figures"] == [] and parts[key]["findings"] == []
+
+
+def test_environment_table(context):
+    env = context["environment"]
+    assert len(env["rows"]) == 5
+    gpu = [row for row in env["rows"] if row[0] == "20261127T120000Z-autoencoder-4f5a6b"][0]
+    assert gpu[2:6] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "16", "NVIDIA H100 80GB HBM3"]
+    assert gpu[8:10] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]

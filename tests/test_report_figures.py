@@ -1,0 +1,53 @@
+import matplotlib.pyplot as plt
+import pytest
+
+from amal.report import figures
+
+
+@pytest.mark.parametrize("key", sorted(figures.FIGURES))
+def test_every_figure_has_a_title_and_labelled_axes_with_units(fixture_df, key):
+    fig = figures.FIGURES[key](fixture_df)
+    try:
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert axes
+        assert fig._suptitle is not None or all(ax.get_title() for ax in axes)
+        for ax in axes:
+            assert ax.get_xlabel() or key == "fig5-overhead"  # the overhead panels are labelled by their bars
+            assert ax.get_ylabel() or ax is not axes[0]
+        assert "(" in axes[0].get_ylabel()  # a unit or a scale in brackets
+    finally:
+        plt.close(fig)
+
+
+def test_png_is_deterministic_and_has_no_software_tag(fixture_df):
+    first = figures.render(fixture_df, ["fig3-batch-time", "fig1-lr-sweep"])
+    second = figures.render(fixture_df, ["fig1-lr-sweep", "fig3-batch-time"])
+    assert first == second
+    assert first["fig1-lr-sweep"].startswith(b"\x89PNG")
+    assert b"matplotlib" not in first["fig1-lr-sweep"].lower()
+
+
+def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
+    cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
+    for df, devices, title in ((fixture_df, ["cpu", "cuda"], "(CPU and GPU)"),
+                               (cpu_only, ["cpu"], "(CPU only: GPU not measured)")):
+        fig = figures.throughput_figure(df)
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == devices
+        assert ax.get_title().endswith(title)
+        plt.close(fig)
+
+
+def test_lr_sweep_marks_each_divergence(fixture_df):
+    fig = figures.lr_sweep_figure(fixture_df)
+    curves = fig.axes[0]
+    crosses = [line for line in curves.get_lines() if line.get_marker() == "x"]
+    assert sorted(int(line.get_xdata()[0]) for line in crosses) == [31, 196]
+    bound = fig.axes[1]
+    assert any(line.get_label() == "theory lr* = 0.2652" for line in bound.get_lines())
+    plt.close(fig)
+
+
+def test_few_batch_sizes_spreads_over_the_range():
+    assert figures.few_batch_sizes([1, 2, 4, 8, 16, 32, 64, 128, 256, 506]) == [1, 8, 64, 506]
+    assert figures.few_batch_sizes([16, 1]) == [1, 16]

@@ -1,0 +1,54 @@
+import pytest
+
+from amal.report import render
+from amal.report.context import build_context
+
+NASTY = r"<script>alert('x')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}"
+
+
+def test_tex_escape_of_every_special_character():
+    assert render.tex_escape(r"_ & % $ # { } ~ ^ \ ") == (
+        r"\_ \& \% \$ \# \{ \} \textasciitilde{} \textasciicircum{} \textbackslash{} ")
+
+
+def test_tex_escape_of_report_symbols_and_unknown_characters():
+    assert render.tex_escape("19.7× ± λ_max ≤ 4 µs – é ✓ --x 'q'\n") == (
+        r"19.7$\times$ $\pm$ $\lambda$\_max $\leq$ 4 $\mu$s -- é ? -{}-{}x \textquotesingle{}q\textquotesingle{} ")
+
+
+def test_tex_template_escapes_every_value():
+    env = render.tex_environment()
+    template = env.from_string(r"\textbf{\VAR{tag}} \BLOCK{for x in items}[\VAR{x}]\BLOCK{endfor}")
+    assert template.render(tag="a_b & c", items=["%", "{}"]) == r"\textbf{a\_b \& c} [\%][\{\}]"
+
+
+def test_tex_path_accepts_only_report_figure_paths():
+    assert render.tex_path("figures/fig1-lr-sweep.png") == "figures/fig1-lr-sweep.png"
+    for bad in ("../x.png", "figures/a b.png", "/etc/passwd", "a}\\input{x"):
+        with pytest.raises(ValueError):
+            render.tex_path(bad)
+
+
+def test_html_escapes_user_text(fixture_df):
+    df = fixture_df.copy()
+    df.loc[df["experiment"] == "bench", "tag"] = NASTY
+    html = render.render_html(build_context(df, "r"), {})
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; 50% of $5 &amp; #1 {a_b}" in html
+
+
+def test_tex_escapes_user_text(fixture_df):
+    df = fixture_df.copy()
+    df.loc[df["experiment"] == "bench", "tag"] = NASTY
+    tex = render.render_tex(build_context(df, "r"), {})
+    assert (r"\textless{}script\textgreater{}alert(\textquotesingle{}x\textquotesingle{})"
+            r"\textless{}/script\textgreater{} 50\% of \$5 \& \#1 "
+            r"\{a\_b\} \textasciitilde{}x\textasciicircum{}2 \textbackslash{}end\{document\}") in tex
+    assert tex.count(r"\end{document}") == 1
+
+
+def test_missing_figure_is_named_not_fatal(fixture_df):
+    context = build_context(fixture_df, "r")
+    html = render.render_html(context, {})
+    assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png not found." in html
+    assert "<img" not in html

@@ -1,0 +1,97 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amal.report import select
+
+
+def test_latest_per_keeps_the_newest_run_of_each_configuration():
+    df = pd.DataFrame({"run_id": ["20260101T000000Z-a", "20260102T000000Z-b", "20260101T000000Z-a"],
+                       "lr": [0.1, 0.1, 0.2], "epoch": [1, 1, 1]})
+    kept = select.latest_per(df, ["lr"])
+    assert sorted(zip(kept["lr"], kept["run_id"], strict=True)) == [(0.1, "20260102T000000Z-b"),
+                                                                   (0.2, "20260101T000000Z-a")]
+
+
+def test_lr_outcomes_of_the_real_sweep(fixture_df):
+    outcomes = select.lr_outcomes(select.lr_sweep_rows(fixture_df))
+    assert outcomes["lr"].tolist() == [0.01, 0.1, 0.26, 0.27, 0.3]
+    assert outcomes["diverged"].tolist() == [False, False, False, True, True]
+    assert outcomes["diverged_epoch"].tolist()[3:] == [196, 31]
+    assert outcomes["epochs_run"].tolist() == [1000, 1000, 1000, 196, 31]
+    assert select.divergence_threshold(outcomes) == (0.26, 0.27)
+    # 2 / λ_max of the Hessian of min-max Boston, as the README states
+    assert outcomes["lr_max_theory"].iloc[0] == pytest.approx(0.26516, abs=1e-5)
+    assert np.isfinite(outcomes["final_loss"]).all()
+
+
+def test_divergence_threshold_without_a_divergence():
+    outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, False]})
+    assert select.divergence_threshold(outcomes) == (0.2, None)
+
+
+def test_batch_runs_time_per_1000_epochs(fixture_df):
+    runs = select.batch_runs(select.batch_size_rows(fixture_df))
+    assert len(runs) == 3 * 3 * 2
+    run = runs[(runs["implementation"] == "tensor") & (runs["batch_size"] == 506) & (runs["seed"] == 0)].iloc[0]
+    # one step per epoch of (3 + 0.002·506) + (8 + 0.01·506) + (15 + 0.01·506) + 6 = 43.132 µs
+    assert run["step_s"] == pytest.approx(43.132e-6)
+    assert run["time_per_1000_s"] == pytest.approx(0.043132)
+    assert not run["reached"]
+
+
+def test_fastest_to_target_is_manual_at_batch_size_16(fixture_df):
+    summary = select.batch_summary(select.batch_runs(select.batch_size_rows(fixture_df)))
+    fastest = select.fastest_to_target(summary)
+    assert (fastest["implementation"], fastest["batch_size"]) == ("manual", 16)
+    # 9 epochs × 32 steps × (3.032 + 5.16 + 4.16 + 2) µs, seeds ×1 and ×1.02, mean ×1.01
+    assert fastest["target_mean_s"] == pytest.approx(9 * 32 * 14.352e-6 * 1.01)
+    never = summary[summary["batch_size"] == 506]
+    assert (never["reached"] == 0).all()
+
+
+def test_fig2_rows_prefers_lr_1e3_and_the_tensor_implementation(fixture_df):
+    rows, lr, implementation = select.fig2_rows(select.batch_size_rows(fixture_df))
+    assert (lr, implementation) == (1e-3, "tensor")
+    assert set(rows["implementation"]) == {"tensor"}
+
+
+def test_speedup_is_a_ratio_of_geometric_means_with_an_interval():
+    ratio, low, high = select.speedup([120000.0, 118000.0, 122000.0], [6000.0, 6200.0, 6100.0])
+    assert ratio == pytest.approx(19.672072, rel=1e-6)
+    assert low < ratio < high
+    assert select.speedup([2.0], [1.0]) == (2.0, None, None)
+
+
+def test_gpu_speedups_only_where_both_devices_ran(fixture_df):
+    rows = select.autoencoder_rows(fixture_df)
+    speedups = select.gpu_speedups(rows)
+    assert speedups["batch_size"].tolist() == [64, 256]
+    assert speedups["speedup"].iloc[1] == pytest.approx(19.672072, rel=1e-6)
+    assert select.gpu_speedups(rows[rows["device"] == "cpu"]).empty
+
+
+def test_throughput_per_device(fixture_df):
+    table = select.throughput(select.autoencoder_rows(fixture_df))
+    cpu = table[(table["device"] == "cpu") & (table["batch_size"] == 256)].iloc[0]
+    assert cpu["samples_per_s"] == pytest.approx(6100.0)
+    assert cpu["sd"] == pytest.approx(100.0)
+    assert cpu["transfer_share"] == 0.0
+
+
+def test_bench_summary_median_and_iqr(fixture_df):
+    summary = select.bench_summary(fixture_df).set_index("benchmark")
+    case = summary.loc["lr-sweep/manual/cpu"]
+    assert case["rounds"] == 5
+    assert case["median_s"] == pytest.approx(0.0121)
+    assert case["iqr_s"] == pytest.approx(0.0002)
+    assert case["min_s"] == pytest.approx(0.0119)
+
+
+def test_runs_table_one_row_per_run(fixture_df):
+    runs = select.runs_table(fixture_df)
+    assert runs["run_id"].is_unique and len(runs) == 5
+    assert runs["run_id"].tolist() == sorted(runs["run_id"])
+    assert not math.isnan(runs["num_threads"].iloc[0])
