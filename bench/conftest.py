@@ -2,8 +2,8 @@
 
 Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock through amal.timing.clock_s
 (perf_counter_ns) unless --benchmark-timer says otherwise, and always keeps the raw per-round times in the JSON it saves
-(as with --benchmark-save-data). After the session every timed round is also appended to the results store as one run
-file (experiment "bench"), with the case parameters and the environment.
+(as with --benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
+also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment.
 """
 
 import pytest
@@ -16,6 +16,7 @@ from amal.benchmarks import round_rows
 from amal.cases import PROFILES, cases
 from amal.cli import stamp
 from amal.errors import UsageError
+from amal.timing import set_threads
 
 
 def pytest_addoption(parser):
@@ -25,6 +26,8 @@ def pytest_addoption(parser):
     group.addoption("--amal-results", "--results", dest="amal_results", default=None,
                     help="results directory the rounds are appended to (default: $AMAL_RESULTS or ./results)")
     group.addoption("--amal-no-store", action="store_true", help="do not append the rounds to the results store")
+    group.addoption("--amal-threads", type=int, default=None,
+                    help="torch CPU threads for every benchmark (default: torch's choice; recorded in the results)")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own configure reads these options
@@ -32,11 +35,12 @@ def pytest_configure(config):
     config.option.benchmark_save_data = True  # raw rounds in saved JSON: the regression gate reads them
     if config.option.benchmark_timer == str(NameWrapper(default_timer)):
         config.option.benchmark_timer = "amal.timing.clock_s"
-    if not config.option.amal_no_store:
-        try:  # fail now rather than after minutes of measurements
+    try:  # fail now rather than after minutes of measurements
+        set_threads(config.option.amal_threads)
+        if not config.option.amal_no_store:
             store.check_writable(config.option.amal_results or store.default_results_dir())
-        except UsageError as exc:
-            raise pytest.UsageError(str(exc)) from exc
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def pytest_generate_tests(metafunc):

@@ -67,11 +67,15 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     assert "amal: stored" in done.stdout
 
 
-def test_pytest_bench_refuses_an_unwritable_results_dir(tmp_path):
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--results", "{blocker}/results"], "not writable"),
+    (["--amal-threads", "0"], "threads must be at least 1"),
+])
+def test_pytest_bench_refuses_bad_options_before_measuring(tmp_path, extra, message):
     blocker = tmp_path / "file"
     blocker.write_text("")
     argv = [sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
-            "--results", str(blocker / "results")]
+            "--results", str(tmp_path / "r"), *[arg.format(blocker=blocker) for arg in extra]]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 4  # pytest's usage error
-    assert "not writable" in done.stderr
+    assert message in done.stderr

@@ -346,7 +346,7 @@ def run(cfg: BatchSizeConfig, progress=None) -> pd.DataFrame:
 
 
 PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty
-    "quick": BatchSizeConfig(batch_sizes=(1, 8, 64, 506), epochs=50, seeds=2, decomposition_steps=256),
+    "quick": BatchSizeConfig(batch_sizes=(1, 8, 64, 506), epochs=40, seeds=2, decomposition_steps=256),
     "full": BatchSizeConfig(),
 }
 
