@@ -45,15 +45,16 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "n_train": (I64, "training rows"),
     "lr_max_theory": (F64, "lr-sweep: stability bound of full-batch gradient descent, 2 / lambda_max(Hessian)"),
     # batch-size campaign
-    "optimum_loss": (F64, "batch-size: least-squares optimum of the training MSE (closed form)"),
-    "target_loss": (F64, "batch-size: training loss counted as reached (default 1.1 x optimum_loss)"),
-    "time_to_target_s": (F64, "batch-size: training time until train_loss <= target_loss, s; null if not reached"),
-    "epoch_to_target": (I64, "batch-size: first epoch with train_loss <= target_loss; null if not reached"),
-    "steps_per_epoch": (I64, "batch-size: gradient steps per epoch, ceil(n_train / batch_size)"),
-    "step_data_s": (F64, "batch-size: mean time per step fetching the batch, seconds"),
-    "step_forward_s": (F64, "batch-size: mean time per step of the forward pass and loss, seconds"),
-    "step_backward_s": (F64, "batch-size: mean time per step of the backward pass, seconds"),
-    "step_update_s": (F64, "batch-size: mean time per step of the parameter update, seconds"),
+    "optimum_loss": (F64, "batch-size: closed-form least-squares training MSE, the best a linear model can reach"),
+    "target_loss": (F64, "batch-size: time-to-target threshold (default 1.10 x optimum_loss)"),
+    "time_to_target_s": (F64, "batch-size: training seconds at the end of the first epoch with train_loss <= "
+                              "target_loss; null = not reached"),
+    "epoch_to_target": (I64, "batch-size: first epoch with train_loss <= target_loss; null = not reached"),
+    "steps_per_epoch": (I64, "gradient steps per epoch, ceil(n_train / batch_size)"),
+    "step_data_s": (F64, "batch-size: mean seconds per step fetching the batch (shuffle included), instrumented pass"),
+    "step_forward_s": (F64, "batch-size: mean seconds per step in the forward pass and loss, instrumented pass"),
+    "step_backward_s": (F64, "batch-size: mean seconds per step in the backward pass, instrumented pass"),
+    "step_update_s": (F64, "batch-size: mean seconds per step in the parameter update, instrumented pass"),
 
     # autoencoder
     "hidden": (STR, "autoencoder: encoder layer sizes after the 784 inputs, e.g. '256,64' (decoder tied, mirrored)"),
@@ -67,10 +68,10 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "resumed_from_epoch": (I64, "epoch of the checkpoint the run resumed from; null if it started afresh"),
 
     # benchmarks (pytest bench, raw rounds)
-    "benchmark": (STR, "bench: case name, e.g. lr-sweep/manual/cpu"),
-    "bench_group": (STR, "bench: benchmark group"),
-    "round": (I64, "bench: round number, from 1"),
-    "round_s": (F64, "bench: time of this round, seconds"),
+    "benchmark": (STR, "bench: case name (e.g. batch-size/tensor/b16/cpu), else the pytest test name"),
+    "bench_group": (STR, "bench: pytest-benchmark group"),
+    "round": (I64, "bench: round number, from 1 (warm-up rounds are not stored)"),
+    "round_s": (F64, "bench: seconds taken by this round"),
     "profile": (STR, "bench: quick or full"),
 
     # environment (amal.environment)

@@ -14,6 +14,11 @@ import torch
 from amal.errors import UsageError
 
 
+def clock_s() -> float:
+    """Seconds on the clock every measurement reads, `perf_counter_ns` / 1e9 (pytest-benchmark's timer in bench/)."""
+    return time.perf_counter_ns() / 1e9
+
+
 def resolve_device(name: str) -> torch.device:
     """'cpu', 'cuda' or 'auto' (cuda when available) as a torch.device; UsageError for anything else."""
     if name == "auto":

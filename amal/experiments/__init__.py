@@ -9,9 +9,10 @@ Each entry is a module with:
 - bench_cases(profile) -> list[amal.cases.Case]: what `bench/` and the regression gate time.
 """
 
-from amal.experiments import autoencoder, lr_sweep
+from amal.experiments import autoencoder, batch_size, lr_sweep
 
 EXPERIMENTS = {
     lr_sweep.NAME: lr_sweep,
+    batch_size.NAME: batch_size,
     autoencoder.NAME: autoencoder,
 }

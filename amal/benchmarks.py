@@ -1,0 +1,37 @@
+"""pytest-benchmark glue for bench/: how many rounds a case gets, and its raw rounds as results-store rows."""
+
+import pandas as pd
+
+from amal import store
+
+ROUND_BUDGET_S = {"quick": 1.0, "full": 20.0}  # timed seconds aimed at per case
+MIN_ROUNDS = {"quick": 5, "full": 3}  # medians need a few rounds even when one round is long
+MAX_ROUNDS = 100  # short cases stop here: a round of a few ms is already stable, and the store gets a row per round
+
+# columns the export itself fills; a benchmark's extra_info cannot override them
+RESERVED = {"run_id", "experiment", "tag", "benchmark", "bench_group", "round", "round_s", "profile",
+            "host", "cpu_model", "num_threads", "cuda_device", "torch_version", "python_version", "git_commit",
+            "timestamp_utc"}
+
+
+def rounds_for(round_s: float, profile: str) -> int:
+    """Rounds for a case whose round takes `round_s`: ROUND_BUDGET_S / round_s, within [MIN_ROUNDS, MAX_ROUNDS]."""
+    wanted = int(ROUND_BUDGET_S[profile] / max(round_s, 1e-9))
+    return max(MIN_ROUNDS[profile], min(MAX_ROUNDS, wanted))
+
+
+def round_rows(benchmarks: list[dict], profile: str) -> pd.DataFrame:
+    """One row per timed round of each benchmark, from pytest-benchmark's `as_dict(include_data=True)` dicts.
+
+    `benchmark` is extra_info["case"] (the amal.cases name) when present, else the test name; extra_info keys that
+    are result columns (implementation, batch_size, epochs, lr, device...) fill those columns, the rest stay in JSON.
+    """
+    rows = []
+    for bench in benchmarks:
+        extra = bench.get("extra_info", {})
+        params = {k: v for k, v in extra.items() if k in store.COLUMNS and k not in RESERVED}
+        name = extra.get("case", bench["name"])
+        for number, seconds in enumerate(bench["stats"]["data"], start=1):
+            rows.append({"benchmark": name, "bench_group": bench.get("group"), "round": number, "round_s": seconds,
+                         "profile": profile, **params})
+    return pd.DataFrame(rows)

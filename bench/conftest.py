@@ -1,0 +1,100 @@
+"""pytest-benchmark suites of amal: `pytest bench [--amal-profile quick|full] [--benchmark-autosave]`.
+
+Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock through amal.timing.clock_s
+(perf_counter_ns) unless --benchmark-timer says otherwise, and always keeps the raw per-round times in the JSON it saves
+(as with --benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
+also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment.
+"""
+
+import pytest
+import torch
+from pytest_benchmark.timers import default_timer
+from pytest_benchmark.utils import NameWrapper
+
+from amal import store
+from amal.benchmarks import round_rows
+from amal.cases import PROFILES, cases
+from amal.cli import stamp
+from amal.errors import UsageError
+from amal.timing import set_threads
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("amal")
+    group.addoption("--amal-profile", choices=PROFILES, default="quick",
+                    help="quick (default: few epochs, a subset of batch sizes) or full (the seed's 1000-epoch grid)")
+    group.addoption("--amal-results", "--results", dest="amal_results", default=None,
+                    help="results directory the rounds are appended to (default: $AMAL_RESULTS or ./results)")
+    group.addoption("--amal-no-store", action="store_true", help="do not append the rounds to the results store")
+    group.addoption("--amal-threads", type=int, default=None,
+                    help="torch CPU threads for every benchmark (default: torch's choice; recorded in the results)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own configure reads these options
+def pytest_configure(config):
+    config.option.benchmark_save_data = True  # raw rounds in saved JSON: the regression gate reads them
+    if config.option.benchmark_timer == str(NameWrapper(default_timer)):
+        config.option.benchmark_timer = "amal.timing.clock_s"
+    try:  # fail now rather than after minutes of measurements
+        set_threads(config.option.amal_threads)
+        if not config.option.amal_no_store:
+            store.check_writable(config.option.amal_results or store.default_results_dir())
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        profile_cases = cases(metafunc.config.option.amal_profile)
+        metafunc.parametrize("case", profile_cases, ids=[case.name for case in profile_cases])
+
+
+@pytest.fixture(scope="session")
+def profile(request) -> str:
+    return request.config.option.amal_profile
+
+
+def pytest_collection_modifyitems(config, items):
+    """Cases on CUDA are skipped without a CUDA device (collected, so the count of cases does not change)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none on this machine")
+    for item in items:
+        case = item.callspec.params.get("case") if hasattr(item, "callspec") else None
+        if case is not None and case.device.startswith("cuda"):
+            item.add_marker(skip)
+
+
+def measured(config) -> list[dict]:
+    """pytest-benchmark's records of this session, raw rounds included (errored benchmarks left out)."""
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or session.disabled:
+        return []
+    return [bench.as_dict(include_data=True) for bench in session.benchmarks if not bench.has_error]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Append the rounds to the results store (pytest-benchmark's own sessionfinish, a wrapper, has run first)."""
+    config = session.config
+    benchmarks = measured(config)
+    if config.option.amal_no_store or not benchmarks:
+        return
+    df = round_rows(benchmarks, config.option.amal_profile)
+    cuda = "cuda" if any(str(d).startswith("cuda") for d in df.get("device", [])) else None
+    df = stamp(df, "bench", tag="", device=cuda)
+    path = store.save(df, config.option.amal_results or store.default_results_dir())
+    config.stash[STORED] = f"amal: stored {len(df)} benchmark rounds in {path}"
+
+
+STORED = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The fidelity and SGD-floor figures (extra_info['summary']) and where the rounds were stored."""
+    lines = [b["extra_info"]["summary"] for b in measured(config) if "summary" in b["extra_info"]]
+    if lines:
+        terminalreporter.section("amal")
+        for line in lines:
+            terminalreporter.write_line(line)
+    if STORED in config.stash:
+        terminalreporter.write_line(config.stash[STORED])

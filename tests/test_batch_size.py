@@ -1,0 +1,206 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from amal import store
+from amal.cli import main
+from amal.data import least_squares_mse, load_boston
+from amal.experiments import EXPERIMENTS, batch_size
+from amal.experiments.batch_size import (
+    BatchSizeConfig,
+    full_mse,
+    make_trainer,
+    n_train_rows,
+    steps_per_epoch,
+    time_to_target,
+)
+from amal.experiments.lr_sweep import init_params
+
+
+@pytest.fixture(scope="module")
+def boston():
+    return load_boston("minmax")
+
+
+def losses(implementation, data, batch, seed, epochs, lr=1e-3):
+    """Training MSE after each epoch."""
+    trainer = make_trainer(implementation, data.x_train, data.y_train, batch, seed, lr)
+    out = []
+    for _ in range(epochs):
+        trainer.epoch()
+        out.append(full_mse(data.x_train, data.y_train, *trainer.params()))
+    return np.array(out)
+
+
+def test_registered():
+    assert EXPERIMENTS["batch-size"] is batch_size
+
+
+@pytest.mark.parametrize("batch", [1, 16, 506])
+def test_tensor_and_manual_agree_for_the_same_seed(boston, batch):
+    tensor = losses("tensor", boston, batch, seed=3, epochs=3)
+    manual = losses("manual", boston, batch, seed=3, epochs=3)
+    # float32 sums in another order (addmm vs matmul + add): a few ulps per step, far below the change per epoch
+    np.testing.assert_allclose(tensor, manual, rtol=1e-5)
+    assert not np.allclose(np.diff(tensor), 0, atol=1e-3)  # the runs trained
+
+
+def test_all_three_agree_at_full_batch(boston):
+    """At batch size n the row order only changes the summation order, so the DataLoader agrees too."""
+    dataloader = losses("dataloader", boston, 506, seed=1, epochs=4)
+    np.testing.assert_allclose(dataloader, losses("tensor", boston, 506, seed=1, epochs=4), rtol=1e-5)
+
+
+def test_dataloader_is_seeded_and_orders_differently_from_tensor(boston):
+    first = losses("dataloader", boston, 16, seed=2, epochs=2)
+    np.testing.assert_array_equal(first, losses("dataloader", boston, 16, seed=2, epochs=2))
+    assert not np.allclose(first, losses("dataloader", boston, 16, seed=5, epochs=2), rtol=1e-4)
+    # same seed, different permutations (the DataLoader also draws a base seed per epoch): not the tensor curve
+    assert not np.allclose(first, losses("tensor", boston, 16, seed=2, epochs=2), rtol=1e-4)
+
+
+def test_full_batch_epoch_is_one_gradient_step(boston):
+    """W1 = W0 − lr·(2/q)·Xᵀ(XW0 + b0 − Y), b1 = b0 − lr·(2/q)·Σ(XW0 + b0 − Y), computed here in float64."""
+    lr = 0.05
+    x, y = boston.x_train.double(), boston.y_train.double()
+    w0, b0 = init_params(13, 1, seed=4)
+    w0, b0 = w0.double(), b0.double()
+    residual = x @ w0 + b0 - y
+    w1 = w0 - lr * 2 / len(x) * x.T @ residual
+    b1 = b0 - lr * 2 / len(x) * residual.sum(0)
+    for implementation in ("manual", "tensor"):
+        trainer = make_trainer(implementation, boston.x_train, boston.y_train, 506, seed=4, lr=lr)
+        trainer.epoch()
+        w, b = trainer.params()
+        torch.testing.assert_close(w.double(), w1, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b.double(), b1, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("n", "batch", "steps"), [(506, 1, 506), (506, 16, 32), (506, 253, 2), (506, 506, 1)])
+def test_steps_per_epoch(n, batch, steps):
+    assert steps_per_epoch(n, batch) == steps
+
+
+@pytest.mark.parametrize("test_size", [0.0, 0.2, 0.25, 1 / 3])
+def test_n_train_rows_matches_the_split(test_size):
+    assert n_train_rows(test_size) == len(load_boston("minmax", test_size).x_train)
+
+
+def test_time_to_target():
+    curve = pd.DataFrame({"epoch": [1, 2, 3, 4], "train_loss": [9.0, 5.0, 2.0, 1.0], "elapsed_s": [0.1, 0.2, 0.3, 0.4]})
+    assert time_to_target(curve, 5.0) == (0.2, 2)
+    assert time_to_target(curve, 4.0) == (0.3, 3)
+    seconds, epoch = time_to_target(curve, 0.5)
+    assert math.isnan(seconds) and epoch is None
+
+
+def test_run_rows_time_to_target_and_decomposition():
+    cfg = BatchSizeConfig(batch_sizes=(253, 506), implementations=("tensor", "manual"), epochs=3, seeds=2,
+                          target_ratio=27.0, decomposition_steps=4)
+    df = batch_size.run(cfg)
+    assert len(df) == 2 * 2 * 2 * 3
+    assert set(df.columns) <= set(store.COLUMNS)
+    data = load_boston("minmax")
+    assert df["optimum_loss"].unique() == pytest.approx([least_squares_mse(data.x_train, data.y_train)])
+    assert df["target_loss"].unique() == pytest.approx(27.0 * df["optimum_loss"].unique())
+    for (_, batch, _), run in df.groupby(["implementation", "batch_size", "seed"]):
+        assert list(run["epoch"]) == [1, 2, 3]
+        assert run["elapsed_s"].is_monotonic_increasing and (run["elapsed_s"] > 0).all()
+        assert (run["steps_per_epoch"] == {253: 2, 506: 1}[batch]).all()
+        reached = run[run["train_loss"] <= run["target_loss"]]
+        if reached.empty:
+            assert run["epoch_to_target"].isna().all() and run["time_to_target_s"].isna().all()
+        else:
+            assert (run["epoch_to_target"] == reached["epoch"].iloc[0]).all()
+            assert (run["time_to_target_s"] == reached["elapsed_s"].iloc[0]).all()
+        for part in ("data", "forward", "backward", "update"):
+            assert run[f"step_{part}_s"].nunique() == 1 and run[f"step_{part}_s"].iloc[0] > 0
+    # 27 × optimum = 591.2: two steps per epoch at lr 1e-3 get there at epoch 2 (loss 589.4), full batch (one step per
+    # epoch) is still at 596.6 after 3 epochs
+    assert (df.loc[df["batch_size"] == 253, "epoch_to_target"] == 2).all()
+    assert df.loc[df["batch_size"] == 506, "epoch_to_target"].isna().all()
+    # same seed and permutations: tensor and manual curves agree
+    tensor = df[df["implementation"] == "tensor"].sort_values(["batch_size", "seed", "epoch"])
+    manual = df[df["implementation"] == "manual"].sort_values(["batch_size", "seed", "epoch"])
+    np.testing.assert_allclose(tensor["train_loss"], manual["train_loss"], rtol=1e-5)
+
+
+def test_cli_stores_one_run(tmp_path, capsys):
+    argv = ["batch-size", "--batch-size", "253,n", "--implementation", "manual,tensor", "--epochs", "2",
+            "--seeds", "1", "--results", str(tmp_path), "--quiet", "--test-size", "0.2"]
+    assert main(argv) == 0
+    (path,) = store.run_files(tmp_path)
+    df = pd.read_parquet(path)
+    assert df["run_id"].nunique() == 1 and (df["experiment"] == "batch-size").all()
+    assert sorted(df["batch_size"].unique()) == [253, 404]  # n = the 404 training rows of a 20 % split
+    assert df["test_loss"].notna().all() and (df["n_train"] == 404).all()
+    assert "stored 8 rows" in capsys.readouterr().out
+
+
+def cli_exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse refuses malformed values itself, also with exit code 2
+        return exc.code
+
+
+BAD_INPUT = {
+    "zero batch size": ["--batch-size", "0"],
+    "negative batch size": ["--batch-size", "4,-1"],
+    "non-integer batch size": ["--batch-size", "1.5"],
+    "word batch size": ["--batch-size", "all"],
+    "batch size above n": ["--batch-size", "507"],
+    "full batch of the whole set with a split": ["--batch-size", "506", "--test-size", "0.2"],
+    "empty grid": ["--batch-size", ""],
+    "empty item": ["--batch-size", "1,,2"],
+    "unknown implementation": ["--implementation", "tensor,numpy"],
+    "unknown device": ["--device", "tpu"],
+    "zero epochs": ["--epochs", "0"],
+    "zero seeds": ["--seeds", "0"],
+    "negative lr": ["--lr", "-0.1"],
+    "nan lr": ["--lr", "nan"],
+    "unknown normalisation": ["--normalize", "robust"],
+}
+
+
+@pytest.mark.parametrize("extra", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, extra):
+    results = tmp_path / "results"
+    assert cli_exit_code(["batch-size", "--epochs", "1", "--results", str(results), *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "error" in err
+    assert not results.exists() or not any(results.iterdir())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_refused(tmp_path, capsys):
+    assert cli_exit_code(["batch-size", "--device", "cuda", "--results", str(tmp_path / "r")]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_profiles_and_bench_cases():
+    assert batch_size.PROFILES["full"].epochs == 1000
+    assert batch_size.PROFILES["full"].batch_sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256, 506)
+    quick = batch_size.bench_cases("quick")
+    names = [case.name for case in quick]
+    assert len(names) == len(set(names)) == 3 * 3 * 2
+    assert "batch-size/tensor/b16/cpu" in names
+    case = next(c for c in quick if c.name == "batch-size/manual/b506/cpu")
+    assert case.params["batch_size"] == 506 and case.params["epochs"] == 5 and case.device == "cpu"
+    assert case.setup()() is None  # one round of real training runs
+
+
+@pytest.mark.gpu
+def test_cuda_run_matches_cpu():
+    cfg = BatchSizeConfig(batch_sizes=(16, 506), implementations=("dataloader", "tensor", "manual"), epochs=2,
+                          seeds=1, decomposition_steps=4)
+    gpu = batch_size.run(BatchSizeConfig(**{**cfg.__dict__, "device": "cuda"}))
+    assert (gpu["device"] == "cuda").all() and (gpu["elapsed_s"] > 0).all()
+    full = gpu[gpu["batch_size"] == 506].sort_values(["implementation", "epoch"])
+    cpu = batch_size.run(cfg)
+    cpu_full = cpu[cpu["batch_size"] == 506].sort_values(["implementation", "epoch"])
+    np.testing.assert_allclose(full["train_loss"], cpu_full["train_loss"], rtol=1e-4)

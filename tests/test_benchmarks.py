@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from amal import store
+from amal.benchmarks import MAX_ROUNDS, MIN_ROUNDS, round_rows, rounds_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("round_s", "profile", "rounds"), [
+    (0.1, "quick", 10),  # 1 s budget / 0.1 s
+    (0.5, "quick", MIN_ROUNDS["quick"]),  # 2 wanted, at least 5
+    (1e-5, "quick", MAX_ROUNDS),  # 100,000 wanted, at most 100
+    (0.0, "quick", MAX_ROUNDS),  # a round below the clock's resolution
+    (2.0, "full", 10),  # 20 s budget / 2 s
+    (60.0, "full", MIN_ROUNDS["full"]),
+])
+def test_rounds_for(round_s, profile, rounds):
+    assert rounds_for(round_s, profile) == rounds
+
+
+def test_round_rows_one_row_per_round_with_the_case_parameters():
+    benchmarks = [
+        {"name": "test_case[batch-size/tensor/b16/cpu]", "group": "batch-size",
+         "extra_info": {"case": "batch-size/tensor/b16/cpu", "experiment": "batch-size", "implementation": "tensor",
+                        "batch_size": 16, "epochs": 5, "lr": 0.001, "device": "cpu", "summary": "not a column"},
+         "stats": {"data": [0.5, 0.25, 0.125]}},
+        {"name": "test_fidelity[manual]", "group": "fidelity", "extra_info": {"fidelity_ratio": 1.01},
+         "stats": {"data": [0.75]}},
+    ]
+    df = round_rows(benchmarks, "quick")
+    assert list(df["benchmark"]) == ["batch-size/tensor/b16/cpu"] * 3 + ["test_fidelity[manual]"]
+    assert list(df["bench_group"]) == ["batch-size"] * 3 + ["fidelity"]
+    assert list(df["round"]) == [1, 2, 3, 1]
+    assert list(df["round_s"]) == [0.5, 0.25, 0.125, 0.75]
+    assert (df["profile"] == "quick").all()
+    assert list(df["batch_size"].iloc[:3]) == [16, 16, 16] and pd.isna(df["batch_size"].iloc[3])
+    # the case's experiment stays out (the rows' experiment is "bench"); keys that are not columns stay in JSON
+    assert set(df.columns) <= set(store.COLUMNS) and "experiment" not in df.columns
+    assert store.to_table(df.assign(run_id="r", experiment="bench")).num_rows == 4
+
+
+@pytest.mark.slow
+def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
+    """A real `pytest bench` run on one case: autosaved JSON keeps raw rounds, the store gets the same rounds."""
+    results, storage = tmp_path / "results", tmp_path / "benchmarks"
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "test_case and lr-sweep", "-q", "-p", "no:cacheprovider",
+            "--benchmark-autosave", f"--benchmark-storage={storage}", "--results", str(results)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (saved,) = storage.rglob("*.json")
+    (bench,) = json.loads(saved.read_text())["benchmarks"]
+    (run,) = store.run_files(results)
+    df = pd.read_parquet(run)
+    assert (df["experiment"] == "bench").all() and df["run_id"].nunique() == 1
+    assert (df["benchmark"] == "lr-sweep/manual/cpu").all() and (df["bench_group"] == "lr-sweep").all()
+    assert list(df["round_s"]) == bench["stats"]["data"]
+    assert list(df["round"]) == list(range(1, len(df) + 1))
+    assert (df["implementation"] == "manual").all() and (df["epochs"] == bench["extra_info"]["epochs"]).all()
+    assert df["torch_version"].notna().all() and (df["profile"] == "quick").all()
+    assert bench["options"]["timer"] == "clock_s"
+    assert "amal: stored" in done.stdout
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--results", "{blocker}/results"], "not writable"),
+    (["--amal-threads", "0"], "threads must be at least 1"),
+])
+def test_pytest_bench_refuses_bad_options_before_measuring(tmp_path, extra, message):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = [sys.executable, "-m", "pytest", "bench", "--collect-only", "-q", "-p", "no:cacheprovider",
+            "--results", str(tmp_path / "r"), *[arg.format(blocker=blocker) for arg in extra]]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 4  # pytest's usage error
+    assert message in done.stderr

@@ -1,0 +1,165 @@
+"""The timing module against independent clocks.
+
+Tolerances: time.sleep(d) never returns before d has passed, so a correct timer reads at least d; and the timer's
+reading of a block can never exceed a reference clock read just outside that block (monotonic clocks, same process).
+Both bounds hold whatever the load of the machine, so these tests assert no wall-clock speed.
+"""
+
+import time
+
+import pytest
+import torch
+
+from amal.errors import UsageError
+from amal.timing import Sections, Stopwatch, clock_s, measure, resolve_device, set_threads, sync, warmup
+
+CLOCK_RESOLUTION_S = 1e-6  # perf_counter and monotonic are both nanosecond clocks; 1 µs covers their rounding
+
+
+def outer_reference(block):
+    """Seconds a block takes on time.monotonic_ns, read around it; returns (its result, seconds)."""
+    start = time.monotonic_ns()
+    result = block()
+    return result, (time.monotonic_ns() - start) / 1e9
+
+
+def test_sleep_is_measured_within_the_enclosing_reference():
+    watch = Stopwatch()
+
+    def timed_sleep():
+        with watch:
+            time.sleep(0.05)
+
+    _, outer = outer_reference(timed_sleep)
+    assert 0.05 <= watch.total_s <= outer + CLOCK_RESOLUTION_S
+    assert watch.laps == 1 and watch.total_ns == int(watch.total_s * 1e9)
+
+
+def test_busy_loop_is_measured_within_the_enclosing_reference():
+    """A loop spinning for 30 ms of CPU time: wall time is at least the CPU time the process spent in it."""
+    watch = Stopwatch()
+
+    def spin():
+        cpu_start = time.process_time_ns()
+        with watch:
+            while time.process_time_ns() - cpu_start < 30_000_000:
+                pass
+        return (time.process_time_ns() - cpu_start) / 1e9
+
+    cpu_s, outer = outer_reference(spin)
+    # process_time has a coarser resolution (clock ticks on some kernels): allow 10 ms under the CPU time read
+    assert cpu_s - 0.01 <= watch.total_s <= outer + CLOCK_RESOLUTION_S
+    assert watch.total_s >= 0.02
+
+
+def test_stopwatch_accumulates_laps():
+    watch = Stopwatch()
+
+    def lap(seconds):
+        with watch:
+            time.sleep(seconds)
+
+    lap_refs = [outer_reference(lambda s=seconds: lap(s))[1] for seconds in (0.01, 0.02, 0.03)]
+    assert watch.laps == 3
+    assert 0.06 <= watch.total_s <= sum(lap_refs) + 3 * CLOCK_RESOLUTION_S
+
+
+def test_stopwatch_counts_the_block_even_when_it_raises():
+    watch = Stopwatch()
+    with pytest.raises(RuntimeError), watch:
+        time.sleep(0.01)
+        raise RuntimeError("boom")
+    assert watch.laps == 1 and watch.total_s >= 0.01
+
+
+def test_sections_time_each_name_separately():
+    sections = Sections()
+    for _ in range(2):
+        with sections("data"):
+            time.sleep(0.01)
+        with sections("forward"):
+            time.sleep(0.03)
+    assert list(sections.watches) == ["data", "forward"]
+    assert [w.laps for w in sections.watches.values()] == [2, 2]
+    means = sections.mean_s()
+    assert means["data"] >= 0.01 and means["forward"] >= 0.03
+    assert means["forward"] == sections.watches["forward"].total_s / 2
+
+
+def test_sections_mean_of_an_unused_watch_is_zero():
+    sections = Sections()
+    sections.watches["idle"] = Stopwatch()
+    assert sections.mean_s() == {"idle": 0.0}
+
+
+def test_measure_does_not_count_warmup():
+    """Call k sleeps k × 10 ms: with 2 warm-up calls, the 3 timed calls are calls 3, 4, 5 (≥ 30, 40, 50 ms)."""
+    calls = []
+
+    def work():
+        calls.append(len(calls) + 1)
+        time.sleep(0.01 * calls[-1])
+
+    times = measure(work, rounds=3, warmup_rounds=2)
+    assert calls == [1, 2, 3, 4, 5]
+    assert len(times) == 3
+    assert [t >= 0.01 * k for t, k in zip(times, (3, 4, 5), strict=True)] == [True, True, True]
+
+
+def test_warmup_runs_and_times_nothing():
+    calls = []
+    assert warmup(lambda: calls.append(1), steps=4) is None
+    assert len(calls) == 4
+
+
+def test_clock_s_is_perf_counter_in_seconds():
+    before, reading, after = time.perf_counter_ns(), clock_s(), time.perf_counter_ns()
+    assert before / 1e9 <= reading <= after / 1e9
+
+
+def test_set_threads_sets_and_reports():
+    old = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1 == torch.get_num_threads()
+        assert set_threads(None) == 1
+    finally:
+        torch.set_num_threads(old)
+    with pytest.raises(UsageError, match="at least 1"):
+        set_threads(0)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(UsageError, match="unknown device 'tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_sync_on_cpu_returns():
+    assert sync("cpu") is None and sync(None) is None
+
+
+@pytest.mark.gpu
+def test_long_kernel_is_fully_counted():
+    """A chain of large matmuls: the synced stopwatch agrees with CUDA events; without sync it sees only launches."""
+    device = torch.device("cuda")
+    a = torch.randn(4096, 4096, device=device)
+    work = lambda: [a @ a for _ in range(50)]  # noqa: E731  (≈ 7 TFLOP: hundreds of ms on any GPU)
+    warmup(work, 2, device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    synced = Stopwatch(device)
+    with synced:
+        start.record()
+        work()
+        end.record()
+    events_s = start.elapsed_time(end) / 1e3
+    unsynced = Stopwatch(None)  # no device: no sync, the clock stops when the launches are queued
+    with unsynced:
+        work()
+    sync(device)
+    # the events bracket exactly the kernels; the stopwatch adds launch latency and the two syncs (well under 5 %)
+    assert 0.999 * events_s <= synced.total_s <= 1.05 * events_s + 1e-3
+    assert unsynced.total_s < 0.5 * events_s
