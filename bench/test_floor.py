@@ -3,8 +3,8 @@
 The NumPy loop (float32, one permutation per epoch, Ŷ = xW + b, W -= lr·(2/q)·xᵀ(Ŷ − y)) is the practical floor of a
 Python-driven loop on a CPU. One round = one epoch (506 steps); the NumPy epoch runs in pedantic's untimed `setup`
 just before each round, so the two alternate in one process. Goal: the fastest implementation within 2× the floor.
-`torch-fused` is a reference, not an implementation of the experiment: the same update in four fused torch operations
-(addmm, sub_, addmm_, sub_), showing what eager PyTorch costs per step when the step has as few operations as NumPy's.
+`fused` does the same update in four torch operations (addmm, sub_, addmm_, sub_): what eager PyTorch costs per step
+when the step has as few operations as NumPy's.
 """
 
 import statistics
@@ -39,32 +39,11 @@ def numpy_epoch(x: np.ndarray, y: np.ndarray, seed: int = 0):
     return run
 
 
-def fused_epoch(x: torch.Tensor, y: torch.Tensor, seed: int = 0):
-    """The NumPy loop's update in torch, fused: r = b + xW − y, W += −2lr·xᵀr, b −= 2lr·r."""
-    gen = torch.Generator().manual_seed(seed)
-    w, b = torch.zeros(x.shape[1], 1), torch.zeros(1)
-
-    def run():
-        perm = torch.randperm(len(x), generator=gen)
-        xs, ys = x[perm], y[perm]
-        for i in range(len(xs)):
-            xb = xs[i:i + 1]
-            residual = torch.addmm(b, xb, w).sub_(ys[i:i + 1])
-            w.addmm_(xb.T, residual, alpha=-2 * LR)
-            b.sub_(residual[0], alpha=2 * LR)
-
-    return run
-
-
-@pytest.mark.parametrize("implementation", [*batch_size.IMPLEMENTATIONS, "torch-fused"])
+@pytest.mark.parametrize("implementation", batch_size.IMPLEMENTATIONS)
 def test_sgd_floor(benchmark, profile, implementation):
     data = load_boston("minmax")
-    if implementation in batch_size.IMPLEMENTATIONS:
-        case = batch_size.case(implementation, batch_size=1, epochs=1)
-        one_epoch, params = case.setup(), case.params
-    else:
-        one_epoch = fused_epoch(data.x_train, data.y_train)
-        params = {"implementation": implementation, "batch_size": 1, "epochs": 1, "lr": LR, "device": "cpu"}
+    case = batch_size.case(implementation, batch_size=1, epochs=1)
+    one_epoch, params = case.setup(), case.params
     floor = numpy_epoch(data.x_train.numpy(), data.y_train.numpy())
     floor_s = []
 

@@ -40,11 +40,12 @@ def test_registered():
 
 
 @pytest.mark.parametrize("batch", [1, 16, 506])
-def test_tensor_and_manual_agree_for_the_same_seed(boston, batch):
+@pytest.mark.parametrize("other", ["manual", "fused"])
+def test_tensor_manual_and_fused_agree_for_the_same_seed(boston, batch, other):
     tensor = losses("tensor", boston, batch, seed=3, epochs=3)
-    manual = losses("manual", boston, batch, seed=3, epochs=3)
+    theirs = losses(other, boston, batch, seed=3, epochs=3)
     # float32 sums in another order (addmm vs matmul + add): a few ulps per step, far below the change per epoch
-    np.testing.assert_allclose(tensor, manual, rtol=1e-5)
+    np.testing.assert_allclose(tensor, theirs, rtol=1e-5)
     assert not np.allclose(np.diff(tensor), 0, atol=1e-3)  # the runs trained
 
 
@@ -71,7 +72,7 @@ def test_full_batch_epoch_is_one_gradient_step(boston):
     residual = x @ w0 + b0 - y
     w1 = w0 - lr * 2 / len(x) * x.T @ residual
     b1 = b0 - lr * 2 / len(x) * residual.sum(0)
-    for implementation in ("manual", "tensor"):
+    for implementation in ("manual", "tensor", "fused"):
         trainer = make_trainer(implementation, boston.x_train, boston.y_train, 506, seed=4, lr=lr)
         trainer.epoch()
         w, b = trainer.params()
@@ -187,7 +188,7 @@ def test_profiles_and_bench_cases():
     assert batch_size.PROFILES["full"].batch_sizes == (1, 2, 4, 8, 16, 32, 64, 128, 256, 506)
     quick = batch_size.bench_cases("quick")
     names = [case.name for case in quick]
-    assert len(names) == len(set(names)) == 3 * 3 * 2
+    assert len(names) == len(set(names)) == 4 * 3 * 2  # implementations × batch sizes × devices
     assert "batch-size/tensor/b16/cpu" in names
     case = next(c for c in quick if c.name == "batch-size/manual/b506/cpu")
     assert case.params["batch_size"] == 506 and case.params["epochs"] == 5 and case.device == "cpu"
@@ -196,7 +197,7 @@ def test_profiles_and_bench_cases():
 
 @pytest.mark.gpu
 def test_cuda_run_matches_cpu():
-    cfg = BatchSizeConfig(batch_sizes=(16, 506), implementations=("dataloader", "tensor", "manual"), epochs=2,
+    cfg = BatchSizeConfig(batch_sizes=(16, 506), implementations=batch_size.IMPLEMENTATIONS, epochs=2,
                           seeds=1, decomposition_steps=4)
     gpu = batch_size.run(BatchSizeConfig(**{**cfg.__dict__, "device": "cuda"}))
     assert (gpu["device"] == "cuda").all() and (gpu["elapsed_s"] > 0).all()

@@ -76,11 +76,12 @@ def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
     w_spare, b_spare = w.clone(), b.clone()
     warmup(lambda: manual_step(x, y, w_spare, b_spare, lr), cfg.warmup_steps)
     initial = evaluate(x, y, w, b)
-    clock, eval_clock = Stopwatch(), Stopwatch()
+    clock = Stopwatch()
     rows = []
     for epoch in range(1, cfg.epochs + 1):
         with clock:
             manual_step(x, y, w, b, lr)
+        eval_clock = Stopwatch()  # a fresh one each epoch: eval_s is this epoch's evaluation time
         with eval_clock:
             train_loss = evaluate(x, y, w, b)
             test_loss = evaluate(data.x_test, data.y_test, w, b) if data.has_test else math.nan

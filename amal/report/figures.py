@@ -150,12 +150,17 @@ def time_to_target_figure(df: pd.DataFrame):
     wall.legend(title="batch size", ncols=2)
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
-    sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
-                 hue_order=order, style_order=order, markers=True, dashes=False, errorbar="sd", err_style="bars",
-                 err_kws={"capsize": 3}, ax=target)
+    if reached.empty:  # a valid result: say it where the curve would be
+        target.text(0.5, 0.5, f"no run reached the target loss\nwithin {int(rows['epoch'].max())} epochs",
+                    ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
+    else:
+        sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
+                     hue_order=order, style_order=order, markers=True, dashes=False, errorbar="sd", err_style="bars",
+                     err_kws={"capsize": 3}, ax=target)
+        target.set(yscale="log")
+        target.legend(title="implementation")
     _batch_axis(target, runs["batch_size"])
-    target.set(yscale="log", ylabel="time to target loss (s, log scale)", title="Time to reach the target loss")
-    target.legend(title="implementation")
+    target.set(ylabel="time to target loss (s, log scale)", title="Time to reach the target loss")
     fig.tight_layout()
     return fig
 
