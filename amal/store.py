@@ -203,3 +203,10 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
     if not tables:
         return SCHEMA.empty_table().to_pandas(), problems
     return pa.concat_tables(tables, promote_options="default").to_pandas(), problems
+
+
+def schema_markdown() -> str:
+    """The schema as a Markdown table (the README's copy is checked against it by the tests)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {dtype} | {meaning.replace('|', '/')} |" for name, (dtype, meaning) in COLUMNS.items()]
+    return "\n".join(lines)

@@ -114,7 +114,7 @@ def batch_loss_figure(df: pd.DataFrame):
     ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
            title=f"Seed Fig. 2: training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(title="batch size", ncols=2)
+    ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
