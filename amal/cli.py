@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
@@ -48,6 +49,14 @@ def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None
     return df.assign(run_id=store.new_run_id(experiment), experiment=experiment, tag=tag, **env)
 
 
+def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir) -> tuple[pd.DataFrame, Path]:
+    """Stamp an experiment's rows, write its artifacts (df.attrs["artifacts"]) and the run file; return both."""
+    artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {column: (name, bytes)}
+    df = stamp(df, experiment, tag, df["device"].iloc[0])
+    df = store.save_artifacts(df, results_dir, artifacts)
+    return df, store.save(df, results_dir)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     experiment = EXPERIMENTS[args.experiment]
@@ -57,10 +66,7 @@ def main(argv=None) -> int:
         set_threads(args.threads)
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
             df = experiment.run(cfg, progress=bar.update)
-        artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {column: (name, bytes)}
-        df = stamp(df, args.experiment, args.tag, df["device"].iloc[0])
-        df = store.save_artifacts(df, results_dir, artifacts)
-        path = store.save(df, results_dir)
+        df, path = store_run(df, args.experiment, args.tag, results_dir)
     except UsageError as exc:
         print(f"python -m amal.run {args.experiment}: error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
 
 from amal.data import load_boston
 from amal.experiments import batch_size

@@ -163,4 +163,9 @@ def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path):
     df, _ = store.load(results)
     assert "lr-sweep" in set(df["experiment"])
     assert df["tag"].unique().tolist() == ["python -m amal.report --profile quick"]
-    assert '<figure id="fig1-lr-sweep">' in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert '<figure id="fig1-lr-sweep">' in html
+    if "autoencoder" in set(df["experiment"]):  # the campaign stored its reconstruction grid, and the report shows it
+        grids = df.loc[df["experiment"] == "autoencoder", "recon_png"]
+        assert grids.notna().all() and all((results / path).is_file() for path in grids)
+        assert '<figure id="fig6c-ae-recon">' in html

@@ -259,9 +259,12 @@ def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
     return df
 
 
-PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty (quick: well under a minute)
-    "quick": AutoencoderConfig(epochs=3, hidden=(64,), batch_size=64, device="cpu"),
-    "full": AutoencoderConfig(epochs=10, hidden=(256, 64), batch_size=64, device="auto"),
+QUICK = AutoencoderConfig(epochs=3, hidden=(64,), batch_size=64, device="cpu")
+PROFILES = {  # the campaigns `python -m amal.report` runs when the store is empty (quick: well under a minute)
+    "quick": [QUICK, replace(QUICK, batch_size=256)],
+    "full": [AutoencoderConfig(epochs=10, hidden=hidden, batch_size=batch_size, device=device)
+             for device in ("cpu", "cuda") if device == "cpu" or torch.cuda.is_available()
+             for hidden in ((64,), (256, 64)) for batch_size in (64, 256)],
 }
 
 
@@ -294,7 +297,7 @@ def bench_cases(profile: str) -> list:
         for batch_size in batch_sizes:
             for hidden in hiddens:
                 for resident in (False, True) if device == "cuda" else (False,):
-                    cfg = replace(PROFILES["quick"], device=device, batch_size=batch_size, hidden=hidden,
+                    cfg = replace(QUICK, device=device, batch_size=batch_size, hidden=hidden,
                                   data_on_device=resident)
                     cases.append(Case(case_name(cfg), NAME, lambda cfg=cfg: epoch_round(cfg), case_params(cfg),
                                       device=device))

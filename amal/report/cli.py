@@ -65,18 +65,19 @@ def check_out_dir(out: str | Path) -> Path:
 
 def run_campaign(results: Path, profile: str, quiet: bool) -> None:
     """Run PROFILES[profile] of every registered experiment and store each run (the embedded default)."""
-    from amal.cli import progress_bar, stamp
+    from amal.cli import progress_bar, store_run
     from amal.experiments import EXPERIMENTS
 
     store.check_writable(results)
     print(f"{results} holds no runs: running the {profile} campaign ({', '.join(EXPERIMENTS)}) first",
           file=sys.stderr)
     for name, experiment in EXPERIMENTS.items():
-        cfg = experiment.PROFILES[profile]
-        with progress_bar(experiment.units(cfg), name, quiet) as bar:
-            df = experiment.run(cfg, progress=bar.update)
-        path = store.save(stamp(df, name, f"{PROG} --profile {profile}", df["device"].iloc[0]), results)
-        print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+        configs = experiment.PROFILES[profile]
+        for cfg in configs if isinstance(configs, list | tuple) else [configs]:
+            with progress_bar(experiment.units(cfg), name, quiet) as bar:
+                df = experiment.run(cfg, progress=bar.update)
+            _, path = store_run(df, name, f"{PROG} --profile {profile}", results)
+            print(f"stored {len(df)} rows in {path}", file=sys.stderr)
 
 
 def load_results(results: Path):

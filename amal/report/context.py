@@ -108,8 +108,9 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
 def batch_size_section(df: pd.DataFrame) -> dict:
     rows = select.batch_size_rows(df)
     title = "TP2: batch size, SGD and mini-batch (seed Figs. 2 and 3)"
-    intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor) or the "
-             "hand-written functions (manual), one epoch = one pass in steps of batch_size rows.")
+    intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor), the "
+             "hand-written functions (manual) or the closed-form gradient in four torch operations (fused); "
+             "one epoch = one pass in steps of batch_size rows.")
     if rows.empty:
         return section("batch-size", title, intro, rows)
     runs = select.batch_runs(rows)
