@@ -49,6 +49,11 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # autoencoder
 
     # benchmarks (pytest bench, raw rounds)
+    "benchmark": (STR, "bench: benchmark name (the case's name, or pytest-benchmark's test name)"),
+    "bench_group": (STR, "bench: benchmark group (the regression gate's threshold can differ per group)"),
+    "round": (I64, "bench: round number, from 1, in the order the rounds ran"),
+    "round_s": (F64, "bench: seconds taken by that one round"),
+    "profile": (STR, "bench: quick or full"),
 
     # environment (amal.environment)
     "host": (STR, "host name"),
