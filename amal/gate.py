@@ -1,7 +1,8 @@
 """`python -m amal.gate --baseline REF`: time the cases of REF and of the working tree interleaved, then compare.
 
 Each checkout runs in its own long-lived worker process (amal.gate_worker; same interpreter, working directory and
-PYTHONPATH = the checkout), and their rounds alternate A B A B, so that the machine's drift hits both alike. The two
+PYTHONPATH = the checkout), both pinned to the same CPU, and their rounds alternate A B A B, so that the machine's
+drift and the load on that CPU hit both alike. The two
 samples are written as pytest-benchmark JSON (and as runs of a results store with --results), then compared by
 amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when the gate is skipped), 2 when
 the gate cannot run.
@@ -101,6 +102,8 @@ class Worker:
             except (UsageError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
         self.stderr.close()
 
 
@@ -286,9 +289,9 @@ def main(argv=None) -> int:
         compare_cfg = compare.config_from_args(args)
         cfg = config_from_args(args)
         rounds, notes, written = run_gate(cfg, args.quiet)
-        for line in notes:
-            print(line)
-        print("samples: " + ", ".join(map(str, written)))
+        info = sys.stderr if args.format == "json" else sys.stdout  # keep stdout parseable as JSON
+        for line in [*notes, "samples: " + ", ".join(map(str, written))]:
+            print(line, file=info)
         sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
         return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format)
     except GateSkipped as exc:

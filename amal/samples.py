@@ -13,7 +13,7 @@ from amal import store
 from amal.errors import UsageError
 
 ROUND_COLUMNS = ["benchmark", "bench_group", "round", "round_s"]
-SAVE_DATA_HINT = "run pytest with --benchmark-save-data (or --benchmark-json with it) to keep every round's time"
+SAVE_DATA_HINT = "save the run with pytest --benchmark-save-data (--benchmark-json files always keep them)"
 
 
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:

@@ -67,6 +67,22 @@ def rates(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def not_interleaved(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig, count: int = 200) -> pd.DataFrame:
+    """Unchanged code compared across pairs (A of pair i against A' of pair j != i): runs made minutes apart, in
+    other processes, as a gate that does not interleave would compare them. One row per comparison."""
+    null = rounds[rounds["factor"] == 1.0]
+    pairs = sorted(null["pair"].unique())
+    combos = [(i, j) for i in pairs for j in pairs if i != j][:count]
+    rows = []
+    for i, j in combos:
+        base = null[(null["pair"] == i) & (null["side"] == "baseline")]
+        cand = null[(null["pair"] == j) & (null["side"] == "candidate")]
+        result = compare.compare(base, cand, compare_cfg)
+        rows.append({"baseline_pair": i, "candidate_pair": j, "ratio": result["ratio"].median(),
+                     "flagged": (result["verdict"] != "unchanged").any()})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=25, help="gate runs per factor (default: %(default)s)")
@@ -95,6 +111,11 @@ def main(argv=None) -> int:
     print(f"\ngate defaults: threshold {compare_cfg.threshold}, alpha {compare_cfg.alpha} (Holm), up to {cfg.rounds} "
           f"rounds per side; smallest slowdown flagged in >= 95% of pairs: "
           f"{reliable.min() if len(reliable) else 'none of those planted'}")
+    if args.pairs > 1:
+        cross = not_interleaved(rounds, compare_cfg)
+        print(f"unchanged code, not interleaved (A of one pair against A' of another, {len(cross)} comparisons): "
+              f"flagged (regressed or improved) in {cross['flagged'].mean():.1%}, ratios "
+              f"{cross['ratio'].min():.3f} to {cross['ratio'].max():.3f}")
     print(f"comparisons and raw rounds: {args.output}/{stamp}-*.parquet")
     return 0
 
