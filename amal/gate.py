@@ -157,9 +157,16 @@ def rounds_for(round_s: float, n_cases: int, cfg: GateConfig) -> int:
     return max(cfg.min_rounds, min(cfg.rounds, affordable))
 
 
+class BaselineFailed(Exception):
+    """A case raised in the baseline (a bug the candidate may fix): that case is not compared."""
+
+
 def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
     """Set the case up in both workers, warm both up (interleaved), then time interleaved rounds."""
-    a.request("setup", name=name)
+    try:
+        a.request("setup", name=name)
+    except UsageError as exc:
+        raise BaselineFailed(str(exc)) from exc
     b.request("setup", name=name)
     try:
         warm_a, warm_b = interleave(lambda: a.request("round")["seconds"], lambda: b.request("round")["seconds"],
@@ -178,7 +185,7 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
         hello = worker.request("hello")
         if "missing" in hello:
             raise GateSkipped(f"{worker.label} has no amal package ({hello['missing']})")
-        if not Path(hello["amal_file"]).is_relative_to(worker.checkout):
+        if not Path(hello["amal_file"]).resolve().is_relative_to(worker.checkout):
             raise UsageError(f"{worker.label} worker imported {hello['amal_file']}, not the checkout's amal")
         listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
         if "missing" in listing:
@@ -192,14 +199,23 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
     return [cases[b.label][name] for name in names], notes
 
 
-def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig, quiet: bool = True) -> pd.DataFrame:
-    """Rounds of every case in both workers: columns side + amal.samples.ROUND_COLUMNS."""
-    parts = []
+def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
+             quiet: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Rounds of every case in both workers (columns side + amal.samples.ROUND_COLUMNS), and lines on cases that
+    failed in the baseline; GateSkipped when every case did."""
+    parts, notes = [], []
     for case in tqdm(cases, desc="gate", unit="case", disable=quiet or not sys.stderr.isatty(), leave=False):
-        for side, seconds in zip(SIDES, time_case(a, b, case["name"], len(cases), cfg), strict=True):
+        try:
+            timed = time_case(a, b, case["name"], len(cases), cfg)
+        except BaselineFailed as exc:
+            notes.append(f"not compared, failed in the baseline: {exc}")
+            continue
+        for side, seconds in zip(SIDES, timed, strict=True):
             parts.append(pd.DataFrame({"side": side, "benchmark": case["name"], "bench_group": case["group"],
                                        "round": np.arange(1, len(seconds) + 1), "round_s": seconds}))
-    return pd.concat(parts, ignore_index=True)
+    if not parts:
+        raise GateSkipped("every case failed in the baseline: " + "; ".join(notes))
+    return pd.concat(parts, ignore_index=True), notes
 
 
 def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig) -> list[Path]:
@@ -239,9 +255,9 @@ def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[st
         b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
         stack.callback(b.close)
         cases, notes = common_cases(a, b, cfg)
-        rounds = time_all(a, b, cases, cfg, quiet)
+        rounds, failed = time_all(a, b, cases, cfg, quiet)
     commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False}, "candidate": commit_info(candidate)}
-    return rounds, notes, save_samples(rounds, cases, commits, cfg)
+    return rounds, notes + failed, save_samples(rounds, cases, commits, cfg)
 
 
 def build_parser() -> compare.Parser:

@@ -44,7 +44,7 @@ def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.C
             stack.callback(workers[factor].close)
         for factor, b in workers.items():
             cases, _ = common_cases(a, b, cfg)
-            sample = time_all(a, b, cases, cfg)
+            sample, _ = time_all(a, b, cases, cfg)
             sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
             result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
             results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any()))
