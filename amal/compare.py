@@ -1,0 +1,280 @@
+"""`python -m amal.compare BASELINE CANDIDATE`: did any benchmark get slower, beyond a threshold and beyond noise?
+
+A benchmark regresses only when both hold: its slowdown ratio exceeds the threshold (default 1.10, per group with
+--group-threshold), and a two-sided Mann–Whitney U test on the raw rounds is significant at alpha (default 0.01)
+after Holm's correction over the benchmarks compared. Improvements are the mirror image (ratio below 1 / threshold,
+significant). Two-sided, because both directions are reported: one one-sided test per direction would double the
+false-alarm level; the direction is read from the ratio.
+
+The ratio is the Hodges–Lehmann estimate that goes with the rank test: exp(median over all pairs of rounds of
+log(candidate_j / baseline_i)), with a percentile bootstrap interval. On a shared machine round times are often
+bimodal (a round sharing its core with another process takes twice as long); the ratio of the two medians then
+jumps between the modes (measured: 0.58 for a planted 1.10x slowdown), while the pairwise estimate stays on the
+shift. The ratio of medians is reported beside it. Exit code 1 when anything regressed, 0 otherwise, 2 for unusable
+input."""
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import mannwhitneyu
+
+from amal.errors import UsageError
+from amal.samples import read_run
+
+VERDICTS = ("regressed", "improved", "unchanged")
+FORMATS = ("table", "markdown", "json")
+BOOTSTRAP_ROUNDS = 200  # rounds per side in one bootstrap resample (the pair ratios grow as n²)
+ESTIMATE_ROUNDS = 2000  # rounds per side for the point estimate; longer samples are thinned (seeded)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    threshold: float = 1.10  # slowdown factor (median ratio) a change must exceed to count
+    group_thresholds: dict = field(default_factory=dict)  # bench_group -> its own threshold
+    alpha: float = 0.01  # family-wise significance level, after Holm's correction
+    confidence: float = 0.95  # level of the bootstrap confidence interval of the ratio
+    resamples: int = 2000  # bootstrap resamples
+    seed: int = 0  # seeds the bootstrap (same inputs, same interval)
+
+
+def check_config(cfg: CompareConfig) -> CompareConfig:
+    """UsageError for a threshold below 1, alpha or confidence outside (0, 1), or too few resamples."""
+    for name, value in [("--threshold", cfg.threshold), *cfg.group_thresholds.items()]:
+        if not value >= 1.0:
+            raise UsageError(f"threshold {name}: must be a factor >= 1 (1.10 = 10% slower), got {value}")
+    if not 0.0 < cfg.alpha < 1.0:
+        raise UsageError(f"--alpha must be in (0, 1), got {cfg.alpha}")
+    if not 0.0 < cfg.confidence < 1.0:
+        raise UsageError(f"--confidence must be in (0, 1), got {cfg.confidence}")
+    if cfg.resamples < 100:
+        raise UsageError(f"--resamples must be at least 100, got {cfg.resamples}")
+    return cfg
+
+
+def thin(sample: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+    """`sample`, or `most` of its rounds drawn without replacement when it is longer."""
+    return sample if len(sample) <= most else rng.choice(sample, size=most, replace=False)
+
+
+def shift_ratio(baseline: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Hodges–Lehmann ratio, exp(median over all pairs (i, j) of log(candidate_j / baseline_i)); batched on axis 0."""
+    logs = np.log(candidate)[..., :, None] - np.log(baseline)[..., None, :]
+    return np.exp(np.median(logs.reshape(*logs.shape[:-2], -1), axis=-1))
+
+
+def ratio_ci(baseline: np.ndarray, candidate: np.ndarray, confidence: float, resamples: int,
+             rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap interval of the Hodges–Lehmann ratio, each sample resampled on its own.
+
+    Resamples hold at most BOOTSTRAP_ROUNDS rounds per side (the pairs grow as n²): for longer samples this is an
+    m-out-of-n bootstrap, whose interval is wider than the n-out-of-n one would be (conservative)."""
+    size_a, size_b = min(len(baseline), BOOTSTRAP_ROUNDS), min(len(candidate), BOOTSTRAP_ROUNDS)
+    chunk = max(1, 4_000_000 // (size_a * size_b))  # bounds memory: ~32 MB of pair ratios at once
+    ratios = []
+    for start in range(0, resamples, chunk):
+        count = min(chunk, resamples - start)
+        ratios.append(shift_ratio(rng.choice(baseline, size=(count, size_a)),
+                                  rng.choice(candidate, size=(count, size_b))))
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(np.concatenate(ratios), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def rank_test_p(baseline: np.ndarray, candidate: np.ndarray) -> float:
+    """Two-sided Mann–Whitney U p-value (exact for small samples without ties, normal approximation otherwise)."""
+    if len(baseline) < 2 or len(candidate) < 2:
+        return 1.0  # one round says nothing about noise
+    return float(mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjusted p-values: the i-th smallest times (m - i + 1), running maximum, capped at 1."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (len(p) - np.arange(len(p)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def verdict(ratio: float, p_adjusted: float, threshold: float, alpha: float) -> str:
+    """'regressed' when ratio > threshold and significant, 'improved' when ratio < 1/threshold and significant."""
+    if p_adjusted < alpha and ratio > threshold:
+        return "regressed"
+    if p_adjusted < alpha and ratio < 1.0 / threshold:
+        return "improved"
+    return "unchanged"
+
+
+def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig = CompareConfig()) -> pd.DataFrame:
+    """One row per benchmark present in both round frames (amal.samples): medians, ratio, CI, p, Holm p, verdict."""
+    common = sorted(set(baseline["benchmark"]) & set(candidate["benchmark"]))
+    rng = np.random.default_rng(cfg.seed)
+    rows = []
+    for name in common:
+        base = baseline.loc[baseline["benchmark"] == name, "round_s"].to_numpy(dtype=float)
+        cand_rows = candidate[candidate["benchmark"] == name]
+        cand = cand_rows["round_s"].to_numpy(dtype=float)
+        group = cand_rows["bench_group"].iloc[0]
+        ratio = float(shift_ratio(thin(base, ESTIMATE_ROUNDS, rng), thin(cand, ESTIMATE_ROUNDS, rng)))
+        low, high = ratio_ci(base, cand, cfg.confidence, cfg.resamples, rng)
+        rows.append({"benchmark": name, "bench_group": group, "baseline_rounds": len(base),
+                     "candidate_rounds": len(cand), "baseline_median_s": float(np.median(base)),
+                     "candidate_median_s": float(np.median(cand)),
+                     "median_ratio": float(np.median(cand) / np.median(base)), "ratio": ratio, "ratio_ci_low": low,
+                     "ratio_ci_high": high, "p": rank_test_p(base, cand),
+                     "threshold": cfg.group_thresholds.get(group, cfg.threshold)})
+    result = pd.DataFrame(rows, columns=[
+        "benchmark", "bench_group", "baseline_rounds", "candidate_rounds", "baseline_median_s", "candidate_median_s",
+        "median_ratio", "ratio", "ratio_ci_low", "ratio_ci_high", "p", "threshold"])
+    result["p_holm"] = holm(result["p"]) if len(result) else []
+    result["verdict"] = [verdict(r.ratio, r.p_holm, r.threshold, cfg.alpha) for r in result.itertuples()]
+    return result
+
+
+def smallest_p(n_baseline: int, n_candidate: int) -> float:
+    """The smallest two-sided Mann–Whitney p two samples of these sizes can reach (fully separated samples)."""
+    if min(n_baseline, n_candidate) < 2:
+        return 1.0
+    return rank_test_p(np.arange(n_baseline, dtype=float), np.arange(n_candidate, dtype=float) + n_baseline + 1)
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration with a readable unit: 412 µs, 3.21 ms, 1.50 s."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds * 1e9:.3g} ns"
+
+
+def display_frame(result: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """The result as text columns: name, medians with rounds, ratio with its CI, p (Holm), verdict."""
+    level = f"{confidence:.0%}"
+    return pd.DataFrame({
+        "benchmark": result["benchmark"],
+        "baseline": [f"{seconds_text(r.baseline_median_s)} (n={r.baseline_rounds})" for r in result.itertuples()],
+        "candidate": [f"{seconds_text(r.candidate_median_s)} (n={r.candidate_rounds})" for r in result.itertuples()],
+        f"ratio [{level} CI]": [f"{r.ratio:.3f} [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]"
+                                for r in result.itertuples()],
+        "threshold": [f"{t:.2f}" for t in result["threshold"]],
+        "p (Holm)": [f"{p:.2g}" for p in result["p_holm"]],
+        "verdict": result["verdict"].str.upper().where(result["verdict"] != "unchanged", "unchanged"),
+    })
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of a frame of text."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def notes(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame, alpha: float) -> list[str]:
+    """Lines under the table: the tally, benchmarks on one side only, benchmarks too short to ever be significant."""
+    counts = result["verdict"].value_counts()
+    lines = [f"{len(result)} compared (Mann–Whitney U two-sided, Holm over {len(result)}, alpha {alpha:g}): "
+             + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)]
+    only_base = sorted(set(baseline["benchmark"]) - set(candidate["benchmark"]))
+    only_cand = sorted(set(candidate["benchmark"]) - set(baseline["benchmark"]))
+    if only_base:
+        lines.append("only in the baseline (not compared): " + ", ".join(only_base))
+    if only_cand:
+        lines.append("only in the candidate (not compared): " + ", ".join(only_cand))
+    blind = [r.benchmark for r in result.itertuples()
+             if smallest_p(r.baseline_rounds, r.candidate_rounds) * len(result) >= alpha]
+    if blind:
+        lines.append(f"too few rounds for p below alpha/{len(result)} (Holm's strictest step): " + ", ".join(blind))
+    return lines
+
+
+def render(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig,
+           fmt: str) -> str:
+    """The comparison as a text table, a Markdown table or JSON (records plus the tally)."""
+    if fmt == "json":
+        counts = result["verdict"].value_counts()
+        return json.dumps({"alpha": cfg.alpha, "confidence": cfg.confidence,
+                           "counts": {v: int(counts.get(v, 0)) for v in VERDICTS},
+                           "benchmarks": result.to_dict(orient="records")}, indent=2)
+    frame = display_frame(result, cfg.confidence)
+    table = markdown(frame) if fmt == "markdown" else frame.to_string(index=False)
+    return "\n".join([table, "", *notes(result, baseline, candidate, cfg.alpha)])
+
+
+def group_threshold(text: str) -> tuple[str, float]:
+    """'autoencoder=1.2' -> ('autoencoder', 1.2)."""
+    group, sep, value = text.rpartition("=")
+    try:
+        if not sep or not group:
+            raise ValueError
+        return group, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GROUP=FACTOR (e.g. autoencoder=1.2), got {text!r}") from None
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in one line (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The statistical options, shared with `python -m amal.gate`."""
+    parser.add_argument("--threshold", type=float, default=CompareConfig.threshold,
+                        help="slowdown factor a change must exceed to count (default: %(default)s)")
+    parser.add_argument("--group-threshold", type=group_threshold, action="append", default=[],
+                        metavar="GROUP=FACTOR", help="threshold of one benchmark group (repeatable)")
+    parser.add_argument("--alpha", type=float, default=CompareConfig.alpha,
+                        help="significance level after Holm's correction (default: %(default)s)")
+    parser.add_argument("--confidence", type=float, default=CompareConfig.confidence,
+                        help="level of the bootstrap interval of the ratio (default: %(default)s)")
+    parser.add_argument("--resamples", type=int, default=CompareConfig.resamples,
+                        help="bootstrap resamples (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=CompareConfig.seed, help="bootstrap seed (default: %(default)s)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output (default: %(default)s)")
+
+
+def config_from_args(args) -> CompareConfig:
+    return check_config(CompareConfig(threshold=args.threshold, group_thresholds=dict(args.group_threshold),
+                                      alpha=args.alpha, confidence=args.confidence, resamples=args.resamples,
+                                      seed=args.seed))
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m amal.compare", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("baseline", help="pytest-benchmark .json (with --benchmark-save-data), run .parquet or run id")
+    parser.add_argument("candidate", help="the same kinds as BASELINE")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results directory where run ids are looked up (default: $AMAL_RESULTS or ./results)")
+    add_compare_arguments(parser)
+    return parser
+
+
+def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str) -> int:
+    """Compare, print the table, and return the exit code (1 when anything regressed)."""
+    result = compare(baseline, candidate, cfg)
+    if result.empty:
+        raise UsageError("no benchmark in common between baseline and candidate")
+    print(render(result, baseline, candidate, cfg, fmt))
+    return int((result["verdict"] == "regressed").any())
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        baseline = read_run(args.baseline, args.results)
+        candidate = read_run(args.candidate, args.results)
+        return gate(baseline, candidate, cfg, args.format)
+    except UsageError as exc:
+        print(f"python -m amal.compare: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

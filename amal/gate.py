@@ -1,0 +1,325 @@
+"""`python -m amal.gate --baseline REF`: time the cases of REF and of the working tree interleaved, then compare.
+
+Each checkout runs in its own long-lived worker process (amal.gate_worker; same interpreter, working directory and
+PYTHONPATH = the checkout), both pinned to the same CPU, and their rounds alternate A B A B, so that the machine's
+drift and the load on that CPU hit both alike. The two
+samples are written as pytest-benchmark JSON (and as runs of a results store with --results), then compared by
+amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when the gate is skipped), 2 when
+the gate cannot run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from amal import compare, gate_worker, store
+from amal.errors import UsageError
+from amal.samples import ROUND_COLUMNS, to_benchmark_json
+
+SIDES = ("baseline", "candidate")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    baseline: str  # git ref of the baseline: HEAD~1, main, a tag, a commit
+    candidate: Path = Path(".")  # checkout timed as the candidate, as it is on disk (uncommitted changes included)
+    profile: str = "quick"  # benchmark profile of both sides (amal.cases.PROFILES)
+    rounds: int = 100  # timed rounds per case and side, at most (cheap cases: more rounds, more power)
+    min_rounds: int = 12  # timed rounds per case and side, at least, whatever the budget
+    warmup_rounds: int = 3  # untimed rounds per side first (caches settle; they also estimate a round's time)
+    budget_s: float = 120.0  # time for the timed rounds of all cases together; slow cases get fewer rounds
+    threads: int | None = 1  # torch threads in both workers (1: least exposed to other processes' load)
+    only: tuple[str, ...] = ()  # names of the cases to time (empty: every case both sides have)
+    output: Path = Path(".benchmarks/gate")  # where both samples are written as pytest-benchmark JSON
+    results: Path | None = None  # when set, both samples are also stored there as bench runs
+    pin: bool = True  # both workers on the same CPUs: else the scheduler keeps each on "its" core, loaded unlike
+
+
+def shared_cpus(threads: int | None) -> set[int] | None:
+    """The CPUs both workers are pinned to: the last `threads` (default 1) this process may use; None off Linux."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return set(allowed[-(threads or 1):])
+
+
+class GateSkipped(Exception):
+    """The gate has nothing to compare (old baseline without cases, no case in common): say why, exit 0."""
+
+
+class Worker:
+    """One worker process (amal.gate_worker) importing amal from `checkout`; `request(op, ...)` -> its JSON reply."""
+
+    def __init__(self, checkout: Path, label: str, wrap: Path | None = None, env: dict | None = None,
+                 cpus: set[int] | None = None):
+        self.checkout, self.label = Path(checkout).resolve(), label
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        pythonpath = os.pathsep.join(filter(None, [str(self.checkout), os.environ.get("PYTHONPATH")]))
+        argv = [sys.executable, "-c", Path(gate_worker.__file__).read_text()] + (["--wrap", str(wrap)] if wrap else [])
+        self.process = subprocess.Popen(argv, cwd=self.checkout, env={**os.environ, **(env or {}),
+                                        "PYTHONPATH": pythonpath}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.stderr, text=True, bufsize=1)
+        if cpus:
+            os.sched_setaffinity(self.process.pid, cpus)
+
+    def request(self, op: str, **fields) -> dict:
+        """Send one request and wait for its reply; UsageError when the worker died or answered an error."""
+        try:
+            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            raise UsageError(f"{self.label} worker died during {op!r}: {self.last_error()}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise UsageError(f"{self.label}: {op} {fields.get('name', '')} failed: {reply['error']}".replace("  ", " "))
+        return reply
+
+    def last_error(self) -> str:
+        self.process.poll()
+        self.stderr.seek(0)
+        lines = [line for line in self.stderr.read().splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit code {self.process.returncode}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.request("exit")
+                self.process.wait(timeout=10)
+            except (UsageError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.stderr.close()
+
+
+def git(repo: Path, *args: str) -> str:
+    """Output of `git -C repo ARGS`; UsageError with git's own message when it fails."""
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return done.stdout.strip()
+
+
+def resolve_ref(repo: Path, ref: str) -> str:
+    """The full commit id `ref` names in `repo`; UsageError for an unknown ref."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except UsageError:
+        raise UsageError(f"unknown git ref {ref!r} in {repo}") from None
+
+
+def export_commit(repo: Path, commit: str, dest: Path) -> Path:
+    """The tracked files of `commit` extracted into `dest` (git archive: the repository itself is not touched)."""
+    archive = dest / "commit.tar"
+    git(repo, "archive", "--format=tar", "-o", str(archive), commit)
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest / "checkout", filter="data")
+    archive.unlink()
+    return dest / "checkout"
+
+
+def commit_info(checkout: Path) -> dict:
+    """pytest-benchmark's commit_info of a checkout: its commit and whether it has local changes."""
+    try:
+        dirty = bool(git(checkout, "status", "--porcelain", "--untracked-files=no"))
+        return {"id": git(checkout, "rev-parse", "HEAD"), "dirty": dirty}
+    except UsageError:
+        return {"id": "", "dirty": False}
+
+
+def interleave(run_a, run_b, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of `rounds` calls of each, alternating A B A B, so both see the same drift of the machine."""
+    seconds_a, seconds_b = [], []
+    for _ in range(rounds):
+        seconds_a.append(run_a())
+        seconds_b.append(run_b())
+    return seconds_a, seconds_b
+
+
+def rounds_for(round_s: float, n_cases: int, cfg: GateConfig) -> int:
+    """Timed rounds per side: the case's share of the budget over two sides, within [min_rounds, rounds]."""
+    affordable = int(cfg.budget_s / n_cases / (2 * max(round_s, 1e-9)))
+    return max(cfg.min_rounds, min(cfg.rounds, affordable))
+
+
+class BaselineFailed(Exception):
+    """A case raised in the baseline (a bug the candidate may fix): that case is not compared."""
+
+
+def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
+    """Set the case up in both workers, warm both up (interleaved), then time interleaved rounds."""
+    try:
+        a.request("setup", name=name)
+    except UsageError as exc:
+        raise BaselineFailed(str(exc)) from exc
+    b.request("setup", name=name)
+    try:
+        warm_a, warm_b = interleave(lambda: a.request("round")["seconds"], lambda: b.request("round")["seconds"],
+                                    cfg.warmup_rounds)
+        rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)
+        return interleave(lambda: a.request("round")["seconds"], lambda: b.request("round")["seconds"], rounds)
+    finally:
+        a.request("release")
+        b.request("release")
+
+
+def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], list[str]]:
+    """The cases both workers have (CUDA ones only with CUDA), and lines noting what is left out."""
+    cases = {}
+    for worker in (a, b):
+        hello = worker.request("hello")
+        if "missing" in hello:
+            raise GateSkipped(f"{worker.label} has no amal package ({hello['missing']})")
+        if not Path(hello["amal_file"]).resolve().is_relative_to(worker.checkout):
+            raise UsageError(f"{worker.label} worker imported {hello['amal_file']}, not the checkout's amal")
+        listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
+        if "missing" in listing:
+            raise GateSkipped(f"{worker.label} has no benchmark cases ({listing['missing']})")
+        cases[worker.label] = {c["name"]: c for c in listing["cases"] if c["device"] == "cpu" or listing["cuda"]}
+    names = sorted(set(cases[a.label]) & set(cases[b.label]) & (set(cfg.only) or set(cases[b.label])))
+    notes = [f"only in the {w.label} (not compared): {', '.join(sorted(set(cases[w.label]) - set(names)))}"
+             for w in (a, b) if set(cases[w.label]) - set(names) and not cfg.only]
+    if not names:
+        raise GateSkipped(f"no benchmark case in common between {a.label} and {b.label} (profile {cfg.profile})")
+    return [cases[b.label][name] for name in names], notes
+
+
+def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
+             quiet: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """Rounds of every case in both workers (columns side + amal.samples.ROUND_COLUMNS), and lines on cases that
+    failed in the baseline; GateSkipped when every case did."""
+    parts, notes = [], []
+    for case in tqdm(cases, desc="gate", unit="case", disable=quiet or not sys.stderr.isatty(), leave=False):
+        try:
+            timed = time_case(a, b, case["name"], len(cases), cfg)
+        except BaselineFailed as exc:
+            notes.append(f"not compared, failed in the baseline: {exc}")
+            continue
+        for side, seconds in zip(SIDES, timed, strict=True):
+            parts.append(pd.DataFrame({"side": side, "benchmark": case["name"], "bench_group": case["group"],
+                                       "round": np.arange(1, len(seconds) + 1), "round_s": seconds}))
+    if not parts:
+        raise GateSkipped("every case failed in the baseline: " + "; ".join(notes))
+    return pd.concat(parts, ignore_index=True), notes
+
+
+def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig) -> list[Path]:
+    """Both sides as pytest-benchmark JSON under cfg.output (and as bench runs of cfg.results): the paths/ids."""
+    from amal.environment import environment
+
+    env = environment()
+    when = datetime.now(UTC)
+    params = {c["name"]: c["params"] for c in cases}
+    written = []
+    for side in SIDES:
+        sample = rounds[rounds["side"] == side][ROUND_COLUMNS]
+        commit = commits[side]
+        doc = to_benchmark_json(sample, params, {**env, "gate_side": side, "profile": cfg.profile}, commit,
+                                when.isoformat())
+        path = store.check_writable(cfg.output) / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
+        written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
+        if cfg.results is not None:
+            devices = {c["name"]: c["device"] for c in cases}
+            rows = sample.assign(run_id=store.new_run_id("bench"), experiment="bench", profile=cfg.profile,
+                                 device=sample["benchmark"].map(devices), tag=f"gate {side}", **env)
+            rows["git_commit"] = commit["id"] + ("+dirty" if commit["dirty"] else "")
+            written.append(store.save(rows, cfg.results))
+    return written
+
+
+def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """Export the baseline, time both sides interleaved, save the samples: (rounds, notes, files written)."""
+    candidate = Path(cfg.candidate).resolve()
+    repo = Path(git(candidate, "rev-parse", "--show-toplevel"))
+    commit = resolve_ref(repo, cfg.baseline)
+    with tempfile.TemporaryDirectory(prefix="amal-gate-") as tmp, ExitStack() as stack:
+        baseline_dir = export_commit(repo, commit, Path(tmp))
+        cpus = shared_cpus(cfg.threads) if cfg.pin else None
+        a = Worker(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cpus=cpus)
+        stack.callback(a.close)
+        b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
+        stack.callback(b.close)
+        cases, notes = common_cases(a, b, cfg)
+        rounds, failed = time_all(a, b, cases, cfg, quiet)
+    commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False}, "candidate": commit_info(candidate)}
+    return rounds, notes + failed, save_samples(rounds, cases, commits, cfg)
+
+
+def build_parser() -> compare.Parser:
+    parser = compare.Parser(prog="python -m amal.gate", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("--baseline", required=True, help="git ref of the baseline (e.g. HEAD~1, main, v0.1)")
+    parser.add_argument("--candidate", type=Path, default=Path("."),
+                        help="checkout timed as the candidate, uncommitted changes included (default: .)")
+    parser.add_argument("--profile", default=GateConfig.profile, choices=("quick", "full"),
+                        help="benchmark profile (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=GateConfig.rounds,
+                        help="timed rounds per case and side, at most (default: %(default)s)")
+    parser.add_argument("--min-rounds", type=int, default=GateConfig.min_rounds,
+                        help="timed rounds per case and side, at least (default: %(default)s)")
+    parser.add_argument("--budget-s", type=float, default=GateConfig.budget_s,
+                        help="seconds for the timed rounds of all cases; slow cases get fewer (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=GateConfig.threads,
+                        help="torch CPU threads of both sides (default: %(default)s)")
+    parser.add_argument("--case", action="append", default=[], help="time only this case (repeatable)")
+    parser.add_argument("--output", type=Path, default=GateConfig.output,
+                        help="folder for the two samples' JSON (default: %(default)s)")
+    parser.add_argument("--results", type=Path, default=None, help="also store both samples in this results store")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the scheduler place the two workers (default: both on the same CPUs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.add_compare_arguments(parser)
+    return parser
+
+
+def config_from_args(args) -> GateConfig:
+    """Validated gate settings; UsageError for counts below 1 or a candidate that is not a folder."""
+    if args.rounds < 1 or args.min_rounds < 1 or args.min_rounds > args.rounds or args.budget_s <= 0:
+        raise UsageError("need 1 <= --min-rounds <= --rounds and --budget-s > 0")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if not args.candidate.is_dir():
+        raise UsageError(f"candidate {args.candidate} is not a folder")
+    return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
+                      min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
+                      only=tuple(args.case), output=args.output, results=args.results, pin=args.pin)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        compare_cfg = compare.config_from_args(args)
+        cfg = config_from_args(args)
+        rounds, notes, written = run_gate(cfg, args.quiet)
+        info = sys.stderr if args.format == "json" else sys.stdout  # keep stdout parseable as JSON
+        for line in [*notes, "samples: " + ", ".join(map(str, written))]:
+            print(line, file=info)
+        sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
+        return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format)
+    except GateSkipped as exc:
+        print(f"gate skipped: {exc}")
+        return 0
+    except UsageError as exc:
+        print(f"python -m amal.gate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was compared", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

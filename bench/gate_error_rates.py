@@ -1,0 +1,124 @@
+"""Measure the regression gate's false-alarm rate and power on this machine, with real interleaved samples.
+
+    PYTHONPATH=. python bench/gate_error_rates.py [--pairs 25] [--slowdowns 1.05,1.10,1.15,1.20,1.25] [--case NAME]
+
+Each pair is one real gate run without the checkout step: fresh worker processes of this checkout, the cases set up,
+warmed up and timed A B A B exactly as `python -m amal.gate` does, then compared with the gate's defaults. Side A
+is the unchanged code; side B is another process of the same code (factor 1: a false alarm if flagged) or of the same
+code with a planted slowdown (bench/planted_slowdown.py: real extra work in every round, switched on by
+AMAL_PLANTED_SLOWDOWN in that worker's environment only). Within a pair all factors are timed against the same A,
+one after the other, so that load on the machine hits every factor alike. Prints the rate flagged per factor with a
+Clopper–Pearson 95% interval; writes every pair's comparison and raw rounds as parquet under --output.
+"""
+
+import argparse
+import sys
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from scipy.stats import binomtest
+from tqdm import tqdm
+
+from amal import compare
+from amal.experiments.options import floats
+from amal.gate import GateConfig, Worker, common_cases, shared_cpus, time_all
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANT = Path(__file__).resolve().with_name("planted_slowdown.py")
+
+
+def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.CompareConfig):
+    """One A worker against one B worker per factor: (comparison rows, raw rounds) tagged with the factor."""
+    results, rounds = [], []
+    cpus = shared_cpus(cfg.threads) if cfg.pin else None
+    with ExitStack() as stack:
+        a = Worker(ROOT, "A", cpus=cpus)
+        stack.callback(a.close)
+        workers = {}
+        for factor in factors:  # all started together: their imports overlap
+            workers[factor] = Worker(ROOT, f"B x{factor}", wrap=PLANT, env={"AMAL_PLANTED_SLOWDOWN": str(factor)},
+                                     cpus=cpus)
+            stack.callback(workers[factor].close)
+        for factor, b in workers.items():
+            cases, _ = common_cases(a, b, cfg)
+            sample, _ = time_all(a, b, cases, cfg)
+            sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
+            result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
+            results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any()))
+            rounds.append(sample.assign(factor=factor))
+            b.close()
+    return pd.concat(results, ignore_index=True), pd.concat(rounds, ignore_index=True)
+
+
+def rates(results: pd.DataFrame) -> pd.DataFrame:
+    """Per planted factor: pairs, pairs flagged, the rate with its Clopper–Pearson 95% interval, realised ratios."""
+    per_pair = results.groupby(["factor", "pair"]).agg(flagged=("flagged", "first"), ratio=("ratio", "median"))
+    rows = []
+    for factor, part in per_pair.groupby(level="factor"):
+        flagged, n = int(part["flagged"].sum()), len(part)
+        interval = binomtest(flagged, n).proportion_ci(confidence_level=0.95, method="exact")
+        rows.append({"planted": factor, "pairs": n, "flagged": flagged, "rate": flagged / n,
+                     "rate_ci95": f"[{interval.low:.2f}, {interval.high:.2f}]",
+                     "ratio_median": part["ratio"].median(), "ratio_min": part["ratio"].min(),
+                     "ratio_max": part["ratio"].max()})
+    return pd.DataFrame(rows)
+
+
+def not_interleaved(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig, count: int = 200) -> pd.DataFrame:
+    """Unchanged code compared across pairs (A of pair i against A' of pair j != i): runs made minutes apart, in
+    other processes, as a gate that does not interleave would compare them. One row per comparison."""
+    null = rounds[rounds["factor"] == 1.0]
+    pairs = sorted(null["pair"].unique())
+    combos = [(i, j) for i in pairs for j in pairs if i != j][:count]
+    rows = []
+    for i, j in combos:
+        base = null[(null["pair"] == i) & (null["side"] == "baseline")]
+        cand = null[(null["pair"] == j) & (null["side"] == "candidate")]
+        result = compare.compare(base, cand, compare_cfg)
+        rows.append({"baseline_pair": i, "candidate_pair": j, "ratio": result["ratio"].median(),
+                     "flagged": (result["verdict"] != "unchanged").any()})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=25, help="gate runs per factor (default: %(default)s)")
+    parser.add_argument("--slowdowns", type=floats, default=(1.05, 1.10, 1.15, 1.20, 1.25),
+                        help="planted slowdown factors (default: 1.05,1.10,1.15,1.20,1.25); 1 is always measured")
+    parser.add_argument("--profile", default="quick", choices=("quick", "full"))
+    parser.add_argument("--case", action="append", default=[], help="only this case (repeatable; default: all)")
+    parser.add_argument("--output", type=Path, default=Path(".benchmarks/gate-error-rates"))
+    args = parser.parse_args(argv)
+    cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case))
+    compare_cfg = compare.CompareConfig()
+    factors = (1.0, *sorted(set(args.slowdowns) - {1.0}))
+    results, rounds = [], []
+    for pair in tqdm(range(args.pairs), desc="pairs", disable=not sys.stderr.isatty()):
+        result, sample = one_pair(factors, cfg, compare_cfg)
+        results.append(result.assign(pair=pair))
+        rounds.append(sample.assign(pair=pair))
+    results, rounds = pd.concat(results, ignore_index=True), pd.concat(rounds, ignore_index=True)
+    args.output.mkdir(parents=True, exist_ok=True)
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    results.to_parquet(args.output / f"{stamp}-comparisons.parquet")
+    rounds.to_parquet(args.output / f"{stamp}-rounds.parquet")
+    summary = rates(results)
+    print(compare.markdown(summary.round(3).astype(str)))
+    reliable = summary[(summary["planted"] > 1) & (summary["rate"] >= 0.95)]["planted"]
+    print(f"\ngate defaults: threshold {compare_cfg.threshold}, alpha {compare_cfg.alpha} (Holm), up to {cfg.rounds} "
+          f"rounds per side; smallest slowdown flagged in >= 95% of pairs: "
+          f"{reliable.min() if len(reliable) else 'none of those planted'}")
+    if args.pairs > 1:
+        cross = not_interleaved(rounds, compare_cfg)
+        print(f"unchanged code, not interleaved (A of one pair against A' of another, {len(cross)} comparisons): "
+              f"flagged (regressed or improved) in {cross['flagged'].mean():.1%}, ratios "
+              f"{cross['ratio'].min():.3f} to {cross['ratio'].max():.3f}")
+    print(f"comparisons and raw rounds: {args.output}/{stamp}-*.parquet")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from amal import compare, store
+from amal.compare import CompareConfig, holm, main, shift_ratio, verdict
+from amal.samples import read_benchmark_json
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture(name: str) -> Path:
+    return FIXTURES / f"{name}.json"
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def write_json(path: Path, rounds: pd.DataFrame) -> Path:
+    from amal.samples import to_benchmark_json
+
+    path.write_text(json.dumps(to_benchmark_json(rounds, {}, {}, {}, "2026-01-01T00:00:00")))
+    return path
+
+
+def test_holm_by_hand():
+    # sorted: 0.001*3 = 0.003, 0.004*2 = 0.008, 0.03*1 = 0.03; back in input order
+    np.testing.assert_allclose(holm([0.03, 0.001, 0.004]), [0.03, 0.003, 0.008])
+    # running maximum: 0.011*2 = 0.022 < 0.01*3 = 0.03, so it becomes 0.03; 0.5*1 stays; capped at 1
+    np.testing.assert_allclose(holm([0.01, 0.011, 0.5]), [0.03, 0.03, 0.5])
+    np.testing.assert_allclose(holm([0.6, 0.7]), [1.0, 1.0])
+
+
+def test_shift_ratio_is_the_median_of_all_pair_ratios():
+    # candidate/baseline over all 9 pairs: 2,1,.5,4,2,1,8,4,2 -> median 2
+    assert shift_ratio(np.array([1.0, 2.0, 4.0]), np.array([2.0, 4.0, 8.0])) == pytest.approx(2.0)
+
+
+def test_shift_ratio_stays_on_the_shift_when_times_are_bimodal():
+    # 60% of the baseline's rounds and 40% of the candidate's shared their core (twice as long): the medians land in
+    # different modes (ratio of medians 0.55), the pairwise estimate stays at the 1.1x shift
+    base = np.array([1.0] * 4 + [2.0] * 6)
+    cand = 1.1 * np.array([1.0] * 6 + [2.0] * 4)
+    assert np.median(cand) / np.median(base) == pytest.approx(0.55)
+    assert shift_ratio(base, cand) == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("ratio, p, expected", [
+    (1.2, 0.001, "regressed"), (1.2, 0.02, "unchanged"), (1.05, 0.001, "unchanged"),
+    (0.8, 0.001, "improved"), (0.95, 0.001, "unchanged"), (1.1, 0.001, "unchanged"),
+])
+def test_verdict_needs_both_threshold_and_significance(ratio, p, expected):
+    assert verdict(ratio, p, threshold=1.1, alpha=0.01) == expected
+
+
+def test_identical_distributions_pass(capsys):
+    assert main([str(fixture("gate-unchanged-baseline")), str(fixture("gate-unchanged-candidate"))]) == 0
+    out = capsys.readouterr().out
+    assert "lr-sweep/manual/cpu" in out and "unchanged" in out and "REGRESSED" not in out
+
+
+def test_clear_slowdown_of_one_and_a_half_fails(tmp_path, capsys):
+    base = read_benchmark_json(fixture("gate-unchanged-baseline"))
+    slow = write_json(tmp_path / "slow.json", base.assign(round_s=base["round_s"] * 1.5))
+    assert main([str(fixture("gate-unchanged-baseline")), str(slow)]) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+
+
+def test_planted_slowdown_recorded_is_flagged_and_its_mirror_is_an_improvement(capsys):
+    assert main([str(fixture("gate-slowed125-baseline")), str(fixture("gate-slowed125-candidate"))]) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+    assert main([str(fixture("gate-slowed125-candidate")), str(fixture("gate-slowed125-baseline"))]) == 0
+    assert "IMPROVED" in capsys.readouterr().out
+
+
+def test_group_threshold_overrides_the_default(tmp_path, capsys):
+    base = read_benchmark_json(fixture("gate-unchanged-baseline"))
+    slow = write_json(tmp_path / "slow.json", base.assign(round_s=base["round_s"] * 1.5))
+    args = [str(fixture("gate-unchanged-baseline")), str(slow), "--format", "json"]
+    assert main(args + ["--group-threshold", "lr-sweep=1.6"]) == 0
+    row = json.loads(capsys.readouterr().out)["benchmarks"][0]
+    assert (row["threshold"], row["verdict"]) == (1.6, "unchanged")
+    assert main(args + ["--group-threshold", "other=1.6"]) == 1
+
+
+def test_holm_correction_is_applied_over_the_benchmarks_compared():
+    # 5 rounds each, fully separated: exact two-sided Mann–Whitney p = 2 / C(10, 5) = 2/252 = 0.0079 < 0.01
+    base = read_benchmark_json(fixture("gate-unchanged-baseline")).head(5)  # spread 1.12x, below the 1.5x shift
+    cand = base.assign(round_s=base["round_s"] * 1.5)
+    alone = compare.compare(base, cand, CompareConfig())
+    assert alone["p"].iloc[0] == pytest.approx(2 / 252)
+    assert alone["verdict"].tolist() == ["regressed"]
+    # the same benchmark twice: Holm doubles the smaller p, 2 x 0.0079 = 0.0159 > 0.01, neither regresses
+    twice = compare.compare(pd.concat([base, base.assign(benchmark="copy")]),
+                            pd.concat([cand, cand.assign(benchmark="copy")]), CompareConfig())
+    np.testing.assert_allclose(twice["p_holm"], [4 / 252, 4 / 252])
+    assert twice["verdict"].tolist() == ["unchanged", "unchanged"]
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_estimate():
+    base = read_benchmark_json(fixture("gate-slowed125-baseline"))
+    cand = read_benchmark_json(fixture("gate-slowed125-candidate"))
+    first, second = compare.compare(base, cand), compare.compare(base, cand)
+    pd.testing.assert_frame_equal(first, second)
+    row = first.iloc[0]
+    assert row.ratio_ci_low < row.ratio < row.ratio_ci_high
+
+
+def test_real_pytest_benchmark_json_with_raw_data(capsys):
+    path = str(fixture("pytest-benchmark-with-data"))
+    assert main([path, path, "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| benchmark |") and "test_sorted.py::test_sorted" in out and "Holm over 2" in out
+
+
+def test_missing_raw_data_exits_2_in_one_line(capsys):
+    assert main([str(fixture("pytest-benchmark-no-data")), str(fixture("pytest-benchmark-with-data"))]) == 2
+    assert "--benchmark-save-data" in one_line_error(capsys)
+
+
+def test_malformed_json_exits_2_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"benchmarks": [')
+    assert main([str(bad), str(fixture("pytest-benchmark-with-data"))]) == 2
+    assert "malformed JSON" in one_line_error(capsys)
+    bad.write_text('{"machine_info": {}}')
+    assert main([str(bad), str(fixture("pytest-benchmark-with-data"))]) == 2
+    assert "not a pytest-benchmark JSON" in one_line_error(capsys)
+
+
+def test_nothing_in_common_exits_2_in_one_line(capsys):
+    assert main([str(fixture("gate-unchanged-baseline")), str(fixture("pytest-benchmark-with-data"))]) == 2
+    assert "no benchmark in common" in one_line_error(capsys)
+
+
+def exit_code(argv) -> int:
+    """main's exit code, whether argparse exits (bad syntax) or main returns (bad value)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--alpha", "1.5"], ["--group-threshold", "x"],
+                                    ["--format", "html"]])
+def test_bad_options_exit_2_in_one_line(option, capsys):
+    path = str(fixture("gate-unchanged-baseline"))
+    assert exit_code([path, path, *option]) == 2
+    one_line_error(capsys)
+
+
+def store_run(results: Path, rounds: pd.DataFrame) -> str:
+    run_id = store.new_run_id("bench")
+    store.save(rounds.assign(run_id=run_id, experiment="bench", profile="quick"), results)
+    return run_id
+
+
+def test_parquet_runs_by_id_and_by_file(tmp_path, capsys):
+    results = tmp_path / "results"
+    base = read_benchmark_json(fixture("gate-slowed125-baseline"))
+    cand = read_benchmark_json(fixture("gate-slowed125-candidate"))
+    base_id, cand_id = store_run(results, base), store_run(results, cand)
+    assert main([base_id, cand_id, "--results", str(results)]) == 1
+    assert main([str(results / f"{base_id}.parquet"), str(fixture("gate-slowed125-baseline"))]) == 0
+    assert "REGRESSED" in capsys.readouterr().out
+
+
+def test_unknown_run_id_exits_2_in_one_line(tmp_path, capsys):
+    assert main(["no-such-run", str(fixture("gate-unchanged-baseline")), "--results", str(tmp_path)]) == 2
+    assert "no-such-run" in one_line_error(capsys)

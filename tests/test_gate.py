@@ -1,0 +1,153 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from amal import compare, gate
+from amal.gate import GateConfig, interleave, main, rounds_for, shared_cpus
+
+AMAL = Path(__file__).resolve().parent.parent / "amal"
+
+# A tiny checkout's benchmark cases: pure-Python work, WORK times over; each round notes its WORK in $GATE_ORDER_LOG.
+CASES = '''
+import os
+from dataclasses import dataclass, field
+
+WORK = {work}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    group: str
+    setup: object
+    params: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+
+def cases(profile="quick"):
+    def setup():
+        if {broken}:
+            raise RuntimeError("broken on purpose")
+        log = os.environ.get("GATE_ORDER_LOG")
+
+        def one_round():
+            sum(i * i for i in range(20000 * WORK))
+            if log:
+                with open(log, "a") as fh:
+                    fh.write(f"{{WORK}}\\n")
+
+        return one_round
+
+    return [Case("{name}", "work", setup, {{"work": WORK}})]
+'''
+
+
+def commit(repo: Path, message: str) -> str:
+    def run(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+    run("add", "-A")
+    run("-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-q", "-m", message)
+    return run("rev-parse", "HEAD").strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """Commits: no cases; a case 'work/old' only; 'work/sum' raising; 'work/sum' at 1x. Working tree: 'work/sum' at
+    3x (a regression)."""
+    repo = tmp_path_factory.mktemp("repo")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "amal").mkdir()
+    (repo / "amal" / "__init__.py").write_text("")
+    shutil.copy(AMAL / "timing.py", repo / "amal")  # the real timing module and what it imports
+    shutil.copy(AMAL / "errors.py", repo / "amal")
+    commits = {"no-cases": commit(repo, "package without cases")}
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/old", broken=False))
+    commits["other-case"] = commit(repo, "a case of another name")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=True))
+    commits["broken-case"] = commit(repo, "the case, raising")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=False))
+    commits["same-case"] = commit(repo, "the case, 1x work")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=3, name="work/sum", broken=False))
+    return repo, commits
+
+
+def gate_args(repo: Path, baseline: str, tmp_path: Path) -> list[str]:
+    return ["--baseline", baseline, "--candidate", str(repo), "--rounds", "15", "--min-rounds", "15",
+            "--output", str(tmp_path / "out"), "--results", str(tmp_path / "results"), "--quiet"]
+
+
+def test_interleave_alternates_a_and_b():
+    calls = []
+    a_times, b_times = interleave(lambda: calls.append("A") or 1.0, lambda: calls.append("B") or 2.0, 3)
+    assert calls == ["A", "B", "A", "B", "A", "B"]
+    assert (a_times, b_times) == ([1.0] * 3, [2.0] * 3)
+
+
+def test_rounds_follow_the_budget_within_bounds():
+    cfg = GateConfig(baseline="HEAD", budget_s=120.0, rounds=100, min_rounds=12)
+    assert rounds_for(0.5, 2, cfg) == 60  # 120 s / 2 cases / (2 sides x 0.5 s)
+    assert rounds_for(10.0, 2, cfg) == 12  # 3 affordable, raised to the minimum
+    assert rounds_for(0.001, 2, cfg) == 100  # 30,000 affordable, capped
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_both_workers_share_one_allowed_cpu():
+    cpus = shared_cpus(1)
+    assert len(cpus) == 1 and cpus <= os.sched_getaffinity(0)
+
+
+@pytest.mark.slow
+def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path, monkeypatch, capsys):
+    repo, commits = repo
+    log = tmp_path / "order.log"
+    monkeypatch.setenv("GATE_ORDER_LOG", str(log))
+    assert main(gate_args(repo, commits["same-case"], tmp_path)) == 1
+    out = capsys.readouterr().out
+    assert "work/sum" in out and "REGRESSED" in out
+    # each side's worker ran its own checkout's code (1x baseline, 3x candidate), strictly alternating A B A B:
+    # 3 warm-up rounds and 15 timed rounds per side
+    assert log.read_text().split() == ["1", "3"] * 18
+    # both samples were written as pytest-benchmark JSON and as runs of the results store, and compare again
+    jsons = sorted((tmp_path / "out").glob("*.json"))
+    assert [p.name.split("-")[1] for p in jsons] == ["baseline", "candidate"]
+    runs = pd.read_parquet(tmp_path / "results")
+    assert sorted(runs.groupby("tag")["round"].max().items()) == [("gate baseline", 15), ("gate candidate", 15)]
+    assert set(runs.loc[runs["tag"] == "gate baseline", "git_commit"]) == {commits["same-case"]}
+    assert compare.main([str(p) for p in jsons]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("baseline, reason", [("no-cases", "has no benchmark cases"),
+                                              ("other-case", "no benchmark case in common"),
+                                              ("broken-case", "every case failed in the baseline")])
+def test_gate_skips_when_there_is_nothing_to_compare(repo, tmp_path, capsys, baseline, reason):
+    repo, commits = repo
+    assert main(gate_args(repo, commits[baseline], tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gate skipped: ") and reason in out
+
+
+def test_unknown_ref_exits_2_in_one_line(repo, tmp_path, capsys):
+    repo, _ = repo
+    assert main(gate_args(repo, "no-such-ref", tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown git ref 'no-such-ref'" in err
+
+
+def test_candidate_must_be_a_folder(tmp_path, capsys):
+    assert main(["--baseline", "HEAD", "--candidate", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_export_leaves_the_repository_untouched(repo, tmp_path):
+    repo, commits = repo
+    before = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    checkout = gate.export_commit(repo, commits["other-case"], tmp_path)
+    assert "work/old" in (checkout / "amal" / "cases.py").read_text()
+    after = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
+    assert before == after
