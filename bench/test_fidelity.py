@@ -40,6 +40,21 @@ def bare_loop(implementation: str, x: torch.Tensor, y: torch.Tensor):
                     b.sub_(grad_b, alpha=LR)
 
         return run
+    if implementation == "fused":
+        x1, theta = torch.cat([x, torch.ones(n, 1)], dim=1), torch.zeros(x.shape[1] + 1, 1)
+
+        def run():
+            for _ in range(EPOCHS):
+                perm = torch.randperm(n, generator=gen)
+                xs, ys = x1[perm], y[perm]
+                batches = zip(xs.split(BATCH_SIZE), xs.T.split(BATCH_SIZE, dim=1), ys.split(BATCH_SIZE), strict=True)
+                for xb, xb_t, yb in batches:
+                    residual = torch.addmm(yb, xb, theta, beta=-1)
+                    theta.addmm_(xb_t, residual, alpha=-2 * LR / len(xb))
+
+        return run
+    if implementation not in ("tensor", "dataloader"):
+        raise ValueError(f"no bare loop for implementation {implementation!r}")
     model, loss_fn = nn.Linear(x.shape[1], 1), nn.MSELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     if implementation == "dataloader":

@@ -4,7 +4,7 @@ Linear regression Ŷ = XW + b, MSE loss, plain SGD update W -= lr·∂C/∂W, wr
 `dataloader` (Dataset + DataLoader(shuffle=True) + nn.Linear/nn.MSELoss + torch.optim.SGD, as the course teaches),
 `tensor` (the same Module and optimiser, the data held as tensors: one randperm per epoch, then slices), `manual`
 (TP1's hand-written Linear/MSE forward and backward, hand-written update, no autograd) and `fused` (the closed-form
-gradient in four torch operations per step, the fewest eager PyTorch allows: the speed floor of a Python loop).
+gradient with the bias folded into W: two torch operations per step, the fewest eager PyTorch allows).
 `tensor`, `manual` and `fused` draw the same permutations from the same seeded generator, so they give the same
 losses up to float rounding. The DataLoader
 draws from a generator seeded the same way, but each epoch it also takes a worker base seed and one permutation it
@@ -212,38 +212,36 @@ def manual_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
 
 
 def fused_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator) -> Trainer:
-    """The closed-form gradient in as few torch operations as NumPy needs: r = XW + b − Y, W −= (2lr/q)·Xᵀr,
-    b −= (2lr/q)·Σr. No autograd, no Function objects; same permutations as `tensor_trainer`."""
-    w, b = w.clone(), b.clone()
+    """The closed-form gradient in the fewest torch operations: the bias is the weight of a constant-1 feature,
+    θ = [W; b], so a step is r = [X 1]·θ − Y and θ −= (2lr/q)·[X 1]ᵀr, two operations (addmm, addmm_).
+    No autograd, no Function objects; same permutations as `tensor_trainer`, same mathematics."""
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
+    theta = torch.cat([w, b.view(1, -1)])  # (n_features + 1) × p
     n = len(x)
 
-    def epoch():
+    def shuffled_batches():
+        """Per epoch one permutation, then batches as views: rows, the same rows transposed, targets."""
         perm = torch.randperm(n, generator=gen, device=x.device)
-        xs, ys = x[perm], y[perm]
-        for i in range(0, n, batch_size):
-            xb = xs[i:i + batch_size]
-            residual = torch.addmm(b, xb, w).sub_(ys[i:i + batch_size])
-            scale = 2.0 * lr / len(xb)
-            w.addmm_(xb.T, residual, alpha=-scale)  # gradient and update in one operation
-            b.sub_(residual.sum(0), alpha=scale)
+        xs, ys = x1[perm], y[perm]
+        return zip(xs.split(batch_size), xs.T.split(batch_size, dim=1), ys.split(batch_size), strict=True)
+
+    def epoch():
+        for xb, xb_t, yb in shuffled_batches():
+            residual = torch.addmm(yb, xb, theta, beta=-1)  # [X 1]·θ − Y in one operation
+            theta.addmm_(xb_t, residual, alpha=-2.0 * lr / len(xb))  # gradient and update in one operation
 
     def instrumented_epoch(sections: Sections):
         with sections("data"):
-            perm = torch.randperm(n, generator=gen, device=x.device)
-            xs, ys = x[perm], y[perm]
-        for i in range(0, n, batch_size):
-            with sections("data"):
-                xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+            batches = iter(list(shuffled_batches()))
+        for xb, xb_t, yb in batches:
             with sections("forward"):
-                residual = torch.addmm(b, xb, w).sub_(yb)
+                residual = torch.addmm(yb, xb, theta, beta=-1)
             with sections("backward"):  # the fast path fuses this product into the update (addmm_)
-                grad_w, grad_b = xb.T @ residual, residual.sum(0)
+                grad = xb_t @ residual
             with sections("update"):
-                scale = 2.0 * lr / len(xb)
-                w.sub_(grad_w, alpha=scale)
-                b.sub_(grad_b, alpha=scale)
+                theta.sub_(grad, alpha=2.0 * lr / len(xb))
 
-    return Trainer(epoch, instrumented_epoch, lambda: (w, b))
+    return Trainer(epoch, instrumented_epoch, lambda: (theta[:-1], theta[-1]))
 
 
 def dataloader_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator) -> Trainer:
