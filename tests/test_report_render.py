@@ -52,3 +52,14 @@ def test_missing_figure_is_named_not_fatal(fixture_df):
     html = render.render_html(context, {})
     assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png not found." in html
     assert "<img" not in html
+
+
+def test_templates_found_in_a_checkout_and_in_an_installed_package(tmp_path):
+    from amal.report.render import templates_dir
+
+    package = tmp_path / "site" / "amal"
+    (package / "_templates").mkdir(parents=True)
+    assert templates_dir(package) == package / "_templates"  # installed: the copy inside the package
+    (tmp_path / "site" / "templates").mkdir()
+    (tmp_path / "site" / "templates" / "report.html.j2").write_text("")
+    assert templates_dir(package) == tmp_path / "site" / "templates"  # checkout: the top-level folder

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import jinja2
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def templates_dir(package: Path = PACKAGE) -> Path:
+    """templates/ beside the package in a source checkout (editable install), else the copy installed inside it."""
+    source = package.parent / "templates"
+    return source if (source / "report.html.j2").is_file() else package / "_templates"
+
+
+TEMPLATES = templates_dir()
 
 TEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
