@@ -107,3 +107,16 @@ def measure(fn: Callable[[], object], rounds: int, warmup_rounds: int = 1,
             fn()
         times.append(watch.total_s)
     return times
+
+
+def recording(fn: Callable[[], object], times: list[float],
+              device: torch.device | str | None = None) -> Callable[[], None]:
+    """A callable that runs `fn` once and appends its seconds to `times` (e.g. a bare loop timed between rounds)."""
+
+    def timed():
+        watch = Stopwatch(device)
+        with watch:
+            fn()
+        times.append(watch.total_s)
+
+    return timed

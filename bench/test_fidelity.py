@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from amal.data import load_boston
 from amal.experiments import batch_size
 from amal.functions import MSE, Context, Linear
-from amal.timing import Stopwatch
+from amal.timing import recording
 
 BATCH_SIZE, EPOCHS, LR = 16, 5, 1e-3
 ROUNDS = {"quick": 31, "full": 101}
@@ -89,14 +89,9 @@ def test_fidelity(benchmark, profile, implementation):
     bare = bare_loop(implementation, data.x_train, data.y_train)
     bare_s = []
 
-    def time_bare():  # pedantic's setup: runs before every round, off pytest-benchmark's clock
-        watch = Stopwatch()
-        with watch:
-            bare()
-        bare_s.append(watch.total_s)
-
     benchmark.group = "fidelity"
-    benchmark.pedantic(suite_round, setup=time_bare, rounds=ROUNDS[profile], warmup_rounds=2)
+    benchmark.pedantic(suite_round, setup=recording(bare, bare_s),  # pedantic's setup: off its clock
+                       rounds=ROUNDS[profile], warmup_rounds=2)
     suite_s = benchmark.stats.stats.data
     bare_s = bare_s[2:]  # the first two ran before the warm-up rounds
     ratio = statistics.median(suite / bare for suite, bare in zip(suite_s, bare_s, strict=True))

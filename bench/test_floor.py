@@ -14,7 +14,7 @@ import pytest
 
 from amal.data import load_boston
 from amal.experiments import batch_size
-from amal.timing import Stopwatch
+from amal.timing import recording
 
 LR = 1e-3
 ROUNDS = {"quick": 10, "full": 30}
@@ -46,14 +46,9 @@ def test_sgd_floor(benchmark, profile, implementation):
     floor = numpy_epoch(data.x_train.numpy(), data.y_train.numpy())
     floor_s = []
 
-    def time_floor():  # pedantic's setup: off pytest-benchmark's clock
-        watch = Stopwatch()
-        with watch:
-            floor()
-        floor_s.append(watch.total_s)
-
     benchmark.group = "sgd-floor"
-    benchmark.pedantic(one_epoch, setup=time_floor, rounds=ROUNDS[profile], warmup_rounds=2)
+    benchmark.pedantic(one_epoch, setup=recording(floor, floor_s),  # pedantic's setup: off its clock
+                       rounds=ROUNDS[profile], warmup_rounds=2)
     steps = len(data.x_train)
     us_per_step = 1e6 * statistics.median(benchmark.stats.stats.data) / steps
     floor_us = 1e6 * statistics.median(floor_s[2:]) / steps

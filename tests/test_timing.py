@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from amal.errors import UsageError
-from amal.timing import Sections, Stopwatch, clock_s, measure, resolve_device, set_threads, sync, warmup
+from amal.timing import Sections, Stopwatch, clock_s, measure, recording, resolve_device, set_threads, sync, warmup
 
 CLOCK_RESOLUTION_S = 1e-6  # perf_counter and monotonic are both nanosecond clocks; 1 µs covers their rounding
 
@@ -163,3 +163,12 @@ def test_long_kernel_is_fully_counted():
     # the events bracket exactly the kernels; the stopwatch adds launch latency and the two syncs (well under 5 %)
     assert 0.999 * events_s <= synced.total_s <= 1.05 * events_s + 1e-3
     assert unsynced.total_s < 0.5 * events_s
+
+
+def test_recording_appends_one_time_per_call():
+    times, calls = [], []
+    timed = recording(lambda: calls.append(time.sleep(0.01)), times)
+    timed()
+    timed()
+    assert len(calls) == 2 and len(times) == 2
+    assert all(0.01 <= t < 1.0 for t in times)  # at least the sleep; the upper bound only catches unit mistakes

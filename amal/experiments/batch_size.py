@@ -138,6 +138,17 @@ def _module_params(model: nn.Linear) -> Callable[[], tuple[torch.Tensor, torch.T
     return lambda: (model.weight.detach().T, model.bias.detach())
 
 
+def timed_module_step(sections: Sections, model, loss_fn, optimizer, xb, yb) -> None:
+    """One Module + optimiser step with forward, backward and update each on its own stopwatch."""
+    with sections("forward"):
+        loss = loss_fn(model(xb), yb)
+    with sections("backward"):
+        loss.backward()
+    with sections("update"):
+        optimizer.step()
+        optimizer.zero_grad()
+
+
 def tensor_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator) -> Trainer:
     """nn.Linear + SGD; per epoch one randperm and one gathered copy, then contiguous slices (views)."""
     model, loss_fn, optimizer = _module(w, b, lr)
@@ -159,13 +170,7 @@ def tensor_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
         for i in range(0, n, batch_size):
             with sections("data"):
                 xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
-            with sections("forward"):
-                loss = loss_fn(model(xb), yb)
-            with sections("backward"):
-                loss.backward()
-            with sections("update"):
-                optimizer.step()
-                optimizer.zero_grad()
+            timed_module_step(sections, model, loss_fn, optimizer, xb, yb)
 
     return Trainer(epoch, instrumented_epoch, _module_params(model))
 
@@ -268,13 +273,7 @@ def dataloader_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Genera
                     xb, yb = batch[0].to(device), batch[1].to(device)
             if batch is None:
                 break
-            with sections("forward"):
-                loss = loss_fn(model(xb), yb)
-            with sections("backward"):
-                loss.backward()
-            with sections("update"):
-                optimizer.step()
-                optimizer.zero_grad()
+            timed_module_step(sections, model, loss_fn, optimizer, xb, yb)
 
     return Trainer(epoch, instrumented_epoch, _module_params(model))
 
