@@ -56,8 +56,17 @@ def handle(request: dict, state: dict) -> dict:
     return {"error": f"unknown request {op!r}"}
 
 
+def checkout_only() -> None:
+    """Drop the import finders of an editable install (`pip install -e .`): PYTHONPATH finds the checkout's amal
+    first, but for a module the checkout lacks (amal.cases of an old baseline) such a finder would serve the
+    installed tree's copy, mixing two versions in one worker."""
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if not getattr(finder, "__module__", "").startswith("__editable__")]
+
+
 def serve(argv: list[str]) -> None:
     """Answer requests until 'exit' or the end of stdin."""
+    checkout_only()
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the cases' own prints must never corrupt the protocol: send fd 1 to stderr
     sys.stdout = sys.stderr

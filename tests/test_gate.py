@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -151,3 +152,13 @@ def test_export_leaves_the_repository_untouched(repo, tmp_path):
     assert "work/old" in (checkout / "amal" / "cases.py").read_text()
     after = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
     assert before == after
+
+
+def test_worker_drops_the_finders_of_an_editable_install(monkeypatch):
+    from amal import gate_worker
+
+    editable = type("_EditableFinder", (), {"__module__": "__editable___amal_0_1_0_finder"})
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, editable])
+    kept = [finder for finder in sys.meta_path if finder is not editable]
+    gate_worker.checkout_only()
+    assert sys.meta_path == kept  # everything else, in order
