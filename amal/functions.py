@@ -58,6 +58,12 @@ linear = Linear.apply
 mse = MSE.apply
 
 
+def full_mse(x, y, w, b) -> float:
+    """Full-data MSE (1/q)·‖XW + b − Y‖² of the linear model, with the hand-written functions, no graph built."""
+    with torch.no_grad():
+        return MSE.forward(Context(), Linear.forward(Context(), x, w, b), y).item()
+
+
 def manual_step(x, y, w, b, lr):
     """One gradient-descent step with the hand-written forward/backward, no autograd; returns the loss before it."""
     lin_ctx, mse_ctx = Context(), Context()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from amal.functions import MSE, Context, Linear, linear, manual_step, mse
+from amal.functions import MSE, Context, Linear, full_mse, linear, manual_step, mse
 
 SHAPES = [(5, 3, 1), (1, 4, 2), (7, 13, 3), (2, 1, 1)]  # (q, n, p): includes q = 1 and p > 1
 
@@ -79,3 +79,8 @@ def test_manual_step_matches_autograd_sgd():
     assert loss.item() == pytest.approx(loss_ref.item(), rel=1e-12)
     torch.testing.assert_close(w, w_ref.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(b, b_ref.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_full_mse_by_hand():
+    x, w, b = torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0]]), torch.tensor([1.0])
+    assert full_mse(x, torch.tensor([[4.0], [7.0]]), w, b) == 0.5  # Ŷ = (3, 7): errors (−1, 0), 1 / 2 rows

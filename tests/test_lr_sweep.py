@@ -6,6 +6,7 @@ import torch
 from amal.data import load_boston
 from amal.experiments import lr_sweep
 from amal.experiments.lr_sweep import LrSweepConfig
+from amal.functions import full_mse
 
 
 def test_lr_max_theory_matches_the_seed_threshold():
@@ -42,7 +43,7 @@ def test_diverged_run_stops_and_records_the_epoch():
     assert df["diverged"].all() and len(df) < 1000
     assert df["diverged_epoch"].iloc[0] == df["epoch"].max()
     d = load_boston("minmax")
-    initial = lr_sweep.evaluate(d.x_train, d.y_train, *lr_sweep.init_params(13, 1, seed=0))
+    initial = full_mse(d.x_train, d.y_train, *lr_sweep.init_params(13, 1, seed=0))
     final = df["train_loss"].iloc[-1]
     assert not math.isfinite(final) or final > 1e6 * initial
     assert df["train_loss"].iloc[-2] <= 1e6 * initial  # it stopped at the first epoch past the bound

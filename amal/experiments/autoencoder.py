@@ -259,7 +259,7 @@ def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
     return df
 
 
-QUICK = AutoencoderConfig(epochs=3, hidden=(64,), batch_size=64, device="cpu")
+QUICK = AutoencoderConfig(epochs=15, hidden=(64,), batch_size=64, device="cpu")  # 15 epochs: digits recognisable
 PROFILES = {  # the campaigns `python -m amal.report` runs when the store is empty (quick: well under a minute)
     "quick": [QUICK, replace(QUICK, batch_size=256)],
     "full": [AutoencoderConfig(epochs=10, hidden=hidden, batch_size=batch_size, device=device)

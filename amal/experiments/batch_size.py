@@ -28,7 +28,7 @@ from amal.data import NORMALIZATIONS, least_squares_mse, load_boston
 from amal.errors import UsageError
 from amal.experiments.lr_sweep import init_params
 from amal.experiments.options import check_choice, check_positive, words
-from amal.functions import MSE, Context, Linear
+from amal.functions import MSE, Context, Linear, full_mse
 from amal.timing import Sections, Stopwatch, resolve_device, sync, warmup
 
 NAME = "batch-size"
@@ -289,12 +289,6 @@ def make_trainer(implementation: str, x: torch.Tensor, y: torch.Tensor, batch_si
     device = x.device if implementation != "dataloader" else torch.device("cpu")  # the DataLoader samples on the CPU
     gen = torch.Generator(device=device).manual_seed(seed)
     return TRAINERS[implementation](x, y, batch_size, w.to(x.device), b.to(x.device), lr, gen)
-
-
-def full_mse(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> float:
-    """Full-data MSE (1/q)·‖XW + b − Y‖², the same evaluation for every implementation."""
-    with torch.no_grad():
-        return MSE.forward(Context(), Linear.forward(Context(), x, w, b), y).item()
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

@@ -9,7 +9,7 @@ import torch
 from amal.data import NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, floats
-from amal.functions import MSE, Context, Linear, manual_step
+from amal.functions import full_mse, manual_step
 from amal.timing import Stopwatch, warmup
 
 NAME = "lr-sweep"
@@ -64,18 +64,13 @@ def lr_max_theory(x: torch.Tensor) -> float:
     return 2.0 / torch.linalg.eigvalsh(hessian).max().item()
 
 
-def evaluate(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> float:
-    """Full-data MSE with the hand-written functions."""
-    return MSE.forward(Context(), Linear.forward(Context(), x, w, b), y).item()
-
-
 def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
     """Gradient descent at one learning rate; stops at divergence. One row per epoch completed."""
     w, b = init_params(data.x_train.shape[1], data.y_train.shape[1], cfg.seed)
     x, y = data.x_train, data.y_train
     w_spare, b_spare = w.clone(), b.clone()
     warmup(lambda: manual_step(x, y, w_spare, b_spare, lr), cfg.warmup_steps)
-    initial = evaluate(x, y, w, b)
+    initial = full_mse(x, y, w, b)
     clock = Stopwatch()
     rows = []
     for epoch in range(1, cfg.epochs + 1):
@@ -83,8 +78,8 @@ def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
             manual_step(x, y, w, b, lr)
         eval_clock = Stopwatch()  # a fresh one each epoch: eval_s is this epoch's evaluation time
         with eval_clock:
-            train_loss = evaluate(x, y, w, b)
-            test_loss = evaluate(data.x_test, data.y_test, w, b) if data.has_test else math.nan
+            train_loss = full_mse(x, y, w, b)
+            test_loss = full_mse(data.x_test, data.y_test, w, b) if data.has_test else math.nan
         diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
         rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
                      "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
