@@ -197,7 +197,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
 def bench_section(df: pd.DataFrame) -> dict:
     rows = select.experiment_rows(df, "bench")
     title = "Benchmarks (pytest-benchmark rounds)"
-    intro = "Raw rounds of `pytest bench` exported to the results store; per case the median and spread of a round."
+    intro = "Raw rounds of pytest bench exported to the results store; per case the median and spread of a round."
     if rows.empty:
         return section("bench", title, intro, rows)
     summary = select.bench_summary(rows)
