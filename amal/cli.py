@@ -1,6 +1,5 @@
 """`python -m amal.run EXPERIMENT ...`: run one experiment over its grid, store it as parquet, print a summary."""
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -8,16 +7,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import store
-from amal.errors import UsageError
+from amal.errors import Parser, UsageError
 from amal.experiments import EXPERIMENTS
 from amal.timing import set_threads
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with errors in one line (no usage dump) and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> Parser:

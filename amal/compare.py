@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from amal.errors import UsageError
+from amal.errors import Parser, UsageError
 from amal.samples import read_run
 
 VERDICTS = ("regressed", "improved", "unchanged")
@@ -215,12 +215,6 @@ def group_threshold(text: str) -> tuple[str, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected GROUP=FACTOR (e.g. autoencoder=1.2), got {text!r}") from None
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse with errors in one line (no usage dump) and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import compare, gate_worker, store
-from amal.errors import UsageError
+from amal.errors import Parser, UsageError
 from amal.samples import ROUND_COLUMNS, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
@@ -261,7 +261,7 @@ def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[st
 
 
 def build_parser() -> compare.Parser:
-    parser = compare.Parser(prog="python -m amal.gate", description=__doc__.split(":", 1)[1].strip())
+    parser = Parser(prog="python -m amal.gate", description=__doc__.split(":", 1)[1].strip())
     parser.add_argument("--baseline", required=True, help="git ref of the baseline (e.g. HEAD~1, main, v0.1)")
     parser.add_argument("--candidate", type=Path, default=Path("."),
                         help="checkout timed as the candidate, uncommitted changes included (default: .)")

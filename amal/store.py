@@ -111,17 +111,17 @@ def to_table(df: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def check_writable(results_dir: str | Path) -> Path:
-    """Create `results_dir` if needed and prove a file can be written there; UsageError otherwise."""
-    results_dir = Path(results_dir)
+def check_writable(folder: str | Path, what: str = "results directory") -> Path:
+    """Create `folder` if needed and prove a file can be written there; UsageError naming `what` otherwise."""
+    folder = Path(folder)
     try:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        probe = results_dir / f".write-probe-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"results directory {results_dir} is not writable: {exc.strerror or exc}") from exc
-    return results_dir
+        raise UsageError(f"{what} {folder} is not writable: {exc.strerror or exc}") from exc
+    return folder
 
 
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path:

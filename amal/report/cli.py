@@ -15,17 +15,11 @@ from datetime import datetime
 from pathlib import Path
 
 from amal import store
-from amal.errors import UsageError
+from amal.errors import Parser, UsageError
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
 
-
-class Parser(argparse.ArgumentParser):
-    """argparse with errors in one line (no usage dump) and exit code 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def formats(text: str) -> tuple[str, ...]:
@@ -52,15 +46,8 @@ def build_parser() -> Parser:
 
 def check_out_dir(out: str | Path) -> Path:
     """Create the output directory (and figures/) and prove it is writable; UsageError otherwise."""
-    out = Path(out)
-    try:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"output directory {out} is not writable: {exc.strerror or exc}") from exc
-    return out
+    store.check_writable(Path(out) / "figures", "output directory")
+    return store.check_writable(out, "output directory")
 
 
 def run_campaign(results: Path, profile: str, quiet: bool) -> None:
