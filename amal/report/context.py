@@ -11,8 +11,8 @@ from amal.report.format import integer, number, rate, seconds
 
 HOW_TO = {
     "lr-sweep": "python -m amal.run lr-sweep",
-    "batch-size": "python -m amal.run batch-size --batch-size 1,16,64,506 --implementation dataloader,tensor,manual "
-                  "--seeds 3",
+    "batch-size": "python -m amal.run batch-size --batch-size 1,16,64,506 "
+                  "--implementation dataloader,tensor,manual,fused --seeds 3",
     "autoencoder": "python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto",
     "bench": "pytest bench --benchmark-autosave",
 }
