@@ -138,6 +138,12 @@ def _module_params(model: nn.Linear) -> Callable[[], tuple[torch.Tensor, torch.T
     return lambda: (model.weight.detach().T, model.bias.detach())
 
 
+def shuffled(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of x and y in one random order drawn from `gen` (one randperm, one gathered copy each)."""
+    perm = torch.randperm(len(x), generator=gen, device=x.device)
+    return x[perm], y[perm]
+
+
 def timed_module_step(sections: Sections, model, loss_fn, optimizer, xb, yb) -> None:
     """One Module + optimiser step with forward, backward and update each on its own stopwatch."""
     with sections("forward"):
@@ -155,8 +161,7 @@ def tensor_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
     n = len(x)
 
     def epoch():
-        perm = torch.randperm(n, generator=gen, device=x.device)
-        xs, ys = x[perm], y[perm]
+        xs, ys = shuffled(x, y, gen)
         for i in range(0, n, batch_size):
             optimizer.zero_grad()
             loss = loss_fn(model(xs[i:i + batch_size]), ys[i:i + batch_size])
@@ -165,8 +170,7 @@ def tensor_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
 
     def instrumented_epoch(sections: Sections):
         with sections("data"):
-            perm = torch.randperm(n, generator=gen, device=x.device)
-            xs, ys = x[perm], y[perm]
+            xs, ys = shuffled(x, y, gen)
         for i in range(0, n, batch_size):
             with sections("data"):
                 xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
@@ -186,8 +190,7 @@ def manual_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
     n = len(x)
 
     def epoch():
-        perm = torch.randperm(n, generator=gen, device=x.device)
-        xs, ys = x[perm], y[perm]
+        xs, ys = shuffled(x, y, gen)
         for i in range(0, n, batch_size):
             lin_ctx, mse_ctx = Context(), Context()
             MSE.forward(mse_ctx, Linear.forward(lin_ctx, xs[i:i + batch_size], w, b), ys[i:i + batch_size])
@@ -198,8 +201,7 @@ def manual_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
 
     def instrumented_epoch(sections: Sections):
         with sections("data"):
-            perm = torch.randperm(n, generator=gen, device=x.device)
-            xs, ys = x[perm], y[perm]
+            xs, ys = shuffled(x, y, gen)
         for i in range(0, n, batch_size):
             with sections("data"):
                 xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
@@ -222,12 +224,10 @@ def fused_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator) 
     No autograd, no Function objects; same permutations as `tensor_trainer`, same mathematics."""
     x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)
     theta = torch.cat([w, b.view(1, -1)])  # (n_features + 1) × p
-    n = len(x)
 
     def shuffled_batches():
         """Per epoch one permutation, then batches as views: rows, the same rows transposed, targets."""
-        perm = torch.randperm(n, generator=gen, device=x.device)
-        xs, ys = x1[perm], y[perm]
+        xs, ys = shuffled(x1, y, gen)
         return zip(xs.split(batch_size), xs.T.split(batch_size, dim=1), ys.split(batch_size), strict=True)
 
     def epoch():
