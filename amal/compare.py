@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from amal.errors import Parser, UsageError
+from amal.report.format import seconds
 from amal.samples import read_run
 
 VERDICTS = ("regressed", "improved", "unchanged")
@@ -144,21 +145,13 @@ def smallest_p(n_baseline: int, n_candidate: int) -> float:
     return rank_test_p(np.arange(n_baseline, dtype=float), np.arange(n_candidate, dtype=float) + n_baseline + 1)
 
 
-def seconds_text(seconds: float) -> str:
-    """A duration with a readable unit: 412 µs, 3.21 ms, 1.50 s."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
-
-
 def display_frame(result: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """The result as text columns: name, medians with rounds, ratio with its CI, p (Holm), verdict."""
     level = f"{confidence:.0%}"
     return pd.DataFrame({
         "benchmark": result["benchmark"],
-        "baseline": [f"{seconds_text(r.baseline_median_s)} (n={r.baseline_rounds})" for r in result.itertuples()],
-        "candidate": [f"{seconds_text(r.candidate_median_s)} (n={r.candidate_rounds})" for r in result.itertuples()],
+        "baseline": [f"{seconds(r.baseline_median_s)} (n={r.baseline_rounds})" for r in result.itertuples()],
+        "candidate": [f"{seconds(r.candidate_median_s)} (n={r.candidate_rounds})" for r in result.itertuples()],
         f"ratio [{level} CI]": [f"{r.ratio:.3f} [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]"
                                 for r in result.itertuples()],
         "threshold": [f"{t:.2f}" for t in result["threshold"]],
