@@ -220,6 +220,7 @@ def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
 
 def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig) -> list[Path]:
     """Both sides as pytest-benchmark JSON under cfg.output (and as bench runs of cfg.results): the paths/ids."""
+    from amal.cli import stamp
     from amal.environment import environment
 
     env = environment()
@@ -235,8 +236,8 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
         if cfg.results is not None:
             devices = {c["name"]: c["device"] for c in cases}
-            rows = sample.assign(run_id=store.new_run_id("bench"), experiment="bench", profile=cfg.profile,
-                                 device=sample["benchmark"].map(devices), tag=f"gate {side}", **env)
+            rows = stamp(sample.assign(profile=cfg.profile, device=sample["benchmark"].map(devices)), "bench",
+                         f"gate {side}")
             rows["git_commit"] = commit["id"] + ("+dirty" if commit["dirty"] else "")
             written.append(store.save(rows, cfg.results))
     return written
