@@ -22,10 +22,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+AMAL_DIR = Path(__file__).resolve().parent
+
+
 @cache
-def git_commit() -> str:
-    """The commit of the amal checkout being run ('' outside a git checkout), with '+dirty' for local changes."""
-    here = Path(__file__).resolve().parent
+def git_commit(here: Path = AMAL_DIR) -> str:
+    """The commit of the checkout holding `here` (default: the amal being run), with '+dirty' for local changes;
+    '' outside a git checkout."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
         if sha.returncode != 0:

@@ -24,6 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import compare, gate_worker, store
+from amal.environment import git_commit
 from amal.errors import Parser, UsageError
 from amal.samples import ROUND_COLUMNS, to_benchmark_json
 
@@ -135,11 +136,8 @@ def export_commit(repo: Path, commit: str, dest: Path) -> Path:
 
 def commit_info(checkout: Path) -> dict:
     """pytest-benchmark's commit_info of a checkout: its commit and whether it has local changes."""
-    try:
-        dirty = bool(git(checkout, "status", "--porcelain", "--untracked-files=no"))
-        return {"id": git(checkout, "rev-parse", "HEAD"), "dirty": dirty}
-    except UsageError:
-        return {"id": "", "dirty": False}
+    commit = git_commit(Path(checkout).resolve())
+    return {"id": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}
 
 
 def interleave(run_a, run_b, rounds: int) -> tuple[list[float], list[float]]:

@@ -16,3 +16,7 @@ def test_environment_describes_the_machine():
 def test_git_commit_is_a_sha_or_empty():
     commit = environment.git_commit()
     assert commit == "" or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+
+
+def test_git_commit_of_another_checkout(tmp_path):
+    assert environment.git_commit(tmp_path) == ""  # not a git checkout
