@@ -144,6 +144,17 @@ def shuffled(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
     return x[perm], y[perm]
 
 
+def timed_batches(sections: Sections, x, y, batch_size: int, gen: torch.Generator):
+    """The shuffled batches of an epoch, as tensor_trainer slices them, with the shuffle and every slice on the
+    "data" stopwatch."""
+    with sections("data"):
+        xs, ys = shuffled(x, y, gen)
+    for i in range(0, len(xs), batch_size):
+        with sections("data"):
+            xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+        yield xb, yb
+
+
 def timed_module_step(sections: Sections, model, loss_fn, optimizer, xb, yb) -> None:
     """One Module + optimiser step with forward, backward and update each on its own stopwatch."""
     with sections("forward"):
@@ -169,11 +180,7 @@ def tensor_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
             optimizer.step()
 
     def instrumented_epoch(sections: Sections):
-        with sections("data"):
-            xs, ys = shuffled(x, y, gen)
-        for i in range(0, n, batch_size):
-            with sections("data"):
-                xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+        for xb, yb in timed_batches(sections, x, y, batch_size, gen):
             timed_module_step(sections, model, loss_fn, optimizer, xb, yb)
 
     return Trainer(epoch, instrumented_epoch, _module_params(model))
@@ -200,11 +207,7 @@ def manual_trainer(x, y, batch_size: int, w, b, lr: float, gen: torch.Generator)
             b.sub_(grad_b, alpha=lr)
 
     def instrumented_epoch(sections: Sections):
-        with sections("data"):
-            xs, ys = shuffled(x, y, gen)
-        for i in range(0, n, batch_size):
-            with sections("data"):
-                xb, yb = xs[i:i + batch_size], ys[i:i + batch_size]
+        for xb, yb in timed_batches(sections, x, y, batch_size, gen):
             with sections("forward"):
                 lin_ctx, mse_ctx = Context(), Context()
                 MSE.forward(mse_ctx, Linear.forward(lin_ctx, xb, w, b), yb)
