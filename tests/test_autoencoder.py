@@ -129,18 +129,19 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")
 
 
-def command(*args) -> list[str]:
-    return [sys.executable, "-m", "amal.run", "autoencoder", "--device", "cpu", "--threads", "1", "--quiet",
+def command(device: str, *args) -> list[str]:
+    return [sys.executable, "-m", "amal.run", "autoencoder", "--device", device, "--threads", "1", "--quiet",
             "--hidden", "32", "--n-train", "1000", "--batch-size", "16", "--seed", "3", "--epochs", "30", *args]
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     full, part = tmp_path / "full.pt", tmp_path / "part.pt"
-    subprocess.run(command("--checkpoint", str(full), "--results", str(tmp_path / "r1")), cwd=ROOT, env=env,
+    subprocess.run(command(device, "--checkpoint", str(full), "--results", str(tmp_path / "r1")), cwd=ROOT, env=env,
                    check=True, capture_output=True)
-    victim = subprocess.Popen(command("--checkpoint", str(part), "--results", str(tmp_path / "r2")), cwd=ROOT,
+    victim = subprocess.Popen(command(device, "--checkpoint", str(part), "--results", str(tmp_path / "r2")), cwd=ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not part.exists() and victim.poll() is None and time.monotonic() < deadline:
@@ -150,7 +151,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     killed_at = load_checkpoint(part)["epoch"]
     assert 1 <= killed_at < 30
     assert not (tmp_path / "r2").exists() or not list((tmp_path / "r2").glob("*.parquet"))
-    subprocess.run(command("--checkpoint", str(part), "--resume", "--results", str(tmp_path / "r3")), cwd=ROOT,
+    subprocess.run(command(device, "--checkpoint", str(part), "--resume", "--results", str(tmp_path / "r3")), cwd=ROOT,
                    env=env, check=True, capture_output=True)
     expected, resumed = load_checkpoint(full), load_checkpoint(part)
     assert resumed["epoch"] == 30 and resumed["iteration"] == expected["iteration"] == 30 * 63

@@ -11,7 +11,19 @@ import pytest
 import torch
 
 from amal.errors import UsageError
-from amal.timing import Sections, Stopwatch, clock_s, measure, recording, resolve_device, set_threads, sync, warmup
+from amal.timing import (
+    Sections,
+    Stopwatch,
+    StreamStopwatch,
+    clock_s,
+    measure,
+    recording,
+    resolve_device,
+    set_threads,
+    sync,
+    synced,
+    warmup,
+)
 
 CLOCK_RESOLUTION_S = 1e-6  # perf_counter and monotonic are both nanosecond clocks; 1 µs covers their rounding
 
@@ -163,6 +175,60 @@ def test_long_kernel_is_fully_counted():
     # the events bracket exactly the kernels; the stopwatch adds launch latency and the two syncs (well under 5 %)
     assert 0.999 * events_s <= synced.total_s <= 1.05 * events_s + 1e-3
     assert unsynced.total_s < 0.5 * events_s
+
+
+def test_stream_stopwatch_on_the_cpu_is_a_stopwatch():
+    watch = StreamStopwatch("cpu")
+    assert watch.total_s == 0.0 and watch.laps == 0
+
+    def two_laps():
+        for seconds in (0.01, 0.02):
+            with watch:
+                time.sleep(seconds)
+
+    _, outer = outer_reference(two_laps)
+    assert watch.laps == 2 and 0.03 <= watch.total_s <= outer + CLOCK_RESOLUTION_S
+
+
+def test_synced_returns_the_result_of_one_call():
+    calls = []
+    round_ = synced(lambda: calls.append(1) or len(calls), "cpu")
+    assert round_() == 1 and round_() == 2 and calls == [1, 1]
+
+
+@pytest.mark.gpu
+def test_stream_stopwatch_times_copies_without_making_the_host_wait():
+    """1 GiB pinned → GPU, non-blocking: the host's block returns at once; the events hold the copy's duration,
+    nested inside the synced wall time around it and no shorter than the copy at 1 TB/s (beyond any host link)."""
+    device = torch.device("cuda")
+    host = torch.empty(256 * 2**20, dtype=torch.float32).pin_memory()
+    warmup(lambda: host.to(device, non_blocking=True), 2, device)
+    copies, wall, host_side = StreamStopwatch(device), Stopwatch(device), Stopwatch(None)
+    with wall:
+        for _ in range(3):
+            with host_side, copies:
+                host.to(device, non_blocking=True)
+    assert copies.laps == 3
+    stream_s = copies.total_s
+    assert 3 * host.nbytes / 1e12 <= stream_s <= wall.total_s + CLOCK_RESOLUTION_S
+    assert host_side.total_s < 0.5 * stream_s
+
+
+@pytest.mark.gpu
+def test_synced_round_is_fully_counted_by_an_outside_clock():
+    """pytest-benchmark's clock does not sync: a `synced` round makes it see the kernels' whole duration."""
+    device = torch.device("cuda")
+    a = torch.randn(4096, 4096, device=device)
+    work = lambda: [a @ a for _ in range(50)]  # noqa: E731
+    warmup(work, 2, device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    outside = Stopwatch(None)
+    with outside:
+        start.record()
+        synced(work, device)()
+    end.record()
+    sync(device)
+    assert outside.total_s >= 0.999 * start.elapsed_time(end) / 1e3
 
 
 def test_recording_appends_one_time_per_call():

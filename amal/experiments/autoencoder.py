@@ -15,7 +15,7 @@ from amal.datasets import PIXELS, MnistVectors
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
-from amal.timing import Stopwatch, resolve_device, warmup
+from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
 NAME = "autoencoder"
 # what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
@@ -125,8 +125,8 @@ def make_batches(train: MnistVectors, cfg: AutoencoderConfig, device: torch.devi
 
 
 def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:
-    """One pass over `batches` with Adam; host → device copies on their own stopwatch (none on the CPU)."""
-    transfer = Stopwatch(device)
+    """One pass over `batches` with Adam; host → device copies timed on the GPU's stream (none on the CPU)."""
+    transfer = StreamStopwatch(device)
     samples = steps = 0
     for x in batches:
         if x.device.type != device.type:
@@ -326,4 +326,4 @@ def epoch_round(cfg: AutoencoderConfig):
     model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = make_batches(train_set, cfg, device, torch.Generator().manual_seed(cfg.seed))
-    return lambda: train_epoch(model, batches, optimizer, cfg.loss_fn, device)
+    return synced(lambda: train_epoch(model, batches, optimizer, cfg.loss_fn, device), device)

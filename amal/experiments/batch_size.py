@@ -29,7 +29,7 @@ from amal.errors import UsageError
 from amal.experiments.lr_sweep import init_params
 from amal.experiments.options import check_choice, check_positive, words
 from amal.functions import MSE, Context, Linear, full_mse
-from amal.timing import Sections, Stopwatch, resolve_device, sync, warmup
+from amal.timing import Sections, Stopwatch, resolve_device, synced, warmup
 
 NAME = "batch-size"
 IMPLEMENTATIONS = ("dataloader", "tensor", "manual", "fused")
@@ -408,9 +408,8 @@ def case(implementation: str, batch_size: int, epochs: int, device: str = "cpu",
         def one_round():
             for _ in range(epochs):
                 trainer.epoch()
-            sync(dev)  # sync: on CUDA the round ends when its kernels have run, not when they were queued
 
-        return one_round
+        return synced(one_round, dev)
 
     params = {"experiment": NAME, "implementation": implementation, "batch_size": batch_size, "epochs": epochs,
               "lr": lr, "normalize": "minmax", "n_train": 506, "device": device}
