@@ -244,10 +244,14 @@ def losses(model, train_set: MnistVectors, test_set: MnistVectors, loss_fn: str,
 
 
 def warm_up(model, cfg: AutoencoderConfig, batch: torch.Tensor, device: torch.device) -> None:
-    """A few untimed steps on a copy (own optimiser, no RNG drawn): allocator and kernels settle, the run unchanged."""
+    """A few untimed steps on a copy (own optimiser, no RNG drawn), the batch fed as the run feeds its batches (resident,
+    or from pinned host memory copied each step on CUDA): allocators, copies and kernels settle, the run unchanged."""
     spare = copy.deepcopy(model)
     spare_optimizer = torch.optim.Adam(spare.parameters(), lr=cfg.lr)
-    batch = batch.to(device)
+    if cfg.data_on_device:
+        batch = batch.to(device)
+    elif device.type == "cuda":
+        batch = batch.pin_memory()
     warmup(lambda: train_epoch(spare, [batch], spare_optimizer, cfg.loss_fn, device), cfg.warmup_steps, device)
 
 
