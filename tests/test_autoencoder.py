@@ -179,7 +179,9 @@ def test_bench_cases_cover_device_batch_and_model():
 
 def test_profiles_and_summary():
     quick = [(cfg.epochs, cfg.device, cfg.batch_size) for cfg in PROFILES["quick"]]
-    assert quick == [(15, "cpu", 64), (15, "cpu", 256)]
+    on_gpu = [(15, "cuda", 64), (15, "cuda", 256)] if torch.cuda.is_available() else []
+    assert quick == [(15, "cpu", 64), (15, "cpu", 256), *on_gpu]
+    assert {cfg.device for cfg in PROFILES["full"]} == ({"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"})
     df = pd.DataFrame({"epoch": [1], "train_loss": [0.123456], "test_loss": [0.2], "epoch_s": [0.5],
                        "samples_per_s": [8000.4], "transfer_s": [0.0]})
     assert summary(df).iloc[0].to_dict() == {"epoch": 1, "train_loss": 0.12346, "test_loss": 0.2, "epoch_s": 0.5,

@@ -244,8 +244,9 @@ def losses(model, train_set: MnistVectors, test_set: MnistVectors, loss_fn: str,
 
 
 def warm_up(model, cfg: AutoencoderConfig, batch: torch.Tensor, device: torch.device) -> None:
-    """A few untimed steps on a copy (own optimiser, no RNG drawn), the batch fed as the run feeds its batches (resident,
-    or from pinned host memory copied each step on CUDA): allocators, copies and kernels settle, the run unchanged."""
+    """A few untimed steps on a copy (own optimiser, no RNG drawn), the batch fed as the run feeds its batches
+    (resident, or from pinned host memory copied each step on CUDA): allocators, copies and kernels settle, the run
+    unchanged."""
     spare = copy.deepcopy(model)
     spare_optimizer = torch.optim.Adam(spare.parameters(), lr=cfg.lr)
     if cfg.data_on_device:
@@ -264,11 +265,11 @@ def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
 
 
 QUICK = AutoencoderConfig(epochs=15, hidden=(64,), batch_size=64, device="cpu")  # 15 epochs: digits recognisable
+DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)  # what the report's campaigns compare
 PROFILES = {  # the campaigns `python -m amal.report` runs when the store is empty (quick: well under a minute)
-    "quick": [QUICK, replace(QUICK, batch_size=256)],
+    "quick": [replace(QUICK, device=device, batch_size=batch_size) for device in DEVICES for batch_size in (64, 256)],
     "full": [AutoencoderConfig(epochs=10, hidden=hidden, batch_size=batch_size, device=device)
-             for device in ("cpu", "cuda") if device == "cpu" or torch.cuda.is_available()
-             for hidden in ((64,), (256, 64)) for batch_size in (64, 256)],
+             for device in DEVICES for hidden in ((64,), (256, 64)) for batch_size in (64, 256)],
 }
 
 
