@@ -32,9 +32,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def is_cuda(device: torch.device | str | None) -> bool:
+    return device is not None and torch.device(device).type == "cuda"
+
+
 def sync(device: torch.device | str | None) -> None:
     """Wait until all queued work on `device` has finished (a no-op on the CPU)."""
-    if device is not None and torch.device(device).type == "cuda":
+    if is_cuda(device):
         torch.cuda.synchronize(device)
 
 
@@ -82,8 +86,7 @@ class StreamStopwatch:
     """
 
     def __init__(self, device: torch.device | str | None = None):
-        self.cuda = device is not None and torch.device(device).type == "cuda"
-        self._watch = None if self.cuda else Stopwatch(device)
+        self._watch = None if is_cuda(device) else Stopwatch(device)
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._start = None
         self.laps = 0
