@@ -1,6 +1,7 @@
 """`python -m amal.run EXPERIMENT ...`: run one experiment over its grid, store it as parquet, print a summary."""
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -33,18 +34,22 @@ def progress_bar(total: int, description: str, quiet: bool):
     return tqdm(total=total, desc=description, unit="run", disable=quiet or not sys.stderr.isatty(), leave=False)
 
 
-def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None) -> pd.DataFrame:
-    """The rows with run_id, experiment, tag and the environment they were measured in."""
+def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None,
+          started: datetime | None = None) -> pd.DataFrame:
+    """The rows with run_id, experiment, tag and the environment they were measured in; `started`: when the run
+    started (its run_id and timestamp_utc; default: now)."""
     from amal.environment import environment
 
-    env = environment(device)
-    return df.assign(run_id=store.new_run_id(experiment), experiment=experiment, tag=tag, **env)
+    started = started or datetime.now(UTC)
+    env = environment(device, started)
+    return df.assign(run_id=store.new_run_id(experiment, started), experiment=experiment, tag=tag, **env)
 
 
-def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir) -> tuple[pd.DataFrame, Path]:
+def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
+              started: datetime | None = None) -> tuple[pd.DataFrame, Path]:
     """Stamp an experiment's rows, write its artifacts (df.attrs["artifacts"]) and the run file; return both."""
     artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {column: (name, bytes)}
-    df = stamp(df, experiment, tag, df["device"].iloc[0])
+    df = stamp(df, experiment, tag, df["device"].iloc[0], started)
     df = store.save_artifacts(df, results_dir, artifacts)
     return df, store.save(df, results_dir)
 
@@ -56,9 +61,10 @@ def main(argv=None) -> int:
         cfg = experiment.config_from_args(args)
         results_dir = store.check_writable(args.results or store.default_results_dir())
         set_threads(args.threads)
+        started = datetime.now(UTC)
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
             df = experiment.run(cfg, progress=bar.update)
-        df, path = store_run(df, args.experiment, args.tag, results_dir)
+        df, path = store_run(df, args.experiment, args.tag, results_dir, started)
     except UsageError as exc:
         print(f"python -m amal.run {args.experiment}: error: {exc}", file=sys.stderr)
         return 2

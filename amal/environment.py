@@ -47,8 +47,9 @@ def cuda_device_name(device: torch.device | str | None) -> str:
     return torch.cuda.get_device_name(torch.device(device))
 
 
-def environment(device: torch.device | str | None = None) -> dict:
-    """Metadata stored with every result row (the `env_*` columns of the results schema)."""
+def environment(device: torch.device | str | None = None, started: datetime | None = None) -> dict:
+    """Metadata stored with every result row (the environment columns of the results schema); `started`: when the
+    run started (default: now)."""
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
@@ -57,5 +58,5 @@ def environment(device: torch.device | str | None = None) -> dict:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "git_commit": git_commit(),
-        "timestamp_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timestamp_utc": (started or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -216,13 +216,14 @@ def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
     return pd.concat(parts, ignore_index=True), notes
 
 
-def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig) -> list[Path]:
-    """Both sides as pytest-benchmark JSON under cfg.output (and as bench runs of cfg.results): the paths/ids."""
+def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig,
+                 when: datetime) -> list[Path]:
+    """Both sides as pytest-benchmark JSON under cfg.output (and as bench runs of cfg.results): the paths/ids.
+    `when`: the UTC time the timing started (file names, JSON datetime, run ids and timestamp_utc)."""
     from amal.cli import stamp
     from amal.environment import environment
 
-    env = environment()
-    when = datetime.now(UTC)
+    env = environment(started=when)
     params = {c["name"]: c["params"] for c in cases}
     written = []
     for side in SIDES:
@@ -235,7 +236,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         if cfg.results is not None:
             devices = {c["name"]: c["device"] for c in cases}
             rows = stamp(sample.assign(profile=cfg.profile, device=sample["benchmark"].map(devices)), "bench",
-                         f"gate {side}")
+                         f"gate {side}", started=when)
             rows["git_commit"] = commit["id"] + ("+dirty" if commit["dirty"] else "")
             written.append(store.save(rows, cfg.results))
     return written
@@ -254,9 +255,10 @@ def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[st
         b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
         stack.callback(b.close)
         cases, notes = common_cases(a, b, cfg)
+        started = datetime.now(UTC)
         rounds, failed = time_all(a, b, cases, cfg, quiet)
     commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False}, "candidate": commit_info(candidate)}
-    return rounds, notes + failed, save_samples(rounds, cases, commits, cfg)
+    return rounds, notes + failed, save_samples(rounds, cases, commits, cfg, started)
 
 
 def build_parser() -> compare.Parser:

@@ -92,9 +92,10 @@ def default_results_dir() -> Path:
     return Path(os.environ.get("AMAL_RESULTS", "results"))
 
 
-def new_run_id(experiment: str) -> str:
-    """e.g. 20261127T133000Z-lr-sweep-3f9a1c: sorts by time, unique without coordination."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{experiment}-{secrets.token_hex(3)}"
+def new_run_id(experiment: str, started: datetime | None = None) -> str:
+    """e.g. 20261127T133000Z-lr-sweep-3f9a1c (the UTC time the run started, default now): sorts by time, unique
+    without coordination."""
+    return f"{started or datetime.now(UTC):%Y%m%dT%H%M%SZ}-{experiment}-{secrets.token_hex(3)}"
 
 
 def to_table(df: pd.DataFrame) -> pa.Table:

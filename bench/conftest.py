@@ -6,6 +6,8 @@ Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock thro
 also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment.
 """
 
+from datetime import UTC, datetime
+
 import pytest
 import torch
 from pytest_benchmark.timers import default_timer
@@ -65,6 +67,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+STORED = pytest.StashKey[str]()
+STARTED = pytest.StashKey[datetime]()
+
+
+def pytest_sessionstart(session):
+    """The session's start: run_id and timestamp_utc of the rounds it stores."""
+    session.config.stash[STARTED] = datetime.now(UTC)
+
+
 def measured(config) -> list[dict]:
     """pytest-benchmark's records of this session, raw rounds included (errored benchmarks left out)."""
     session = getattr(config, "_benchmarksession", None)
@@ -81,12 +92,9 @@ def pytest_sessionfinish(session, exitstatus):
         return
     df = round_rows(benchmarks, config.option.amal_profile)
     cuda = "cuda" if any(str(d).startswith("cuda") for d in df.get("device", [])) else None
-    df = stamp(df, "bench", tag="", device=cuda)
+    df = stamp(df, "bench", tag="", device=cuda, started=config.stash.get(STARTED, None))
     path = store.save(df, config.option.amal_results or store.default_results_dir())
     config.stash[STORED] = f"amal: stored {len(df)} benchmark rounds in {path}"
-
-
-STORED = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter, config):

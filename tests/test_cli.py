@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -42,6 +43,20 @@ def test_threads_option_is_applied_and_recorded(results, capsys):
                         capsys)
     assert code == 0, err
     assert pd.read_parquet(results)["num_threads"].unique().tolist() == [1]
+
+
+@pytest.mark.slow
+def test_run_id_and_timestamp_are_when_the_run_started(results, capsys):
+    before = datetime.now(UTC).replace(microsecond=0)
+    code, _, err = _run(["lr-sweep", "--lr", "0.1", "--epochs", "60000", "--threads", "1", "--results", str(results),
+                         "--quiet"], capsys)
+    after = datetime.now(UTC)
+    assert code == 0, err
+    assert after - before > timedelta(seconds=2)  # the run ends seconds after it starts: the stamp tells which
+    row = pd.read_parquet(results).iloc[0]
+    started = datetime.strptime(row["timestamp_utc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= started <= before + timedelta(seconds=1)
+    assert row["run_id"].startswith(f"{started:%Y%m%dT%H%M%SZ}-lr-sweep-")
 
 
 BAD = [
