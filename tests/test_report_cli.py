@@ -132,7 +132,7 @@ def corrupt_store(fixture_results, tmp_path):
     return results
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "out-is-a-file", "bad-format"])
+@pytest.mark.parametrize("case", ["missing", "empty", "corrupt", "out-is-a-file", "bad-format", "bad-threads"])
 def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tmp_path, capsys):
     results, out = tmp_path / "results", tmp_path / "out"
     out.mkdir()
@@ -147,6 +147,8 @@ def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tm
         out.write_text("")
     elif case == "bad-format":
         results, args = fixture_results, ["--no-run", "--format", "html,docx"]
+    elif case == "bad-threads":
+        results, args = fixture_results, ["--no-run", "--threads", "0"]
     assert exit_code(["--results", str(results), "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error" in err
@@ -156,12 +158,25 @@ def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tm
     assert not (tmp_path / "out" / "report.tex").exists()
 
 
+@pytest.fixture
+def torch_threads():
+    """Restores torch's thread count, which --threads changes for the whole process."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path):
+def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path, torch_threads):
     results, out = tmp_path / "results", tmp_path / "out"
-    assert main(["--results", str(results), "--out", str(out), "--format", "html", "--quiet"]) == 0
+    threads = 1 if torch_threads > 1 else 2  # not torch's count: shows that --threads was applied
+    assert main(["--results", str(results), "--out", str(out), "--format", "html", "--quiet",
+                 "--threads", str(threads)]) == 0
     df, _ = store.load(results)
     assert "lr-sweep" in set(df["experiment"])
+    assert df["num_threads"].unique().tolist() == [threads]
     assert df["tag"].unique().tolist() == ["python -m amal.report --profile quick"]
     html = (out / "report.html").read_text()
     assert '<figure id="fig1-lr-sweep">' in html

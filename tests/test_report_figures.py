@@ -51,3 +51,16 @@ def test_lr_sweep_marks_each_divergence(fixture_df):
 def test_few_batch_sizes_spreads_over_the_range():
     assert figures.few_batch_sizes([1, 2, 4, 8, 16, 32, 64, 128, 256, 506]) == [1, 8, 64, 506]
     assert figures.few_batch_sizes([16, 1]) == [1, 16]
+
+
+def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture_df):
+    """The fixture's runs last 20 epochs: Fig. 3 shows them scaled to 1000 and says so on the figure itself."""
+    fig = figures.batch_time_figure(fixture_df)
+    title = fig.axes[0].get_title()
+    assert title == "Seed Fig. 3: training time of 1000 epochs (measured over 20, scaled) vs batch size"
+    plt.close(fig)
+    batch = fixture_df["experiment"] == "batch-size"
+    thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50))
+    fig = figures.batch_time_figure(thousand)
+    assert fig.axes[0].get_title() == "Seed Fig. 3: training time of 1000 epochs vs batch size"
+    plt.close(fig)

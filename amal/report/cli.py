@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from amal import store
@@ -19,7 +19,6 @@ from amal.errors import Parser, UsageError
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
-
 
 
 def formats(text: str) -> tuple[str, ...]:
@@ -38,6 +37,9 @@ def build_parser() -> Parser:
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="campaign to run when the store is empty (default: %(default)s)")
     parser.add_argument("--no-run", action="store_true", help="never run experiments; report only what is stored")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads of the campaign run on an empty store (default: torch's choice; "
+                             "recorded in the results)")
     parser.add_argument("--format", type=formats, default=FORMATS, metavar="FMT[,FMT...]",
                         help="any of html,tex,pdf (default: all; pdf needs latexmk or pdflatex on the PATH)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -61,9 +63,10 @@ def run_campaign(results: Path, profile: str, quiet: bool) -> None:
     for name, experiment in EXPERIMENTS.items():
         configs = experiment.PROFILES[profile]
         for cfg in configs if isinstance(configs, list | tuple) else [configs]:
+            started = datetime.now(UTC)
             with progress_bar(experiment.units(cfg), name, quiet) as bar:
                 df = experiment.run(cfg, progress=bar.update)
-            _, path = store_run(df, name, f"{PROG} --profile {profile}", results)
+            _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
             print(f"stored {len(df)} rows in {path}", file=sys.stderr)
 
 
@@ -153,6 +156,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
     try:
+        if args.threads is not None:
+            from amal.timing import set_threads  # imports torch: only when asked
+
+            set_threads(args.threads)
         out = check_out_dir(args.out)
         if not args.no_run and not store.run_files(results):
             run_campaign(results, args.profile, args.quiet)

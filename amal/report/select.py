@@ -43,7 +43,7 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for lr, run in rows.groupby("lr", sort=True):
         finite = run[np.isfinite(run["train_loss"])]
-        diverged = bool(run["diverged"].fillna(False).any())
+        diverged = bool(run["diverged"].eq(True).any())  # object or nullable dtype: missing counts as False
         out.append({"lr": lr, "diverged": diverged,
                     "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
                     "epochs_run": int(run["epoch"].max()),
