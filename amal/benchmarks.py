@@ -10,8 +10,7 @@ MAX_ROUNDS = 100  # short cases stop here: a round of a few ms is already stable
 
 # columns the export itself fills; a benchmark's extra_info cannot override them
 RESERVED = {"run_id", "experiment", "tag", "benchmark", "bench_group", "round", "round_s", "profile",
-            "host", "cpu_model", "num_threads", "cuda_device", "torch_version", "python_version", "git_commit",
-            "timestamp_utc"}
+            *store.ENVIRONMENT}
 
 
 def rounds_for(round_s: float, profile: str) -> int:

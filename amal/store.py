@@ -86,6 +86,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 }
 
 SCHEMA = pa.schema([(name, dtype) for name, (dtype, _) in COLUMNS.items()])
+# the columns amal.environment.environment() fills: where, how and when a run was measured
+ENVIRONMENT = ("host", "cpu_model", "num_threads", "cuda_device", "torch_version", "python_version", "git_commit",
+               "timestamp_utc")
 
 
 def default_results_dir() -> Path:

@@ -2,7 +2,7 @@ import re
 
 import torch
 
-from amal import environment
+from amal import environment, store
 
 
 def test_environment_describes_the_machine():
@@ -11,6 +11,7 @@ def test_environment_describes_the_machine():
     assert env["num_threads"] == torch.get_num_threads()
     assert env["cuda_device"] == "" and env["cpu_model"] and env["host"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", env["timestamp_utc"])
+    assert tuple(env) == store.ENVIRONMENT and set(store.ENVIRONMENT) <= set(store.COLUMNS)
 
 
 def test_git_commit_is_a_sha_or_empty():

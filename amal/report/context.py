@@ -157,7 +157,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
              "throughput counts training images per second of training time.")
     if rows.empty:
         return section("autoencoder", title, intro, rows)
-    last = rows.groupby(["device", "implementation", "hidden", "loss_fn", "batch_size"], sort=True).tail(1)
+    last = rows.groupby(["device", *select.AUTOENCODER_CONFIG], sort=True).tail(1)
     best = last.loc[last["test_loss"].idxmin()] if last["test_loss"].notna().any() else None
     findings = []
     if best is not None:

@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from amal import store
+
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
 PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for figures that show one implementation
+AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # one autoencoder configuration, any device
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -111,7 +114,7 @@ def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float
 
 def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
     """autoencoder rows, newest run per (device, implementation, hidden, loss, batch size, seed), sorted."""
-    keys = ["device", "implementation", "hidden", "loss_fn", "batch_size", "seed"]
+    keys = ["device", *AUTOENCODER_CONFIG, "seed"]
     rows = latest_per(experiment_rows(df, "autoencoder"), keys)
     if rows.empty:
         return rows
@@ -121,7 +124,7 @@ def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (device, implementation, hidden, loss, batch size): samples/s mean and sd over epochs, transfer share."""
-    keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
+    keys = ["device", *AUTOENCODER_CONFIG]
     summary = rows.groupby(keys, sort=True).agg(
         samples_per_s=("samples_per_s", "mean"), sd=("samples_per_s", "std"), epochs=("epoch", "size"),
         transfer_s=("transfer_s", "sum"), epoch_s=("epoch_s", "sum"), cuda_device=("cuda_device", "first"))
@@ -145,7 +148,7 @@ def speedup(gpu: np.ndarray, cpu: np.ndarray, level: float = 0.95) -> tuple[floa
 
 def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration measured on both devices: speedup, low, high (95 % CI), GPU and CPU names."""
-    keys = ["implementation", "hidden", "loss_fn", "batch_size"]
+    keys = AUTOENCODER_CONFIG
     out = []
     for key, group in rows.groupby(keys, sort=True):
         gpu, cpu = group[group["device"] == "cuda"], group[group["device"] == "cpu"]
@@ -170,6 +173,5 @@ def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run with its environment, sorted by run id (i.e. by time)."""
-    columns = ["run_id", "experiment", "host", "cpu_model", "num_threads", "cuda_device", "torch_version",
-               "python_version", "git_commit", "timestamp_utc", "tag"]
+    columns = ["run_id", "experiment", *store.ENVIRONMENT, "tag"]
     return df.groupby("run_id", sort=True).first().reset_index()[columns]
