@@ -166,11 +166,11 @@ def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) ->
     except UsageError as exc:
         raise BaselineFailed(str(exc)) from exc
     b.request("setup", name=name)
+    round_a, round_b = (lambda: a.request("round")["seconds"]), (lambda: b.request("round")["seconds"])
     try:
-        warm_a, warm_b = interleave(lambda: a.request("round")["seconds"], lambda: b.request("round")["seconds"],
-                                    cfg.warmup_rounds)
+        warm_a, warm_b = interleave(round_a, round_b, cfg.warmup_rounds)
         rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)
-        return interleave(lambda: a.request("round")["seconds"], lambda: b.request("round")["seconds"], rounds)
+        return interleave(round_a, round_b, rounds)
     finally:
         a.request("release")
         b.request("release")

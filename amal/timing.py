@@ -145,16 +145,27 @@ def warmup(fn: Callable[[], object], steps: int, device: torch.device | str | No
     sync(device)
 
 
+def recording(fn: Callable[[], object], times: list[float],
+              device: torch.device | str | None = None) -> Callable[[], None]:
+    """A callable that runs `fn` once and appends its seconds to `times` (e.g. a bare loop timed between rounds)."""
+
+    def timed():
+        watch = Stopwatch(device)
+        with watch:
+            fn()
+        times.append(watch.total_s)
+
+    return timed
+
+
 def measure(fn: Callable[[], object], rounds: int, warmup_rounds: int = 1,
             device: torch.device | str | None = None) -> list[float]:
     """Seconds taken by each of `rounds` calls of `fn`, after `warmup_rounds` uncounted calls."""
     warmup(fn, warmup_rounds, device)
     times = []
+    timed = recording(fn, times, device)
     for _ in range(rounds):
-        watch = Stopwatch(device)
-        with watch:
-            fn()
-        times.append(watch.total_s)
+        timed()
     return times
 
 
@@ -168,16 +179,3 @@ def synced(fn: Callable[[], object], device: torch.device | str | None) -> Calla
         return result
 
     return round_then_sync
-
-
-def recording(fn: Callable[[], object], times: list[float],
-              device: torch.device | str | None = None) -> Callable[[], None]:
-    """A callable that runs `fn` once and appends its seconds to `times` (e.g. a bare loop timed between rounds)."""
-
-    def timed():
-        watch = Stopwatch(device)
-        with watch:
-            fn()
-        times.append(watch.total_s)
-
-    return timed

@@ -103,6 +103,11 @@ def hidden_text(hidden: tuple[int, ...]) -> str:
     return ",".join(map(str, hidden))
 
 
+def implementation(cfg: AutoencoderConfig) -> str:
+    """The results' implementation column: 'resident' (data on the device) or 'dataloader'."""
+    return "resident" if cfg.data_on_device else "dataloader"
+
+
 class ResidentBatches:
     """The training set on the device once; each pass yields shuffled batches indexed there (no copy per batch)."""
 
@@ -188,15 +193,20 @@ def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_sourc
             "data_source": data_source, "rng": rng_state(generator)}
 
 
+def build(cfg: AutoencoderConfig, device: torch.device):
+    """What a run and a benchmark round start from: the MNIST images, the training set, the seeded model and Adam."""
+    images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
+    train_set = MnistVectors(images.train_images[:cfg.n_train or None])
+    torch.manual_seed(cfg.seed)
+    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
+    return images, train_set, model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
 def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAutoencoder, torch.Tensor, torch.device]:
     """Train (or resume) for cfg.epochs; one row per epoch trained here; checkpoint after each epoch."""
     device = resolve_device(cfg.device)
-    images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
-    train_set = MnistVectors(images.train_images[:cfg.n_train or None])
+    images, train_set, model, optimizer = build(cfg, device)
     test_set = MnistVectors(images.test_images)
-    torch.manual_seed(cfg.seed)
-    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
     resumed_from = None
@@ -226,7 +236,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         if progress is not None:
             progress(1)
     df = pd.DataFrame(rows).assign(
-        implementation="resident" if cfg.data_on_device else "dataloader", seed=cfg.seed, device=device.type,
+        implementation=implementation(cfg), seed=cfg.seed, device=device.type,
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
         num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(rows), dtype="Int64"))
@@ -316,7 +326,7 @@ def case_name(cfg: AutoencoderConfig) -> str:
 
 
 def case_params(cfg: AutoencoderConfig) -> dict:
-    return {"experiment": NAME, "implementation": "resident" if cfg.data_on_device else "dataloader",
+    return {"experiment": NAME, "implementation": implementation(cfg),
             "device": cfg.device, "batch_size": cfg.batch_size, "hidden": hidden_text(cfg.hidden),
             "loss_fn": cfg.loss_fn, "lr": cfg.lr, "data_on_device": cfg.data_on_device,
             "num_workers": cfg.num_workers, "epochs": 1}
@@ -325,10 +335,6 @@ def case_params(cfg: AutoencoderConfig) -> dict:
 def epoch_round(cfg: AutoencoderConfig):
     """Build data, model and loader as run() does; the returned callable trains one epoch (the benchmark round)."""
     device = resolve_device(cfg.device)
-    images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
-    train_set = MnistVectors(images.train_images[:cfg.n_train or None])
-    torch.manual_seed(cfg.seed)
-    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    _, train_set, model, optimizer = build(cfg, device)
     batches = make_batches(train_set, cfg, device, torch.Generator().manual_seed(cfg.seed))
     return synced(lambda: train_epoch(model, batches, optimizer, cfg.loss_fn, device), device)
