@@ -8,6 +8,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import store
+from amal.environment import run_start
 from amal.errors import Parser, UsageError
 from amal.experiments import EXPERIMENTS
 from amal.timing import set_threads
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         cfg = experiment.config_from_args(args)
         results_dir = store.check_writable(args.results or store.default_results_dir())
         set_threads(args.threads)
-        started = datetime.now(UTC)
+        started = run_start()
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
             df = experiment.run(cfg, progress=bar.update)
         df, path = store_run(df, args.experiment, args.tag, results_dir, started)

@@ -47,6 +47,13 @@ def cuda_device_name(device: torch.device | str | None) -> str:
     return torch.cuda.get_device_name(torch.device(device))
 
 
+def run_start() -> datetime:
+    """A run's start: the UTC time now. The checkout's commit is read now too (git_commit is cached for the
+    process), so a checkout edited while the run goes on is not recorded as the code that ran."""
+    git_commit()
+    return datetime.now(UTC)
+
+
 def environment(device: torch.device | str | None = None, started: datetime | None = None) -> dict:
     """Metadata stored with every result row (the environment columns of the results schema); `started`: when the
     run started (default: now)."""

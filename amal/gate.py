@@ -255,9 +255,10 @@ def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[st
         b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
         stack.callback(b.close)
         cases, notes = common_cases(a, b, cfg)
+        commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False},
+                   "candidate": commit_info(candidate)}  # read before the timing, as run_start() does
         started = datetime.now(UTC)
         rounds, failed = time_all(a, b, cases, cfg, quiet)
-    commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False}, "candidate": commit_info(candidate)}
     return rounds, notes + failed, save_samples(rounds, cases, commits, cfg, started)
 
 

@@ -6,7 +6,7 @@ Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock thro
 also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 import torch
@@ -17,6 +17,7 @@ from amal import store
 from amal.benchmarks import round_rows
 from amal.cases import PROFILES, cases
 from amal.cli import stamp
+from amal.environment import run_start
 from amal.errors import UsageError
 from amal.timing import set_threads
 
@@ -73,7 +74,7 @@ STARTED = pytest.StashKey[datetime]()
 
 def pytest_sessionstart(session):
     """The session's start: run_id and timestamp_utc of the rounds it stores."""
-    session.config.stash[STARTED] = datetime.now(UTC)
+    session.config.stash[STARTED] = run_start()
 
 
 def measured(config) -> list[dict]:

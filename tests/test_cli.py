@@ -1,6 +1,8 @@
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -57,6 +59,46 @@ def test_run_id_and_timestamp_are_when_the_run_started(results, capsys):
     started = datetime.strptime(row["timestamp_utc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert before <= started <= before + timedelta(seconds=1)
     assert row["run_id"].startswith(f"{started:%Y%m%dT%H%M%SZ}-lr-sweep-")
+
+
+EDIT_DURING_RUN = """
+import sys
+from pathlib import Path
+
+from amal import cli
+from amal.experiments import lr_sweep
+
+run = lr_sweep.run
+
+
+def edit_then_run(cfg, progress=None):  # the checkout changes once the run has started
+    source = Path(lr_sweep.__file__)
+    source.write_text(source.read_text() + "# edited during the run\\n")
+    return run(cfg, progress)
+
+
+lr_sweep.run = edit_then_run
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_commit_is_read_when_the_run_starts(tmp_path):
+    """A checkout edited while a run goes on: the rows name the clean commit that ran, not '+dirty'."""
+    repo = tmp_path / "repo"
+    shutil.copytree(Path(cli.__file__).parent, repo / "amal", ignore=shutil.ignore_patterns("__pycache__"))
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.org",
+                               *args], check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-q", "-m", "amal")
+    argv = ["lr-sweep", "--lr", "0.1", "--epochs", "5", "--results", str(tmp_path / "results"), "--quiet"]
+    done = subprocess.run([sys.executable, "-c", EDIT_DURING_RUN, *argv], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git("status", "--porcelain") == "M amal/experiments/lr_sweep.py"  # edited, after the start
+    assert pd.read_parquet(tmp_path / "results")["git_commit"].unique().tolist() == [git("rev-parse", "HEAD")]
 
 
 BAD = [

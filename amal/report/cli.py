@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from amal import store
@@ -55,6 +55,7 @@ def check_out_dir(out: str | Path) -> Path:
 def run_campaign(results: Path, profile: str, quiet: bool) -> None:
     """Run PROFILES[profile] of every registered experiment and store each run (the embedded default)."""
     from amal.cli import progress_bar, store_run
+    from amal.environment import run_start
     from amal.experiments import EXPERIMENTS
 
     store.check_writable(results)
@@ -63,7 +64,7 @@ def run_campaign(results: Path, profile: str, quiet: bool) -> None:
     for name, experiment in EXPERIMENTS.items():
         configs = experiment.PROFILES[profile]
         for cfg in configs if isinstance(configs, list | tuple) else [configs]:
-            started = datetime.now(UTC)
+            started = run_start()
             with progress_bar(experiment.units(cfg), name, quiet) as bar:
                 df = experiment.run(cfg, progress=bar.update)
             _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
