@@ -67,6 +67,18 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     assert "amal: stored" in done.stdout
 
 
+def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing(tmp_path):
+    """--benchmark-disable (pytest-benchmark's smoke mode): every benchmark, ratio ones included, runs once."""
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "fidelity or floor or lr-sweep", "-v", "-p",
+            "no:cacheprovider", "--benchmark-disable", "--results", str(tmp_path / "results")]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for test in ("test_fidelity[manual]", "test_sgd_floor[fused]", "test_case[lr-sweep/manual/cpu]"):
+        assert f"{test} PASSED" in done.stdout
+    assert "amal: stored" not in done.stdout
+    assert not (tmp_path / "results").exists() or not store.run_files(tmp_path / "results")
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--results", "{blocker}/results"], "not writable"),
     (["--amal-threads", "0"], "threads must be at least 1"),
