@@ -3,7 +3,7 @@
 The NumPy loop (float32, one permutation per epoch, Ŷ = xW + b, W -= lr·(2/q)·xᵀ(Ŷ − y)) is the practical floor of a
 Python-driven loop on a CPU. One round = one epoch (506 steps); the NumPy epoch runs in pedantic's untimed `setup`
 just before each round, so the two alternate in one process. Goal: the fastest implementation within 2× the floor.
-`fused` does the same update in four torch operations (addmm, sub_, addmm_, sub_): what eager PyTorch costs per step
+`fused` does the same update in two torch operations (addmm, addmm_): what eager PyTorch costs per step
 when the step has as few operations as NumPy's.
 """
 

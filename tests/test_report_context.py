@@ -48,7 +48,8 @@ def test_batch_size_findings(context):
 def test_autoencoder_findings_and_recon_from_the_newest_run(context):
     ae = sections(context)["autoencoder"]
     assert ae["findings"][1].startswith("GPU speedup in throughput at batch size 256 (hidden 256,64): 19.7× (95 % CI ")
-    assert ae["findings"][1].endswith("), NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
+    assert ae["findings"][1].endswith(" over the epochs of one run per device, run-to-run variation not included), "
+                                      "NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
     recon = ae["figures"][-1]
     assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
     assert ae["tables"][0]["rows"][1][3] == "6,100 ± 100"
@@ -83,3 +84,13 @@ def test_environment_table(context):
     gpu = [row for row in env["rows"] if row[0] == "20261127T120000Z-autoencoder-4f5a6b"][0]
     assert gpu[2:6] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "16", "NVIDIA H100 80GB HBM3"]
     assert gpu[8:10] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]
+
+
+def test_a_section_says_which_runs_it_left_out(fixture_df, context):
+    assert sections(context)["batch-size"]["notes"] == []
+    old = fixture_df[fixture_df["experiment"] == "batch-size"]
+    newer = old.assign(run_id="20261127T140000Z-batch-size-ffffff", lr=0.01)
+    notes = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]["notes"]
+    assert notes == ["1 batch-size run made with other settings is not shown: the section compares runs made as the "
+                     "newest one (device cpu, lr 0.01, normalize minmax, test_size –, data_source "
+                     "mlxtend:boston_housing_data, epochs 20, num_threads 2, host lab-cpu-1)."]

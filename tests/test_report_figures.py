@@ -54,13 +54,15 @@ def test_few_batch_sizes_spreads_over_the_range():
 
 
 def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture_df):
-    """The fixture's runs last 20 epochs: Fig. 3 shows them scaled to 1000 and says so on the figure itself."""
+    """The fixture's runs last 20 epochs: Fig. 3 shows them scaled to 1000 and says so (and where it was measured)
+    on the figure itself."""
     fig = figures.batch_time_figure(fixture_df)
     title = fig.axes[0].get_title()
-    assert title == "Seed Fig. 3: training time of 1000 epochs (measured over 20, scaled) vs batch size"
+    assert title == ("Seed Fig. 3: training time of 1000 epochs (measured over 20, scaled) vs batch size "
+                     "(cpu, 2 threads)")
     plt.close(fig)
     batch = fixture_df["experiment"] == "batch-size"
     thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50))
     fig = figures.batch_time_figure(thousand)
-    assert fig.axes[0].get_title() == "Seed Fig. 3: training time of 1000 epochs vs batch size"
+    assert fig.axes[0].get_title() == "Seed Fig. 3: training time of 1000 epochs vs batch size (cpu, 2 threads)"
     plt.close(fig)

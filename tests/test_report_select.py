@@ -42,6 +42,38 @@ def test_batch_runs_time_per_1000_epochs(fixture_df):
     assert not run["reached"]
 
 
+def test_step_time_is_the_training_clock_not_the_sum_of_the_instrumented_parts(fixture_df):
+    rows = select.batch_size_rows(fixture_df)
+    slower = rows.assign(elapsed_s=rows["elapsed_s"] * 2)  # the timed run took twice what its parts add up to
+    run = select.batch_runs(slower).query("implementation == 'manual' and batch_size == 16 and seed == 0").iloc[0]
+    parts = run[list(select.STEP_PARTS)].sum()
+    assert run["parts_s"] == pytest.approx(parts)
+    assert run["step_s"] == pytest.approx(run["elapsed_s"] / (run["epoch"] * 32)) == pytest.approx(2 * parts)
+
+
+def test_runs_made_with_other_settings_are_not_mixed_into_one_figure(fixture_df):
+    """A newer batch-size run on another device (batch size 16 only): the report shows it alone, not its batch size
+    16 next to the older CPU run's 1 and 506."""
+    old = fixture_df[fixture_df["experiment"] == "batch-size"]
+    newer = old[old["batch_size"] == 16].assign(run_id="20261127T140000Z-batch-size-ffffff", device="cuda")
+    df = pd.concat([fixture_df, newer], ignore_index=True)
+    rows = select.batch_size_rows(df)
+    assert set(rows["run_id"]) == {"20261127T140000Z-batch-size-ffffff"} and set(rows["batch_size"]) == {16}
+    newest, others = select.newest_settings(df, "batch-size", select.BATCH_SETTINGS)
+    assert newest["device"] == "cuda" and others == 1
+    same = old.assign(run_id="20261127T140000Z-batch-size-ffffff")  # a re-run with the same settings replaces it
+    assert select.newest_settings(pd.concat([fixture_df, same]), "batch-size", select.BATCH_SETTINGS)[1] == 0
+
+
+def test_autoencoder_runs_on_two_machines_are_compared_but_not_runs_of_other_lengths(fixture_df):
+    rows = select.autoencoder_rows(fixture_df)
+    assert set(rows["host"]) == {"lab-cpu-1", "gpu-node-1"}  # a CPU machine and a GPU machine: one comparison
+    gpu = fixture_df[fixture_df["device"] == "cuda"]
+    longer = gpu.assign(run_id="20261127T140000Z-autoencoder-ffffff", epochs=30)
+    rows = select.autoencoder_rows(pd.concat([fixture_df, longer], ignore_index=True))
+    assert set(rows["run_id"]) == {"20261127T140000Z-autoencoder-ffffff"}
+
+
 def test_fastest_to_target_is_manual_at_batch_size_16(fixture_df):
     summary = select.batch_summary(select.batch_runs(select.batch_size_rows(fixture_df)))
     fastest = select.fastest_to_target(summary)

@@ -38,6 +38,17 @@ def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> 
     return {**base, **content}
 
 
+def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> list[str]:
+    """A note naming the settings a section's runs share, when runs made with other settings were left out."""
+    newest, others = select.newest_settings(df, experiment, settings)
+    if not others:
+        return []
+    shown = ", ".join(f"{name} {number(value) if isinstance(value, float) else value}"
+                      for name, value in newest.items())
+    return [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
+            f"{'are' if others > 1 else 'is'} not shown: the section compares runs made as the newest one ({shown})."]
+
+
 def threshold_finding(outcomes: pd.DataFrame) -> str:
     """'diverges between 0.26 and 0.27; theory lr* = 0.2652' from the sweep's outcomes."""
     stable, unstable = select.divergence_threshold(outcomes)
@@ -101,7 +112,7 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         findings.append(f"At batch size {quick['batch_size']}, {quick['implementation']} is the fastest "
                         f"({seconds(quick['step_s'])} per step); {slow['implementation']} takes "
                         f"{number(slow['step_s'] / quick['step_s'])}× as long, "
-                        f"{number(100 * slow['step_data_s'] / slow['step_s'], 2)} % of it fetching data.")
+                        f"{number(100 * slow['step_data_s'] / slow['parts_s'], 2)} % of it fetching data.")
     return findings
 
 
@@ -109,7 +120,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     rows = select.batch_size_rows(df)
     title = "TP2: batch size, SGD and mini-batch (seed Figs. 2 and 3)"
     intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor), the "
-             "hand-written functions (manual) or the closed-form gradient in four torch operations (fused); "
+             "hand-written functions (manual) or the closed-form gradient in two torch operations (fused); "
              "one epoch = one pass in steps of batch_size rows.")
     if rows.empty:
         return section("batch-size", title, intro, rows)
@@ -122,12 +133,14 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
              f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})" if s.reached else "not reached",
              seconds(s.step_s)] for s in summary.itertuples()]
-    return section("batch-size", title, intro, rows, findings=batch_size_findings(summary, runs), figures=[
+    return section("batch-size", title, intro, rows, findings=batch_size_findings(summary, runs),
+                   notes=settings_notes(df, "batch-size", select.BATCH_SETTINGS), figures=[
         figure("fig2-batch-loss", "Seed Fig. 2: training MSE per epoch for each batch size",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
                "band: ± one standard deviation."),
         figure("fig3-batch-time", "Seed Fig. 3: training time of 1000 epochs vs batch size",
-               f"Training time of 1000 epochs{scaled} per implementation, log–log; error bars: ± one standard "
+               f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
+               f"({integer(rows['num_threads'].iloc[0])} torch threads), log–log; error bars: ± one standard "
                "deviation over seeds."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
@@ -144,8 +157,11 @@ def batch_size_section(df: pd.DataFrame) -> dict:
 def speedup_finding(speedups: pd.DataFrame) -> str:
     """'GPU speedup at batch size 256: 19.7× (95 % CI 19.3–20.1), NVIDIA ... vs AMD ...' for the best configuration."""
     best = speedups.loc[speedups["speedup"].idxmax()]
+    runs = ("one run per device" if best["gpu_runs"] == best["cpu_runs"] == 1
+            else f"{integer(best['gpu_runs'])} GPU and {integer(best['cpu_runs'])} CPU runs")
     interval = ("one epoch per device: no interval" if pd.isna(best["low"])
-                else f"95 % CI {number(best['low'])}–{number(best['high'])}")
+                else f"95 % CI {number(best['low'])}–{number(best['high'])} over the epochs of {runs}, "
+                     "run-to-run variation not included")
     return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}): "
             f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
 
@@ -165,7 +181,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                         f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)
-    notes = []
+    notes = settings_notes(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     if speedups.empty:
         findings.append("GPU throughput not measured: no CUDA run in the store.")
         notes.append("To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda")

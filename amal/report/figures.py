@@ -130,8 +130,10 @@ def batch_time_figure(df: pd.DataFrame):
     _batch_axis(ax, runs["batch_size"])
     epochs = int(runs["epoch"].max())
     scaled = "" if epochs == 1000 else f" (measured over {epochs}, scaled)"
+    threads = int(runs["num_threads"].iloc[0])
+    where = f"{runs['device'].iloc[0]}, {threads} thread{'s' if threads != 1 else ''}"
     ax.set(yscale="log", ylabel="training time of 1000 epochs (s, log scale)",
-           title=f"Seed Fig. 3: training time of 1000 epochs{scaled} vs batch size")
+           title=f"Seed Fig. 3: training time of 1000 epochs{scaled} vs batch size ({where})")
     ax.legend(title="implementation")
     fig.tight_layout()
     return fig

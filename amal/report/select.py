@@ -16,6 +16,10 @@ STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward
               "step_update_s": "update"}
 PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for figures that show one implementation
 AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # one autoencoder configuration, any device
+# what runs must share to be drawn together (their times or losses are otherwise not comparable); the autoencoder's
+# device, host and threads may differ: comparing a CPU machine with a GPU machine is what its section is for
+BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host"]
+AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -29,6 +33,26 @@ def latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         return df
     newest = df.groupby(keys, dropna=False)["run_id"].transform("max")
     return df[df["run_id"] == newest].reset_index(drop=True)
+
+
+def same_settings(rows: pd.DataFrame, settings: list[str]) -> np.ndarray:
+    """True for the rows measured with the newest run's values of `settings` (a missing value matches missing)."""
+    newest = rows.loc[rows["run_id"].idxmax()]
+    mask = np.ones(len(rows), dtype=bool)
+    for column in settings:
+        value = newest[column]
+        same = rows[column].isna() if pd.isna(value) else rows[column].eq(value)
+        mask &= same.to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def newest_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> tuple[pd.Series | None, int]:
+    """The newest run's values of `settings`, and how many runs of `experiment` were made with other values."""
+    rows = experiment_rows(df, experiment)
+    if rows.empty:
+        return None, 0
+    newest = rows.loc[rows["run_id"].idxmax(), settings]
+    return newest, rows.loc[~same_settings(rows, settings), "run_id"].nunique()
 
 
 def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -63,30 +87,35 @@ def divergence_threshold(outcomes: pd.DataFrame) -> tuple[float | None, float | 
 
 
 def batch_size_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """batch-size rows, newest run per (implementation, batch size, seed), sorted."""
-    rows = latest_per(experiment_rows(df, "batch-size"), ["implementation", "batch_size", "seed"])
+    """batch-size rows made with the newest run's BATCH_SETTINGS, newest run per (implementation, batch size, seed),
+    sorted."""
+    rows = experiment_rows(df, "batch-size")
     if rows.empty:
         return rows
+    rows = latest_per(rows[same_settings(rows, BATCH_SETTINGS)], ["implementation", "batch_size", "seed"])
     rows = rows.astype({"batch_size": "int64", "seed": "int64"})
     return rows.sort_values(["implementation", "batch_size", "seed", "epoch"], ignore_index=True)
 
 
 def batch_runs(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (implementation, batch size, seed): its last epoch, time_per_1000_s = elapsed / epochs × 1000."""
+    """One row per (implementation, batch size, seed): its last epoch, time_per_1000_s = elapsed / epochs × 1000,
+    step_s = elapsed / steps (the training clock's time per step) and parts_s, the sum of the instrumented pass's
+    sections (the clock reads between sections make it larger than step_s for the cheapest steps)."""
     last = rows.groupby(["implementation", "batch_size", "seed"], sort=True).tail(1).reset_index(drop=True)
     return last.assign(time_per_1000_s=last["elapsed_s"] / last["epoch"] * 1000,
-                       step_s=last[list(STEP_PARTS)].sum(axis=1, min_count=1),
+                       step_s=last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]),
+                       parts_s=last[list(STEP_PARTS)].sum(axis=1, min_count=1),
                        reached=last["time_to_target_s"].notna())
 
 
 def batch_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (implementation, batch size): mean and sd over seeds of the time per 1000 epochs, the time to target
-    (mean over the seeds that reached it), how many seeds reached it, and the mean step time and its parts."""
+    (mean over the seeds that reached it), how many seeds reached it, the mean step time, and the instrumented parts."""
     grouped = runs.groupby(["implementation", "batch_size"], sort=True)
     summary = grouped.agg(seeds=("seed", "size"), epochs=("epoch", "max"),
                           time_mean_s=("time_per_1000_s", "mean"), time_sd_s=("time_per_1000_s", "std"),
                           target_mean_s=("time_to_target_s", "mean"), epoch_to_target=("epoch_to_target", "mean"),
-                          reached=("reached", "sum"), step_s=("step_s", "mean"),
+                          reached=("reached", "sum"), step_s=("step_s", "mean"), parts_s=("parts_s", "mean"),
                           **{part: (part, "mean") for part in STEP_PARTS})
     return summary.reset_index()
 
@@ -113,11 +142,13 @@ def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float
 
 
 def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """autoencoder rows, newest run per (device, implementation, hidden, loss, batch size, seed), sorted."""
+    """autoencoder rows made with the newest run's AUTOENCODER_SETTINGS, newest run per (device, implementation,
+    hidden, loss, batch size, seed), sorted."""
     keys = ["device", *AUTOENCODER_CONFIG, "seed"]
-    rows = latest_per(experiment_rows(df, "autoencoder"), keys)
+    rows = experiment_rows(df, "autoencoder")
     if rows.empty:
         return rows
+    rows = latest_per(rows[same_settings(rows, AUTOENCODER_SETTINGS)], keys)
     rows = rows.astype({"batch_size": "int64"})
     return rows.sort_values([*keys, "epoch"], ignore_index=True)
 
@@ -147,8 +178,11 @@ def speedup(gpu: np.ndarray, cpu: np.ndarray, level: float = 0.95) -> tuple[floa
 
 
 def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration measured on both devices: speedup, low, high (95 % CI), GPU and CPU names."""
+    """One row per configuration measured on both devices: speedup, low, high (95 % CI over the epochs), how many
+    epochs and runs on each device, GPU and CPU names."""
     keys = AUTOENCODER_CONFIG
+    columns = [*keys, "speedup", "low", "high", "gpu_epochs", "cpu_epochs", "gpu_runs", "cpu_runs", "gpu_name",
+               "cpu_name"]
     out = []
     for key, group in rows.groupby(keys, sort=True):
         gpu, cpu = group[group["device"] == "cuda"], group[group["device"] == "cpu"]
@@ -156,8 +190,10 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
             continue
         ratio, low, high = speedup(gpu["samples_per_s"], cpu["samples_per_s"])
         out.append({**dict(zip(keys, key, strict=True)), "speedup": ratio, "low": low, "high": high,
-                    "gpu_name": gpu["cuda_device"].iloc[0], "cpu_name": cpu["cpu_model"].iloc[0]})
-    return pd.DataFrame(out, columns=[*keys, "speedup", "low", "high", "gpu_name", "cpu_name"])
+                    "gpu_epochs": len(gpu), "cpu_epochs": len(cpu), "gpu_runs": gpu["run_id"].nunique(),
+                    "cpu_runs": cpu["run_id"].nunique(), "gpu_name": gpu["cuda_device"].iloc[0],
+                    "cpu_name": cpu["cpu_model"].iloc[0]})
+    return pd.DataFrame(out, columns=columns)
 
 
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
