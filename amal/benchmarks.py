@@ -3,6 +3,7 @@
 import pandas as pd
 
 from amal import store
+from amal.samples import benchmark_name
 
 ROUND_BUDGET_S = {"quick": 1.0, "full": 20.0}  # timed seconds aimed at per case
 MIN_ROUNDS = {"quick": 5, "full": 3}  # medians need a few rounds even when one round is long
@@ -29,7 +30,7 @@ def round_rows(benchmarks: list[dict], profile: str) -> pd.DataFrame:
     for bench in benchmarks:
         extra = bench.get("extra_info", {})
         params = {k: v for k, v in extra.items() if k in store.COLUMNS and k not in RESERVED}
-        name = extra.get("case", bench["name"])
+        name = benchmark_name(bench)
         for number, seconds in enumerate(bench["stats"]["data"], start=1):
             rows.append({"benchmark": name, "bench_group": bench.get("group"), "round": number, "round_s": seconds,
                          "profile": profile, **params})

@@ -11,7 +11,7 @@ from amal import store
 from amal.environment import run_start
 from amal.errors import Parser, UsageError
 from amal.experiments import EXPERIMENTS
-from amal.timing import set_threads
+from amal.timing import set_threads, use_device
 
 
 def build_parser() -> Parser:
@@ -62,6 +62,7 @@ def main(argv=None) -> int:
         cfg = experiment.config_from_args(args)
         results_dir = store.check_writable(args.results or store.default_results_dir())
         set_threads(args.threads)
+        use_device(getattr(cfg, "device", "cpu"))
         started = run_start()
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
             df = experiment.run(cfg, progress=bar.update)

@@ -16,6 +16,7 @@ input."""
 import argparse
 import json
 import sys
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,9 +116,9 @@ def verdict(ratio: float, p_adjusted: float, threshold: float, alpha: float) -> 
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig = CompareConfig()) -> pd.DataFrame:
     """One row per benchmark present in both round frames (amal.samples): medians, ratio, CI, p, Holm p, verdict."""
     common = sorted(set(baseline["benchmark"]) & set(candidate["benchmark"]))
-    rng = np.random.default_rng(cfg.seed)
     rows = []
     for name in common:
+        rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode())])  # per benchmark: other cases change nothing
         base = baseline.loc[baseline["benchmark"] == name, "round_s"].to_numpy(dtype=float)
         cand_rows = candidate[candidate["benchmark"] == name]
         cand = cand_rows["round_s"].to_numpy(dtype=float)

@@ -178,7 +178,7 @@ def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) ->
 
 def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], list[str]]:
     """The cases both workers have (CUDA ones only with CUDA), and lines noting what is left out."""
-    cases = {}
+    cases, known = {}, set()
     for worker in (a, b):
         hello = worker.request("hello")
         if "missing" in hello:
@@ -189,6 +189,11 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
         if "missing" in listing:
             raise GateSkipped(f"{worker.label} has no benchmark cases ({listing['missing']})")
         cases[worker.label] = {c["name"]: c for c in listing["cases"] if c["device"] == "cpu" or listing["cuda"]}
+        known |= {c["name"] for c in listing["cases"]}
+    unknown = sorted(set(cfg.only) - known)
+    if unknown:  # a misspelt --case must not pass the gate by comparing nothing
+        raise UsageError(f"--case {', '.join(unknown)}: no such case in the baseline or the candidate "
+                         f"(profile {cfg.profile}; cases: {', '.join(sorted(known)) or 'none'})")
     names = sorted(set(cases[a.label]) & set(cases[b.label]) & (set(cfg.only) or set(cases[b.label])))
     notes = [f"only in the {w.label} (not compared): {', '.join(sorted(set(cases[w.label]) - set(names)))}"
              for w in (a, b) if set(cases[w.label]) - set(names) and not cfg.only]

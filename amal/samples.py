@@ -16,6 +16,14 @@ ROUND_COLUMNS = ["benchmark", "bench_group", "round", "round_s"]
 SAVE_DATA_HINT = "save the run with pytest --benchmark-save-data (--benchmark-json files always keep them)"
 
 
+def benchmark_name(bench: dict) -> str | None:
+    """What a pytest-benchmark record is called in amal: its case name (extra_info["case"], as the results store and
+    the gate name it) when there is one, else its test name; None when it has neither."""
+    extra = bench.get("extra_info")
+    case = extra.get("case") if isinstance(extra, dict) else None
+    return case or bench.get("name") or bench.get("fullname")
+
+
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     """The raw rounds of a parsed pytest-benchmark JSON document (`stats.data`: seconds per round)."""
     benchmarks = doc.get("benchmarks") if isinstance(doc, dict) else None
@@ -24,7 +32,7 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     rows = []
     for bench in benchmarks:
         stats = bench.get("stats") if isinstance(bench, dict) else None
-        name = (bench.get("fullname") or bench.get("name")) if isinstance(bench, dict) else None
+        name = benchmark_name(bench) if isinstance(bench, dict) else None
         if not isinstance(stats, dict) or not name:
             raise UsageError(f"{source}: malformed benchmark entry (needs 'fullname' or 'name', and 'stats')")
         data = stats.get("data")

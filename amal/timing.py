@@ -32,6 +32,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_device(name: str) -> torch.device:
+    """Resolve `name` and, for a numbered GPU (cuda:1), make it the process's current CUDA device, so that 'cuda'
+    then means that GPU everywhere (its name is the one recorded with the results)."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
+
+
 def is_cuda(device: torch.device | str | None) -> bool:
     return device is not None and torch.device(device).type == "cuda"
 
@@ -86,6 +95,7 @@ class StreamStopwatch:
     """
 
     def __init__(self, device: torch.device | str | None = None):
+        self.device = device
         self._watch = None if is_cuda(device) else Stopwatch(device)
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._start = None
@@ -96,7 +106,7 @@ class StreamStopwatch:
             self._watch.__enter__()
         else:
             self._start = torch.cuda.Event(enable_timing=True)
-            self._start.record()
+            self._start.record(torch.cuda.current_stream(self.device))  # the stream of `device`, not of GPU 0
         return self
 
     def __exit__(self, *exc):
@@ -104,7 +114,7 @@ class StreamStopwatch:
             self._watch.__exit__(*exc)
         else:
             end = torch.cuda.Event(enable_timing=True)
-            end.record()
+            end.record(torch.cuda.current_stream(self.device))
             self._events.append((self._start, end))
             self._start = None
         self.laps += 1

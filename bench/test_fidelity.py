@@ -95,7 +95,7 @@ def test_fidelity(benchmark, profile, implementation):
     if benchmark.disabled:  # --benchmark-disable: both loops ran once, as a test; there is no ratio to take
         return
     suite_s = benchmark.stats.stats.data
-    bare_s = bare_s[2:]  # the first two ran before the warm-up rounds
+    bare_s = bare_s[2:2 + len(suite_s)]  # the first two ran before the warm-up rounds (a cProfile run adds one)
     ratio = statistics.median(suite / bare for suite, bare in zip(suite_s, bare_s, strict=True))
     suite_median, bare_median = statistics.median(suite_s), statistics.median(bare_s)
     benchmark.extra_info.update(case.params, profile=profile, bare_median_s=bare_median, suite_median_s=suite_median,

@@ -52,8 +52,9 @@ def test_sgd_floor(benchmark, profile, implementation):
     if benchmark.disabled:  # --benchmark-disable: both loops ran once, as a test; there is no ratio to take
         return
     steps = len(data.x_train)
-    us_per_step = 1e6 * statistics.median(benchmark.stats.stats.data) / steps
-    floor_us = 1e6 * statistics.median(floor_s[2:]) / steps
+    timed = benchmark.stats.stats.data
+    us_per_step = 1e6 * statistics.median(timed) / steps
+    floor_us = 1e6 * statistics.median(floor_s[2:2 + len(timed)]) / steps  # warm-ups before, a cProfile run after
     benchmark.extra_info.update(params, profile=profile, us_per_step=us_per_step, numpy_us_per_step=floor_us,
                                 floor_ratio=us_per_step / floor_us, summary=(
                                     f"sgd floor {implementation:<11} batch 1: {us_per_step:7.1f} µs/step, NumPy "

@@ -65,6 +65,11 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     assert df["torch_version"].notna().all() and (df["profile"] == "quick").all()
     assert bench["options"]["timer"] == "clock_s"
     assert "amal: stored" in done.stdout
+    # the JSON and the run file name the case alike: amal.compare pairs them (same rounds: unchanged)
+    compared = subprocess.run([sys.executable, "-m", "amal.compare", str(saved), str(run)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+    assert compared.returncode == 0, compared.stderr
+    assert "lr-sweep/manual/cpu " in compared.stdout and "1 compared" in compared.stdout
 
 
 def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing(tmp_path):
@@ -77,6 +82,15 @@ def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing
         assert f"{test} PASSED" in done.stdout
     assert "amal: stored" not in done.stdout
     assert not (tmp_path / "results").exists() or not store.run_files(tmp_path / "results")
+
+
+def test_ratio_benchmarks_under_cprofile_pair_only_the_timed_rounds(tmp_path):
+    """--benchmark-cprofile runs the round once more, with its setup (the bare loop) after the timed rounds."""
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "fused and (fidelity or floor)", "-q", "-p",
+            "no:cacheprovider", "--benchmark-cprofile=tottime", "--amal-no-store"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "2 passed" in done.stdout and "fidelity batch-size/fused" in done.stdout
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -140,6 +140,15 @@ def test_unknown_ref_exits_2_in_one_line(repo, tmp_path, capsys):
     assert err.count("\n") == 1 and "unknown git ref 'no-such-ref'" in err
 
 
+@pytest.mark.slow
+def test_unknown_case_exits_2_in_one_line(repo, tmp_path, capsys):
+    repo, commits = repo
+    assert main([*gate_args(repo, commits["same-case"], tmp_path), "--case", "work/SUM"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--case work/SUM: no such case" in err and "cases: work/sum" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
 def test_candidate_must_be_a_folder(tmp_path, capsys):
     assert main(["--baseline", "HEAD", "--candidate", str(tmp_path / "missing")]) == 2
     assert "is not a folder" in capsys.readouterr().err

@@ -13,9 +13,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_reads_the_raw_rounds_of_a_real_pytest_benchmark_file():
     rounds = read_benchmark_json(FIXTURES / "pytest-benchmark-with-data.json")
     doc = json.loads((FIXTURES / "pytest-benchmark-with-data.json").read_text())
-    assert rounds.groupby("benchmark").size().to_dict() == {"test_sorted.py::test_sorted": 12,
-                                                            "test_sorted.py::test_sum": 12}
-    first = rounds[rounds["benchmark"] == "test_sorted.py::test_sorted"]
+    assert rounds.groupby("benchmark").size().to_dict() == {"test_sorted": 12,
+                                                            "test_sum": 12}
+    first = rounds[rounds["benchmark"] == "test_sorted"]
     assert first["round_s"].tolist() == doc["benchmarks"][0]["stats"]["data"]
     assert first["round"].tolist() == list(range(1, 13))
     assert set(rounds["bench_group"]) == {""}  # pytest-benchmark's null group

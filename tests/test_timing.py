@@ -22,6 +22,7 @@ from amal.timing import (
     set_threads,
     sync,
     synced,
+    use_device,
     warmup,
 )
 
@@ -148,6 +149,15 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_use_device_makes_a_numbered_gpu_current():
+    assert use_device("cpu") == torch.device("cpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        use_device("gpu")
+    if torch.cuda.is_available():
+        last = torch.cuda.device_count() - 1
+        assert use_device(f"cuda:{last}") == torch.device("cuda", last) and torch.cuda.current_device() == last
 
 
 def test_sync_on_cpu_returns():

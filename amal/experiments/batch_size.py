@@ -110,7 +110,7 @@ def config_from_args(args) -> BatchSizeConfig:
     check_positive("--seeds", [args.seeds])
     check_positive("--target-ratio", [args.target_ratio])
     check_choice("--normalize", args.normalize, NORMALIZATIONS)
-    device = resolve_device(args.device).type
+    device = str(resolve_device(args.device))  # 'auto' resolved; an index (cuda:1) kept
     return BatchSizeConfig(batch_sizes=sizes, implementations=tuple(dict.fromkeys(args.implementation)),
                            epochs=args.epochs, seeds=args.seeds, lr=args.lr, normalize=args.normalize,
                            test_size=args.test_size, device=device, target_ratio=args.target_ratio)
