@@ -158,6 +158,13 @@ def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tm
     assert not (tmp_path / "out" / "report.tex").exists()
 
 
+def test_a_failed_report_leaves_no_new_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "report"
+    assert main(["--results", str(tmp_path / "missing"), "--out", str(out), "--no-run"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
 @pytest.fixture
 def torch_threads():
     """Restores torch's thread count, which --threads changes for the whole process."""
@@ -184,3 +191,52 @@ def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path, torch_th
         grids = df.loc[df["experiment"] == "autoencoder", "recon_png"]
         assert grids.notna().all() and all((results / path).is_file() for path in grids)
         assert '<figure id="fig6c-ae-recon">' in html
+
+
+@pytest.mark.slow
+def test_an_interrupted_campaign_stores_nothing(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during the campaign's second experiment: the first one's run is not stored either (a rerun then
+    runs the whole campaign instead of reporting a store with sections missing)."""
+    from amal.experiments import batch_size
+
+    def interrupted(cfg, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_size, "run", interrupted)
+    results = tmp_path / "results"
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--quiet"]) == 130
+    assert "interrupted: the report was not updated" in capsys.readouterr().err
+    assert store.run_files(results) == []
+
+
+def test_a_failing_tex_build_leaves_the_earlier_report_as_it_was(fixture_results, tmp_path, monkeypatch, capsys):
+    """A TeX engine that fails without writing a log: one line, exit 1, no file of the earlier report replaced."""
+    engines = tmp_path / "bin"
+    engines.mkdir()
+    (engines / "pdflatex").write_text("#!/bin/sh\necho '! Emergency stop.'\nexit 1\n")
+    (engines / "pdflatex").chmod(0o755)
+    monkeypatch.setenv("PATH", str(engines))
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    earlier = {"report.html": "earlier html", "report.tex": "earlier tex", "report.pdf": "earlier pdf",
+               "figures/fig1-lr-sweep.png": "earlier figure"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    assert main(["--results", str(fixture_results), "--out", str(out), "--no-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pdflatex failed (! Emergency stop.); no log written" in err
+    assert {name: (out / name).read_text() for name in earlier} == earlier
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.html", "report.pdf", "report.tex"]
+
+
+def test_figures_of_an_earlier_report_that_this_one_lacks_are_removed(fixture_results, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    lr_sweep = next(fixture_results.glob("*-lr-sweep-*.parquet"))
+    shutil.copy(lr_sweep, results / lr_sweep.name)
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "fig2-batch-loss.png").write_bytes(b"a figure of other runs")
+    (out / "figures" / "notes.txt").write_text("not ours")
+    assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "html"]) == 0
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["fig1-lr-sweep.png", "notes.txt"]

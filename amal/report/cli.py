@@ -61,14 +61,16 @@ def run_campaign(results: Path, profile: str, quiet: bool) -> None:
     store.check_writable(results)
     print(f"{results} holds no runs: running the {profile} campaign ({', '.join(EXPERIMENTS)}) first",
           file=sys.stderr)
+    done = []  # stored together at the end: an interrupted campaign leaves the store empty, not half filled
     for name, experiment in EXPERIMENTS.items():
         configs = experiment.PROFILES[profile]
         for cfg in configs if isinstance(configs, list | tuple) else [configs]:
             started = run_start()
             with progress_bar(experiment.units(cfg), name, quiet) as bar:
-                df = experiment.run(cfg, progress=bar.update)
-            _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
-            print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+                done.append((name, experiment.run(cfg, progress=bar.update), started))
+    for name, df, started in done:
+        _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
+        print(f"stored {len(df)} rows in {path}", file=sys.stderr)
 
 
 def load_results(results: Path):
@@ -104,8 +106,8 @@ def tex_engine() -> list[str] | None:
     return None
 
 
-def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], latest: str) -> Path:
-    """Compile report.tex in a hidden build folder inside `out`, then rename report.pdf into place."""
+def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], latest: str) -> bytes:
+    """report.pdf's bytes, compiled in a hidden build folder inside `out` (its log copied to `out` if it fails)."""
     env = {**os.environ, "FORCE_SOURCE_DATE": "1"}  # the PDF's dates are the latest run's, not the build's
     if latest:
         env["SOURCE_DATE_EPOCH"] = str(int(datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()))
@@ -118,13 +120,15 @@ def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], 
         for _ in range(1 if engine[0] == "latexmk" else 2):  # pdflatex twice: hyperref's outlines need a rerun
             done = subprocess.run(engine, cwd=build, capture_output=True, text=True, timeout=300, env=env)
             if done.returncode != 0:
-                shutil.copyfile(build / "report.log", out / "report.log")
                 errors = [line for line in done.stdout.splitlines() if line.startswith("!") or ":error:" in line
                           or ".tex:" in line]
-                raise RuntimeError(f"{engine[0]} failed ({errors[0] if errors else 'see the log'}); "
-                                   f"log in {out / 'report.log'}")
-        os.replace(build / "report.pdf", out / "report.pdf")
-    return out / "report.pdf"
+                where = "no log written"
+                if (build / "report.log").is_file():
+                    shutil.copyfile(build / "report.log", out / "report.log")
+                    where = f"log in {out / 'report.log'}"
+                raise RuntimeError(f"{engine[0]} failed ({errors[0] if errors else 'see the log'}); {where}; "
+                                   "the earlier report was left as it was")
+        return (build / "report.pdf").read_bytes()
 
 
 def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[Path]:
@@ -138,24 +142,48 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[P
     images = {key: images[key] for key in keys if key in images}  # report order
     html = render.render_html(context, images) if "html" in chosen else None
     tex = render.render_tex(context, images) if {"tex", "pdf"} & set(chosen) else None
-    written = [store.atomic_write_bytes(out / fig, png, overwrite=True)
-               for fig, png in ((f"figures/{key}.png", png) for key, png in images.items())]
-    if "tex" in chosen:
-        written.append(store.atomic_write_bytes(out / "report.tex", tex.encode("utf-8"), overwrite=True))
-    if html is not None:
-        written.append(store.atomic_write_bytes(out / "report.html", html.encode("utf-8"), overwrite=True))
-    if "pdf" in chosen:
+    pdf = None
+    if "pdf" in chosen:  # first: a failing TeX build leaves every file of the earlier report as it was
         engine = tex_engine()
         if engine is None:
             print("report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH", file=sys.stderr)
         else:
-            written.append(build_pdf(tex, images, out, engine, df["timestamp_utc"].max()))
+            pdf = build_pdf(tex, images, out, engine, df["timestamp_utc"].max())
+    written = [store.atomic_write_bytes(out / fig, png, overwrite=True)
+               for fig, png in ((f"figures/{key}.png", png) for key, png in images.items())]
+    for stale in (out / "figures").glob("fig*.png"):  # figures of an earlier report that this one does not have
+        if stale.stem not in images:
+            stale.unlink()
+    if "tex" in chosen:
+        written.append(store.atomic_write_bytes(out / "report.tex", tex.encode("utf-8"), overwrite=True))
+    if html is not None:
+        written.append(store.atomic_write_bytes(out / "report.html", html.encode("utf-8"), overwrite=True))
+    if pdf is not None:
+        written.append(store.atomic_write_bytes(out / "report.pdf", pdf, overwrite=True))
     return written
+
+
+def remove_new_folders(folders: list[Path]) -> None:
+    """Remove the folders of `folders` (innermost first) that are still empty: a failed report leaves none behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or not there
+            pass
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
+    out = Path(args.out).absolute()
+    new_folders = [folder for folder in (out / "figures", out, *out.parents) if not folder.exists()]
+    code = report(args, results)
+    if code != 0:
+        remove_new_folders(new_folders)
+    return code
+
+
+def report(args, results: Path) -> int:
     try:
         if args.threads is not None:
             from amal.timing import set_threads  # imports torch: only when asked
