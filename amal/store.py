@@ -128,6 +128,21 @@ def check_writable(folder: str | Path, what: str = "results directory") -> Path:
     return folder
 
 
+def missing_folders(path: str | Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, innermost first (what check_writable would create)."""
+    path = Path(path).absolute()
+    return [folder for folder in (path, *path.parents) if not folder.exists()]
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders of `folders` (innermost first) that are empty: a command that failed leaves none behind."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty, or not there
+            pass
+
+
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path:
     """Write `data` to `path` via a hidden temp file and a rename; refuse to replace a file unless `overwrite`."""
     path = Path(path)

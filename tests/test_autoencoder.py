@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from amal import cli
-from amal.checkpoint import FORMAT, load_checkpoint
+from amal.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from amal.experiments import EXPERIMENTS
 from amal.experiments.autoencoder import PROFILES, AutoencoderConfig, bench_cases, run, summary
 from amal.store import COLUMNS
@@ -81,7 +81,8 @@ def no_files(folder: Path) -> bool:
     ["--epochs", "0"], ["--batch-size", "-1"], ["--hidden", "64,0"], ["--loss", "l1"], ["--lr", "0"],
     ["--device", "tpu"], ["--resume"], ["--num-workers", "-1"], ["--download"], ["--n-train", "-5"],
     ["--data-root", "/nonexistent/mnist"], ["--resume", "--checkpoint", "/nonexistent/c.pt"],
-    ["--checkpoint", "/nonexistent/dir/c.pt"],
+    ["--checkpoint", "/nonexistent/dir/c.pt"], ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
+    ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     results = tmp_path / "results"
@@ -127,6 +128,11 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")
+    reshaped = tmp_path / "reshaped.pt"  # the config says hidden 16, the weights are of another shape
+    checkpoint = load_checkpoint(good)
+    checkpoint["model"] = {name: torch.zeros(2, *tensor.shape[1:]) for name, tensor in checkpoint["model"].items()}
+    save_checkpoint(reshaped, {key: value for key, value in checkpoint.items() if key != "format"})
+    assert "does not fit this model: size mismatch for " in refused(tmp_path, capsys, reshaped)
 
 
 def command(device: str, *args) -> list[str]:

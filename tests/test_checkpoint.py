@@ -78,6 +78,10 @@ def test_foreign_or_incomplete_dicts_are_refused(tmp_path):
         load_checkpoint(path)
     with pytest.raises(UsageError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"format": FORMAT, "model": {}, "optimizer": {}, "epoch": "4", "iteration": 40, "config": [],
+                "rng": {}}, path)
+    with pytest.raises(UsageError, match="holds epoch, config of the wrong type"):
+        load_checkpoint(path)
 
 
 def test_config_mismatch_names_the_field():

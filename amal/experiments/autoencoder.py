@@ -9,11 +9,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from amal import store
 from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amal.data import load_mnist
 from amal.datasets import PIXELS, MnistVectors
 from amal.errors import UsageError
-from amal.experiments.options import check_choice, check_positive, ints
+from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
@@ -75,8 +76,11 @@ def config_from_args(args) -> AutoencoderConfig:
     check_positive("--hidden", cfg.hidden)
     check_positive("--lr", [cfg.lr])
     check_choice("--loss", cfg.loss_fn, LOSSES)
-    if cfg.num_workers < 0 or cfg.n_train < 0:
-        raise UsageError("--num-workers and --n-train must be >= 0")
+    if cfg.num_workers < 0:
+        raise UsageError(f"--num-workers must be >= 0, got {cfg.num_workers}")
+    if cfg.n_train < 0:
+        raise UsageError(f"--n-train must be >= 0, got {cfg.n_train}")
+    check_seed("--seed", cfg.seed)
     if cfg.download and not cfg.data_root:
         raise UsageError("--download needs --data-root DIR to download into")
     resolve_device(cfg.device)
@@ -91,12 +95,15 @@ def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
             raise UsageError("--resume needs --checkpoint PATH")
         return
     path = Path(cfg.checkpoint)
+    if path.is_dir():
+        raise UsageError(f"checkpoint {path} is a folder; give the path of a file")
     if cfg.resume and not path.is_file():
         raise UsageError(f"--resume: checkpoint {path} does not exist")
     if not cfg.resume and path.exists():
         raise UsageError(f"checkpoint {path} exists; pass --resume to continue from it or choose another path")
     if not path.parent.is_dir():
         raise UsageError(f"checkpoint folder {path.parent} does not exist")
+    store.check_writable(path.parent, "checkpoint folder")  # now, not after the first epoch
 
 
 def hidden_text(hidden: tuple[int, ...]) -> str:
@@ -180,7 +187,9 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, data_sourc
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        raise UsageError(f"checkpoint {cfg.checkpoint} does not fit this model: {exc}".splitlines()[0]) from exc
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # the first mismatch
+        raise UsageError(f"checkpoint {cfg.checkpoint} does not fit this model: {detail}") from exc
     set_rng_state(checkpoint["rng"], generator)
     return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
             "elapsed_s": checkpoint.get("elapsed_s", 0.0)}
@@ -196,7 +205,12 @@ def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_sourc
 def build(cfg: AutoencoderConfig, device: torch.device):
     """What a run and a benchmark round start from: the MNIST images, the training set, the seeded model and Adam."""
     images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
+    available = len(images.train_images)
+    if cfg.n_train > available:
+        raise UsageError(f"--n-train {cfg.n_train} is more than the {available} training images ({images.source})")
     train_set = MnistVectors(images.train_images[:cfg.n_train or None])
+    if cfg.batch_size > len(train_set):
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train_set)} training images")
     torch.manual_seed(cfg.seed)
     model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
     return images, train_set, model, torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -1,6 +1,6 @@
 """TP2: full batch, SGD and mini-batch on Boston Housing: loss per epoch and wall time per batch size (seed Fig. 2, 3).
 
-Linear regression Ŷ = XW + b, MSE loss, plain SGD update W -= lr·∂C/∂W, written three ways (the `implementation`):
+Linear regression Ŷ = XW + b, MSE loss, plain SGD update W -= lr·∂C/∂W, written four ways (the `implementation`):
 `dataloader` (Dataset + DataLoader(shuffle=True) + nn.Linear/nn.MSELoss + torch.optim.SGD, as the course teaches),
 `tensor` (the same Module and optimiser, the data held as tensors: one randperm per epoch, then slices), `manual`
 (TP1's hand-written Linear/MSE forward and backward, hand-written update, no autograd) and `fused` (the closed-form
@@ -108,7 +108,9 @@ def config_from_args(args) -> BatchSizeConfig:
     check_choice("--implementation", args.implementation, IMPLEMENTATIONS)
     check_positive("--epochs", [args.epochs])
     check_positive("--seeds", [args.seeds])
-    check_positive("--target-ratio", [args.target_ratio])
+    if not (math.isfinite(args.target_ratio) and args.target_ratio > 1):  # the optimum is the least loss there is
+        raise UsageError(f"--target-ratio must be > 1 (a multiple of the least-squares optimum), "
+                         f"got {args.target_ratio}")
     check_choice("--normalize", args.normalize, NORMALIZATIONS)
     device = str(resolve_device(args.device))  # 'auto' resolved; an index (cuda:1) kept
     return BatchSizeConfig(batch_sizes=sizes, implementations=tuple(dict.fromkeys(args.implementation)),

@@ -8,7 +8,7 @@ import torch
 
 from amal.data import NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
-from amal.experiments.options import check_choice, check_positive, floats
+from amal.experiments.options import check_choice, check_positive, check_seed, floats
 from amal.functions import full_mse, manual_step
 from amal.timing import Stopwatch, warmup
 
@@ -47,6 +47,7 @@ def config_from_args(args) -> LrSweepConfig:
     check_choice("--normalize", cfg.normalize, NORMALIZATIONS)
     if not 0.0 <= cfg.test_size < 1.0:
         raise UsageError(f"--test-size must be in [0, 1), got {cfg.test_size}")
+    check_seed("--seed", cfg.seed)
     return cfg
 
 

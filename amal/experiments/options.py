@@ -58,3 +58,9 @@ def check_choice(option: str, values, choices) -> None:
     for value in [values] if isinstance(values, str) else values:
         if value not in choices:
             raise UsageError(f"{option}: unknown value {value!r}; choose from {', '.join(choices)}")
+
+
+def check_seed(option: str, seed: int) -> None:
+    """UsageError unless 0 <= seed < 2**32 (NumPy's and scikit-learn's seeds are 32-bit)."""
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"{option} must be in [0, 2**32), got {seed}")

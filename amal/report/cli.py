@@ -163,23 +163,13 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[P
     return written
 
 
-def remove_new_folders(folders: list[Path]) -> None:
-    """Remove the folders of `folders` (innermost first) that are still empty: a failed report leaves none behind."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty, or not there
-            pass
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
-    out = Path(args.out).absolute()
-    new_folders = [folder for folder in (out / "figures", out, *out.parents) if not folder.exists()]
+    new_folders = store.missing_folders(Path(args.out) / "figures")
     code = report(args, results)
     if code != 0:
-        remove_new_folders(new_folders)
+        store.remove_empty(new_folders)
     return code
 
 
