@@ -94,3 +94,11 @@ def test_a_section_says_which_runs_it_left_out(fixture_df, context):
     assert notes == ["1 batch-size run made with other settings is not shown: the section compares runs made as the "
                      "newest one (device cpu, lr 0.01, normalize minmax, test_size –, data_source "
                      "mlxtend:boston_housing_data, epochs 20, num_threads 2, host lab-cpu-1)."]
+
+
+def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    mse = ae.assign(run_id="20261127T140000Z-autoencoder-ffffff", loss_fn="mse", test_loss=ae["test_loss"] / 100)
+    findings = sections(build_context(pd.concat([fixture_df, mse]), "r"))["autoencoder"]["findings"]
+    lowest = [f for f in findings if f.startswith("Lowest final test loss")]
+    assert [f.split(":")[0] for f in lowest] == ["Lowest final test loss (bce)", "Lowest final test loss (mse)"]

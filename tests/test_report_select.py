@@ -127,3 +127,12 @@ def test_runs_table_one_row_per_run(fixture_df):
     assert runs["run_id"].is_unique and len(runs) == 5
     assert runs["run_id"].tolist() == sorted(runs["run_id"])
     assert not math.isnan(runs["num_threads"].iloc[0])
+
+
+def test_a_shorter_lr_sweep_is_not_drawn_beside_longer_ones(fixture_df):
+    old = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    short = old[(old["lr"] == 0.1) & (old["epoch"] <= 5)].assign(run_id="20261127T140000Z-lr-sweep-ffffff", epochs=5)
+    df = pd.concat([fixture_df, short], ignore_index=True)
+    rows = select.lr_sweep_rows(df)
+    assert set(rows["run_id"]) == {"20261127T140000Z-lr-sweep-ffffff"} and rows["epoch"].max() == 5
+    assert select.newest_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)[1] == 1

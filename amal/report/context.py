@@ -82,11 +82,11 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else number(o.final_loss),
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
     normalize = rows["normalize"].iloc[0]
-    return section("lr-sweep", title, intro, rows, findings=findings,
-                   figures=[figure("fig1-lr-sweep", "Seed Fig. 1: training MSE per epoch for each learning rate",
-                                   f"Left: training MSE (log scale) per epoch, {normalize} features; × marks where a "
-                                   "run diverged. Right: final MSE per learning rate next to the theoretical bound "
-                                   "lr* = 2/λ_max(H) (dashed).")],
+    fig1 = figure("fig1-lr-sweep", "Seed Fig. 1: training MSE per epoch for each learning rate",
+                  f"Left: training MSE (log scale) per epoch, {normalize} features; × marks where a run diverged. "
+                  "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
+    return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
+                   notes=settings_notes(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
                    tables=[table("Outcome per learning rate", ["lr", "final training MSE", "epochs", "training time"],
                                  body)])
 
@@ -174,10 +174,10 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
     if rows.empty:
         return section("autoencoder", title, intro, rows)
     last = rows.groupby(["device", *select.AUTOENCODER_CONFIG], sort=True).tail(1)
-    best = last.loc[last["test_loss"].idxmin()] if last["test_loss"].notna().any() else None
     findings = []
-    if best is not None:
-        findings.append(f"Lowest final test loss: {number(best['test_loss'])} ({best['loss_fn']}, hidden "
+    for loss_fn, runs in last[last["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
+        best = runs.loc[runs["test_loss"].idxmin()]
+        findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} (hidden "
                         f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)

@@ -18,6 +18,7 @@ PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for 
 AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # one autoencoder configuration, any device
 # what runs must share to be drawn together (their times or losses are otherwise not comparable); the autoencoder's
 # device, host and threads may differ: comparing a CPU machine with a GPU machine is what its section is for
+LR_SWEEP_SETTINGS = ["normalize", "epochs", "test_size", "seed", "data_source"]
 BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host"]
 AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
 
@@ -56,12 +57,12 @@ def newest_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
 
 
 def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """lr-sweep rows with the normalisation of the newest run, newest run per learning rate, sorted by lr and epoch."""
+    """lr-sweep rows made with the newest run's LR_SWEEP_SETTINGS, newest run per learning rate, sorted by lr and
+    epoch."""
     rows = experiment_rows(df, "lr-sweep")
     if rows.empty:
         return rows
-    newest = rows.loc[rows["run_id"].idxmax()]
-    rows = rows[rows["normalize"] == newest["normalize"]]
+    rows = rows[same_settings(rows, LR_SWEEP_SETTINGS)]
     return latest_per(rows, ["lr"]).sort_values(["lr", "epoch"], ignore_index=True)
 
 
