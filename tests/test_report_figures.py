@@ -1,7 +1,7 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from amal.report import figures
+from amal.report import figures, select
 
 
 @pytest.mark.parametrize("key", sorted(figures.FIGURES))
@@ -65,4 +65,15 @@ def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture
     thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50))
     fig = figures.batch_time_figure(thousand)
     assert fig.axes[0].get_title() == "Seed Fig. 3: training time of 1000 epochs vs batch size (cpu, 2 threads)"
+    plt.close(fig)
+
+
+def test_batch_time_error_bars_span_the_seeds_and_stay_on_the_log_axis(fixture_df):
+    """Fig. 3's bars run from the fastest to the slowest seed: never below zero, as mean − sd could on a log axis."""
+    runs = select.batch_runs(select.batch_size_rows(fixture_df))
+    spread = runs.groupby(["implementation", "batch_size"])["time_per_1000_s"].agg(["min", "max"])
+    fig = figures.batch_time_figure(fixture_df)
+    bars = [segment for collection in fig.axes[0].collections for segment in collection.get_segments()]
+    ends = sorted((round(float(s[:, 1].min()), 9), round(float(s[:, 1].max()), 9)) for s in bars if len(s) == 2)
+    assert ends == sorted((round(lo, 9), round(hi, 9)) for lo, hi in spread.itertuples(index=False))
     plt.close(fig)

@@ -140,12 +140,12 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                "band: ± one standard deviation."),
         figure("fig3-batch-time", "Seed Fig. 3: training time of 1000 epochs vs batch size",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
-               f"({integer(rows['num_threads'].iloc[0])} torch threads), log–log; error bars: ± one standard "
-               "deviation over seeds."),
+               f"({integer(rows['num_threads'].iloc[0])} torch threads), log–log: mean over seeds, error bars from "
+               "the fastest to the slowest seed."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
-               "target. Right: training time until the target is reached; batch sizes that never reach it are "
-               "left out."),
+               "target. Right: training time until the target is reached (mean over seeds, error bars from the "
+               "fastest to the slowest); batch sizes that never reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",
                "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
                "at a few batch sizes (µs per step; each panel has its own scale)."),

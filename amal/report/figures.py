@@ -125,7 +125,7 @@ def batch_time_figure(df: pd.DataFrame):
     runs = select.batch_runs(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
-                 markers=True, dashes=False, errorbar="sd", err_style="bars", err_kws={"capsize": 3}, ax=ax,
+                 markers=True, dashes=False, errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
                  hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
     _batch_axis(ax, runs["batch_size"])
     epochs = int(runs["epoch"].max())
@@ -160,7 +160,8 @@ def time_to_target_figure(df: pd.DataFrame):
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
     else:
         sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
-                     hue_order=order, style_order=order, markers=True, dashes=False, errorbar="sd", err_style="bars",
+                     hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
+                     err_style="bars",
                      err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log")
         target.legend(title="implementation")
