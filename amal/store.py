@@ -213,12 +213,17 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
     for path in run_files(results_dir):
         try:
             table = pq.read_table(path)
-            tables.append(table.select([n for n in table.column_names if n in COLUMNS]))
         except (OSError, pa.ArrowException) as exc:
             message = f"{path}: unreadable parquet file ({exc})".splitlines()[0]
-            if not skip_bad:
-                raise UsageError(message) from exc
-            problems.append(message)
+        else:
+            missing = [name for name in ("run_id", "experiment") if name not in table.column_names]
+            if not missing:
+                tables.append(table.select([n for n in table.column_names if n in COLUMNS]))
+                continue
+            message = f"{path}: not an amal run file (no {', '.join(missing)} column)"
+        if not skip_bad:
+            raise UsageError(message)
+        problems.append(message)
     if not tables:
         return SCHEMA.empty_table().to_pandas(), problems
     return pa.concat_tables(tables, promote_options="default").to_pandas(), problems

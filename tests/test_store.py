@@ -72,6 +72,15 @@ def test_corrupt_file_is_named_or_skipped(tmp_path):
     assert len(df) == 3 and len(problems) == 1 and bad.name in problems[0]
 
 
+def test_a_parquet_file_of_another_kind_is_named_not_read_as_a_run(tmp_path):
+    store.save(_run(), tmp_path)
+    pd.DataFrame({"price": [1.0, 2.0]}).to_parquet(tmp_path / "prices.parquet")
+    with pytest.raises(UsageError, match=r"prices.parquet: not an amal run file \(no run_id, experiment column\)"):
+        store.load(tmp_path)
+    df, problems = store.load(tmp_path, skip_bad=True)
+    assert len(df) == 3 and len(problems) == 1
+
+
 def test_missing_directory_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         store.load(tmp_path / "nope")
