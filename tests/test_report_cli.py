@@ -94,6 +94,10 @@ def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
                               text=True, check=True).stdout
         assert "<script>console.error('injected')</script> 50% of $5 & #1 {a_b}" in text
         assert "Environment of the runs" in text  # the whole document was typeset, up to its last section
+    if shutil.which("pdfinfo"):
+        info = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True,
+                              check=True).stdout
+        assert "Title:           amal: loss and wall-clock time of PyTorch training" in info
 
 
 def test_pdf_is_skipped_with_a_message_without_a_tex_engine(fixture_results, tmp_path, monkeypatch, capsys):

@@ -105,7 +105,8 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         never = summary.groupby("batch_size")["reached"].sum()
         never = [str(b) for b, count in never.items() if count == 0]
         if never:
-            findings.append(f"Batch size {', '.join(never)} never reaches it within the epochs run.")
+            findings.append(f"Batch size{'s' if len(never) > 1 else ''} {', '.join(never)} never "
+                            f"reach{'' if len(never) > 1 else 'es'} it within the epochs run.")
     smallest = summary[summary["batch_size"] == summary["batch_size"].min()].sort_values("step_s")
     if len(smallest) > 1 and smallest["step_s"].notna().all():
         quick, slow = smallest.iloc[0], smallest.iloc[-1]
