@@ -183,6 +183,9 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)
     notes = settings_notes(df, "autoencoder", select.AUTOENCODER_SETTINGS)
+    resumed = rows[rows["resumed_from_epoch"].notna()].groupby("run_id")["resumed_from_epoch"].first()
+    notes += [f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
+              f"{integer(epoch + 1)} (an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
     if speedups.empty:
         findings.append("GPU throughput not measured: no CUDA run in the store.")
         notes.append("To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda")
