@@ -38,14 +38,14 @@ def _plain_number(value, _position=None) -> str:
     return f"{value:g}"
 
 
-def _batch_axis(ax, batch_sizes) -> None:
-    """Log x axis ticked at the batch sizes measured."""
+def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
+    """Log x axis ticked at the batch sizes measured; `unit`: what a batch holds."""
     ax.set_xscale("log")
     ax.set_xticks(sorted(set(int(b) for b in batch_sizes)))
     ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("batch size (rows per step, log scale)")
+    ax.set_xlabel(f"batch size ({unit} per step, log scale)")
 
 
 def _palette(values) -> dict:
@@ -233,7 +233,7 @@ def throughput_figure(df: pd.DataFrame):
                  y="samples_per_s", hue="device", hue_order=devices, style="hidden" if several_models else None,
                  marker=None if several_models else "o", markers=several_models or None, dashes=False,
                  errorbar="sd", err_style="bars", err_kws={"capsize": 3}, ax=ax)
-    _batch_axis(ax, rows["batch_size"])
+    _batch_axis(ax, rows["batch_size"], "images")
     measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
