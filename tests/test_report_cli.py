@@ -85,6 +85,7 @@ def test_chromium_check_catches_errors_and_broken_images(tmp_path):
 
 @needs_tex
 def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
+    (tmp_path / "report.log").write_text("the log of an earlier failed build")
     assert main(["--results", str(nasty_store), "--out", str(tmp_path), "--no-run", "--format", "tex,pdf"]) == 0
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF")
     assert not (tmp_path / "report.log").exists()

@@ -160,6 +160,7 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[P
         written.append(store.atomic_write_bytes(out / "report.html", html.encode("utf-8"), overwrite=True))
     if pdf is not None:
         written.append(store.atomic_write_bytes(out / "report.pdf", pdf, overwrite=True))
+        (out / "report.log").unlink(missing_ok=True)  # the log of an earlier failed build no longer applies
     return written
 
 
