@@ -106,8 +106,7 @@ def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
 
 def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
-    resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff",
-                                         resumed_from_epoch=pd.array([1] * (ae["epoch"] > 1).sum(), dtype="Int64"))
+    resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)
     notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
     assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at epoch 2 "
             "(an interrupted run stores no rows).") in notes
