@@ -245,6 +245,11 @@ def build_parser() -> Parser:
 
 def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str) -> int:
     """Compare, print the table, and return the exit code (1 when anything regressed)."""
+    groups = set(baseline["bench_group"]) | set(candidate["bench_group"])
+    unknown = sorted(set(cfg.group_thresholds) - groups)
+    if unknown:  # a misspelt group would silently keep the default threshold
+        raise UsageError(f"--group-threshold {', '.join(unknown)}: no benchmark of that group "
+                         f"(groups: {', '.join(sorted(g for g in groups if g)) or 'none'})")
     result = compare(baseline, candidate, cfg)
     if result.empty:
         raise UsageError("no benchmark in common between baseline and candidate")

@@ -86,7 +86,13 @@ def test_group_threshold_overrides_the_default(tmp_path, capsys):
     assert main(args + ["--group-threshold", "lr-sweep=1.6"]) == 0
     row = json.loads(capsys.readouterr().out)["benchmarks"][0]
     assert (row["threshold"], row["verdict"]) == (1.6, "unchanged")
-    assert main(args + ["--group-threshold", "other=1.6"]) == 1
+    assert main(args + ["--group-threshold", "lr-sweep=1.2"]) == 1
+
+
+def test_a_group_threshold_for_no_benchmark_exits_2(capsys):
+    args = [str(fixture("gate-unchanged-baseline")), str(fixture("gate-unchanged-candidate"))]
+    assert main(args + ["--group-threshold", "lr_sweep=1.6"]) == 2
+    assert "--group-threshold lr_sweep: no benchmark of that group (groups: lr-sweep)" in one_line_error(capsys)
 
 
 def test_holm_correction_is_applied_over_the_benchmarks_compared():
