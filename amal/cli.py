@@ -66,6 +66,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
+    cfg = None
     try:
         cfg = experiment.config_from_args(args)
         results_dir = store.check_writable(args.results or store.default_results_dir())
@@ -80,6 +81,10 @@ def run(args) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing was stored", file=sys.stderr)
+        checkpoint = getattr(cfg, "checkpoint", "")
+        if checkpoint and Path(checkpoint).is_file():
+            print(f"the checkpoint {checkpoint} holds the last finished epoch: run the same command with --resume "
+                  "to go on from there", file=sys.stderr)
         return 130
     print(experiment.summary(df).to_string(index=False))
     print(f"stored {len(df)} rows in {path}")

@@ -172,6 +172,25 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
     assert (rows["resumed_from_epoch"] == killed_at).all()
 
 
+@pytest.mark.slow
+def test_ctrl_c_stores_nothing_and_says_how_to_resume(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    checkpoint, results = tmp_path / "c.pt", tmp_path / "results"
+    run = subprocess.Popen(command("cpu", "--checkpoint", str(checkpoint), "--results", str(results)), cwd=ROOT,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert err.splitlines() == [
+        "interrupted: nothing was stored",
+        f"the checkpoint {checkpoint} holds the last finished epoch: run the same command with --resume to go on "
+        "from there"]
+    assert not results.exists() and load_checkpoint(checkpoint)["epoch"] >= 1
+
+
 def test_bench_cases_cover_device_batch_and_model():
     cases = {case.name: case for case in bench_cases("quick")}
     assert {"autoencoder/cpu/b64/h256-64", "autoencoder/cpu/b256/h64", "autoencoder/cuda/b64/h256-64",
