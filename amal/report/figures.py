@@ -161,8 +161,7 @@ def time_to_target_figure(df: pd.DataFrame):
     else:
         sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
                      hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
-                     err_style="bars",
-                     err_kws={"capsize": 3}, ax=target)
+                     err_style="bars", err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log")
         target.legend(title="implementation")
     _batch_axis(target, runs["batch_size"])

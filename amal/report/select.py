@@ -180,10 +180,9 @@ def speedup(gpu: np.ndarray, cpu: np.ndarray, level: float = 0.95) -> tuple[floa
 
 def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration measured on both devices: speedup, low, high (95 % CI over the epochs), how many
-    epochs and runs on each device, GPU and CPU names."""
+    runs on each device, GPU and CPU names."""
     keys = AUTOENCODER_CONFIG
-    columns = [*keys, "speedup", "low", "high", "gpu_epochs", "cpu_epochs", "gpu_runs", "cpu_runs", "gpu_name",
-               "cpu_name"]
+    columns = [*keys, "speedup", "low", "high", "gpu_runs", "cpu_runs", "gpu_name", "cpu_name"]
     out = []
     for key, group in rows.groupby(keys, sort=True):
         gpu, cpu = group[group["device"] == "cuda"], group[group["device"] == "cpu"]
@@ -191,9 +190,8 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
             continue
         ratio, low, high = speedup(gpu["samples_per_s"], cpu["samples_per_s"])
         out.append({**dict(zip(keys, key, strict=True)), "speedup": ratio, "low": low, "high": high,
-                    "gpu_epochs": len(gpu), "cpu_epochs": len(cpu), "gpu_runs": gpu["run_id"].nunique(),
-                    "cpu_runs": cpu["run_id"].nunique(), "gpu_name": gpu["cuda_device"].iloc[0],
-                    "cpu_name": cpu["cpu_model"].iloc[0]})
+                    "gpu_runs": gpu["run_id"].nunique(), "cpu_runs": cpu["run_id"].nunique(),
+                    "gpu_name": gpu["cuda_device"].iloc[0], "cpu_name": cpu["cpu_model"].iloc[0]})
     return pd.DataFrame(out, columns=columns)
 
 
