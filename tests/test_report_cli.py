@@ -9,7 +9,7 @@ import pytest
 from chromium import chromium_binary, inspect_page
 
 from amal import store
-from amal.report.cli import main
+from amal.report.cli import main, regenerate_command
 
 NASTY = r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}"
 FIGURE_KEYS = ["fig1-lr-sweep", "fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead",
@@ -99,6 +99,23 @@ def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
         info = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True,
                               check=True).stdout
         assert "Title:           amal: loss and wall-clock time of PyTorch training" in info
+
+
+def test_footer_gives_the_command_with_the_results_used(report, nasty_store, tmp_path):
+    html = (report / "report.html").read_text()
+    assert f"Regenerate with <code>python -m amal.report --results {nasty_store}</code>" in html
+    assert regenerate_command(Path("results")) == "python -m amal.report"
+    assert regenerate_command(Path("my results")) == "python -m amal.report --results 'my results'"
+
+
+def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys):
+    results = copy_store(fixture_results, tmp_path / "results")
+    (results / "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png").write_bytes(b"\x89PNG truncated")
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--no-run", "--format", "html"]) == 0
+    assert "fig6c-ae-recon: the stored image is not a readable PNG" in capsys.readouterr().err
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png is missing or not a readable PNG." in html
+    assert not (tmp_path / "out" / "figures" / "fig6c-ae-recon.png").exists()
 
 
 def test_pdf_is_skipped_with_a_message_without_a_tex_engine(fixture_results, tmp_path, monkeypatch, capsys):

@@ -52,6 +52,8 @@ def test_autoencoder_findings_and_recon_from_the_newest_run(context):
                                       "NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
     recon = ae["figures"][-1]
     assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
+    assert recon["caption"].endswith("after 3 epochs (run 20261127T120000Z-autoencoder-4f5a6b: hidden 256,64, bce, "
+                                     "batch size 256, cuda).")
     assert ae["tables"][0]["rows"][1][3] == "6,100 ± 100"
 
 
@@ -110,3 +112,17 @@ def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
     assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at epoch 2 "
             "(an interrupted run stores no rows).") in notes
+
+
+def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):
+    """LaTeX numbers the figures itself: a title starting "Seed Fig. 2:" read "Figure 2: Seed Fig. 2: ..."."""
+    titles = {f["key"]: f["title"] for s in context["sections"] for f in s["figures"]}
+    assert titles["fig1-lr-sweep"] == "Training MSE per epoch for each learning rate (lab report Fig. 1)"
+    assert titles["fig2-batch-loss"].endswith("(lab report Fig. 2)")
+    assert titles["fig3-batch-time"].endswith("(lab report Fig. 3)")
+    assert not [title for title in titles.values() if "fig." in title.lower().split("(")[0]]
+
+
+def test_command_regenerates_the_report(fixture_df):
+    assert build_context(fixture_df, "r")["command"] == "python -m amal.report"
+    assert build_context(fixture_df, "r", "python -m amal.report --results r")["command"].endswith("--results r")

@@ -1,3 +1,5 @@
+import io
+
 import matplotlib.pyplot as plt
 import pytest
 
@@ -58,13 +60,13 @@ def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture
     on the figure itself."""
     fig = figures.batch_time_figure(fixture_df)
     title = fig.axes[0].get_title()
-    assert title == ("Seed Fig. 3: training time of 1000 epochs (measured over 20, scaled) vs batch size "
+    assert title == ("Training time of 1000 epochs (measured over 20, scaled) vs batch size "
                      "(cpu, 2 threads)")
     plt.close(fig)
     batch = fixture_df["experiment"] == "batch-size"
     thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50))
     fig = figures.batch_time_figure(thousand)
-    assert fig.axes[0].get_title() == "Seed Fig. 3: training time of 1000 epochs vs batch size (cpu, 2 threads)"
+    assert fig.axes[0].get_title() == "Training time of 1000 epochs vs batch size (cpu, 2 threads)"
     plt.close(fig)
 
 
@@ -77,3 +79,32 @@ def test_batch_time_error_bars_span_the_seeds_and_stay_on_the_log_axis(fixture_d
     ends = sorted((round(float(s[:, 1].min()), 9), round(float(s[:, 1].max()), 9)) for s in bars if len(s) == 2)
     assert ends == sorted((round(lo, 9), round(hi, 9)) for lo, hi in spread.itertuples(index=False))
     plt.close(fig)
+
+
+def test_overhead_panels_go_two_per_row(fixture_df):
+    """Up to four batch sizes, two panels per row (one row of four is unreadable at a page's width); an odd count
+    hides the spare cell."""
+    sizes = select.batch_size_rows(fixture_df)["batch_size"].unique()
+    for kept, shape in ((sizes, (2, 2)), (sizes[:3], (2, 2)), (sizes[:2], (1, 2))):
+        df = fixture_df[(fixture_df["experiment"] != "batch-size") | fixture_df["batch_size"].isin(kept)]
+        fig = figures.overhead_figure(df)
+        visible = [ax for ax in fig.axes if ax.get_visible() and ax.get_title().startswith("batch size")]
+        assert len(fig.axes) == shape[0] * shape[1]
+        assert [ax.get_title() for ax in visible] == [f"batch size {s}" for s in sorted(kept)][:4]
+        plt.close(fig)
+
+
+def test_reconstruction_grid_is_drawn_with_its_rows_named(fixture_results):
+    png = next(fixture_results.glob("_artifacts/*/recon.png")).read_bytes()
+    fig = figures.reconstruction_figure(png, "test images and their reconstructions")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["test image", "reconstruction"]
+    assert ax.get_title() == "test images and their reconstructions"
+    assert ax.get_images()[0].get_array().shape[:2] == plt.imread(io.BytesIO(png)).shape[:2]  # the grid, unscaled
+    plt.close(fig)
+
+
+def test_unreadable_grids_are_left_out(fixture_results):
+    png = next(fixture_results.glob("_artifacts/*/recon.png")).read_bytes()
+    images = figures.render_grids({"good": (png, "t"), "truncated": (png[:100], "t"), "foreign": (b"GIF89a", "t")})
+    assert list(images) == ["good"] and images["good"].startswith(b"\x89PNG")

@@ -50,7 +50,7 @@ def test_tex_escapes_user_text(fixture_df):
 def test_missing_figure_is_named_not_fatal(fixture_df):
     context = build_context(fixture_df, "r")
     html = render.render_html(context, {})
-    assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png not found." in html
+    assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png is missing or not a readable PNG." in html
     assert "<img" not in html
 
 

@@ -7,6 +7,7 @@ a report silently missing runs would mislead. Every output is written to a temp 
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -86,14 +87,15 @@ def load_results(results: Path):
     return df
 
 
-def stored_images(context: dict, results: Path) -> dict[str, bytes]:
-    """Images the runs stored themselves (reconstruction grids), read from the store; missing ones are left out."""
+def stored_images(context: dict, results: Path) -> dict[str, tuple[bytes, str]]:
+    """Images the runs stored themselves (reconstruction grids) with their figure's title, read from the store;
+    missing ones are left out."""
     images = {}
     for section in context["sections"]:
         for fig in section["figures"]:
             path = results / fig["source"] if fig["source"] else None
             if path is not None and path.is_file():
-                images[fig["key"]] = path.read_bytes()
+                images[fig["key"]] = (path.read_bytes(), fig["title"])
     return images
 
 
@@ -131,14 +133,23 @@ def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], 
         return (build / "report.pdf").read_bytes()
 
 
-def make_report(df, results: Path, out: Path, chosen: tuple[str, ...]) -> list[Path]:
+def regenerate_command(results: Path) -> str:
+    """The command line that writes this report's content again: --results unless it is the default folder
+    (--out and --format change where and in which formats, not what the report says)."""
+    return PROG if results == Path("results") else f"{PROG} --results {shlex.quote(str(results))}"
+
+
+def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: str = PROG) -> list[Path]:
     """Render everything in memory, then write figures, report.tex, report.html (each atomically), then the PDF."""
     from amal.report import figures, render
     from amal.report.context import build_context
 
-    context = build_context(df, str(results))
+    context = build_context(df, str(results), command)
     keys = [fig["key"] for section in context["sections"] for fig in section["figures"]]
-    images = {**figures.render(df, keys), **stored_images(context, results)}
+    stored = stored_images(context, results)
+    images = {**figures.render(df, keys), **figures.render_grids(stored)}
+    for key in stored.keys() - images.keys():
+        print(f"{key}: the stored image is not a readable PNG; the report says so in its place", file=sys.stderr)
     images = {key: images[key] for key in keys if key in images}  # report order
     html = render.render_html(context, images) if "html" in chosen else None
     tex = render.render_tex(context, images) if {"tex", "pdf"} & set(chosen) else None
@@ -184,7 +195,7 @@ def report(args, results: Path) -> int:
         if not args.no_run and not store.run_files(results):
             run_campaign(results, args.profile, args.quiet)
         df = load_results(results)
-        written = make_report(df, results, out, args.format)
+        written = make_report(df, results, out, args.format, regenerate_command(results))
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -68,7 +68,7 @@ def threshold_finding(outcomes: pd.DataFrame) -> str:
 
 def lr_sweep_section(df: pd.DataFrame) -> dict:
     rows = select.lr_sweep_rows(df)
-    title = "TP1: learning rate and divergence (seed Fig. 1)"
+    title = "TP1: learning rate and divergence (lab report Fig. 1)"
     intro = ("Full-batch gradient descent with the hand-written Linear/MSE functions on Boston Housing; "
              "a run stops when its loss becomes non-finite or exceeds 10⁶ × its initial value.")
     if rows.empty:
@@ -82,7 +82,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else number(o.final_loss),
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
     normalize = rows["normalize"].iloc[0]
-    fig1 = figure("fig1-lr-sweep", "Seed Fig. 1: training MSE per epoch for each learning rate",
+    fig1 = figure("fig1-lr-sweep", "Training MSE per epoch for each learning rate (lab report Fig. 1)",
                   f"Left: training MSE (log scale) per epoch, {normalize} features; × marks where a run diverged. "
                   "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
@@ -119,7 +119,7 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
 
 def batch_size_section(df: pd.DataFrame) -> dict:
     rows = select.batch_size_rows(df)
-    title = "TP2: batch size, SGD and mini-batch (seed Figs. 2 and 3)"
+    title = "TP2: batch size, SGD and mini-batch (lab report Figs. 2 and 3)"
     intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor), the "
              "hand-written functions (manual) or the closed-form gradient in two torch operations (fused); "
              "one epoch = one pass in steps of batch_size rows.")
@@ -136,10 +136,10 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              seconds(s.step_s)] for s in summary.itertuples()]
     return section("batch-size", title, intro, rows, findings=batch_size_findings(summary, runs),
                    notes=settings_notes(df, "batch-size", select.BATCH_SETTINGS), figures=[
-        figure("fig2-batch-loss", "Seed Fig. 2: training MSE per epoch for each batch size",
+        figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
                "band: ± one standard deviation."),
-        figure("fig3-batch-time", "Seed Fig. 3: training time of 1000 epochs vs batch size",
+        figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
                f"({integer(rows['num_threads'].iloc[0])} torch threads), log–log: mean over seeds, error bars from "
                "the fastest to the slowest seed."),
@@ -203,11 +203,13 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                "Training images per second by batch size and device (mean over epochs, error bars ± one standard "
                "deviation); the GPU appears only where it was measured."),
     ]
-    if not recon.empty:
-        newest = recon.loc[recon["run_id"].idxmax(), "recon_png"]
+    if not recon.empty:  # the newest run's grid, with the settings that made it
+        run = rows[rows["run_id"] == recon["run_id"].max()].iloc[-1]
         figures.append(figure("fig6c-ae-recon", "Autoencoder: test images and their reconstructions",
-                              f"Top row: test images; bottom row: their reconstructions (run "
-                              f"{recon['run_id'].max()}).", source=newest))
+                              f"Top row: the first test image of each digit; bottom row: its reconstruction after "
+                              f"{integer(run['epoch'])} epochs (run {run['run_id']}: hidden {run['hidden']}, "
+                              f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
+                              source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
                    tables=[table("Throughput per device and batch size",
                                  ["device", "hidden", "batch size", "images/s", "epochs", "host-to-device copy"],
@@ -251,8 +253,9 @@ def environment_table(df: pd.DataFrame) -> dict:
                   "tag"], body, align="llllrllllll")
 
 
-def build_context(df: pd.DataFrame, results_dir: str) -> dict:
-    """The whole report as text: header, sections (with findings, tables, figures), environment of the runs."""
+def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m amal.report") -> dict:
+    """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
+    `command` is the one that regenerates it."""
     sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df), bench_section(df)]
     runs = df["run_id"].nunique()
     return {
@@ -262,5 +265,5 @@ def build_context(df: pd.DataFrame, results_dir: str) -> dict:
         "summary": [s["findings"][0] for s in sections if s["findings"]],
         "sections": sections,
         "environment": environment_table(df),
-        "command": "python -m amal.report",
+        "command": command,
     }

@@ -59,7 +59,7 @@ def lr_sweep_figure(df: pd.DataFrame):
     rows = select.lr_sweep_rows(df)
     outcomes = select.lr_outcomes(rows)
     colours = _palette(outcomes["lr"])
-    fig, (curves, bound) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (curves, bound) = plt.subplots(1, 2, figsize=(9.6, 4.3), gridspec_kw={"width_ratios": [1.5, 1]})
     for outcome in outcomes.itertuples():
         run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
         stopped = f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged else ""
@@ -72,7 +72,7 @@ def lr_sweep_figure(df: pd.DataFrame):
                ylabel=r"training MSE ((k\$)², log scale)", title="Training MSE per epoch (× = diverged)")
     curves.legend(loc="upper right", frameon=True)
     _bound_panel(bound, outcomes, colours)
-    fig.suptitle("Seed Fig. 1: full-batch gradient descent on Boston Housing, by learning rate")
+    fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
     fig.tight_layout()
     return fig
 
@@ -113,7 +113,7 @@ def batch_loss_figure(df: pd.DataFrame):
                  hue_order=[str(b) for b in sizes], palette="viridis", errorbar="sd", ax=ax)
     ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
     ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
-           title=f"Seed Fig. 2: training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
+           title=f"Training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -133,7 +133,7 @@ def batch_time_figure(df: pd.DataFrame):
     threads = int(runs["num_threads"].iloc[0])
     where = f"{runs['device'].iloc[0]}, {threads} thread{'s' if threads != 1 else ''}"
     ax.set(yscale="log", ylabel="training time of 1000 epochs (s, log scale)",
-           title=f"Seed Fig. 3: training time of 1000 epochs{scaled} vs batch size ({where})")
+           title=f"Training time of 1000 epochs{scaled} vs batch size ({where})")
     ax.legend(title="implementation")
     fig.tight_layout()
     return fig
@@ -144,7 +144,7 @@ def time_to_target_figure(df: pd.DataFrame):
     rows = select.batch_size_rows(df)
     chosen, _, implementation = select.fig2_rows(rows)
     runs = select.batch_runs(rows)
-    fig, (wall, target) = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, (wall, target) = plt.subplots(1, 2, figsize=(9.6, 4.3))
     means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
     colours = _palette(means["batch_size"])
     for size, curve in means.groupby("batch_size"):
@@ -179,20 +179,24 @@ def few_batch_sizes(sizes, count: int = 4) -> list[int]:
 
 
 def overhead_figure(df: pd.DataFrame):
-    """Stacked bars of the mean step time split into data / forward / backward / update, per implementation."""
+    """Stacked bars of the mean step time split into data / forward / backward / update, per implementation.
+
+    One panel per batch size (up to four, two per row, so that each stays readable at a page's width)."""
     summary = select.batch_summary(select.batch_runs(select.batch_size_rows(df)))
     sizes = few_batch_sizes(summary["batch_size"])
-    fig, axes = plt.subplots(1, len(sizes), figsize=(2.9 * len(sizes) + 1.2, 4.2), squeeze=False)
-    for ax, size in zip(axes[0], sizes, strict=True):
+    columns = min(2, len(sizes))
+    rows = -(-len(sizes) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.3 * columns + 1.6, 3.4 * rows + 0.5), squeeze=False)
+    for ax, size in zip(axes.flat, sizes, strict=False):
         at = summary[summary["batch_size"] == size].sort_values("implementation")
         bottom = np.zeros(len(at))
         for column, part in select.STEP_PARTS.items():
             height = at[column].fillna(0).to_numpy() * 1e6
             ax.bar(at["implementation"], height, bottom=bottom, color=PART_COLOURS[part], label=part, width=0.65)
             bottom += height
-        ax.set(title=f"batch size {size}", xlabel="")
-        ax.tick_params(axis="x", rotation=20)
-    axes[0][0].set_ylabel("time per step (µs)")
+        ax.set(title=f"batch size {size}", xlabel="", ylabel="time per step (µs)")
+    for ax in axes.flat[len(sizes):]:  # an odd number of panels leaves one cell empty
+        ax.set_visible(False)
     axes[0][-1].legend(title="part of the step", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Where the time of a step goes (mean over steps and seeds)")
     fig.tight_layout()
@@ -241,6 +245,23 @@ def throughput_figure(df: pd.DataFrame):
     return fig
 
 
+def reconstruction_figure(png: bytes, title: str):
+    """A stored reconstruction grid (test images on the top row, their reconstructions below) with its rows named."""
+    grid = plt.imread(io.BytesIO(png), format="png")
+    height, width = grid.shape[:2]
+    columns = max(1, round(width / (height / 2)))  # two rows of square images
+    fig, ax = plt.subplots(figsize=(min(8.5, 0.8 * columns + 1.6), 2.5))
+    ax.imshow(grid, cmap="gray", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([height / 4, 3 * height / 4], ["test image", "reconstruction"])
+    ax.tick_params(length=0)
+    ax.set_title(title)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "fig1-lr-sweep": lr_sweep_figure,
     "fig2-batch-loss": batch_loss_figure,
@@ -259,3 +280,17 @@ def render(df: pd.DataFrame, keys) -> dict[str, bytes]:
         # float() of those (pandas 3 accepts it): noise about seaborn's internals, not about the results
         warnings.filterwarnings("ignore", "Calling float on a single element Series", FutureWarning)
         return {key: png_bytes(FIGURES[key](df)) for key in keys if key in FIGURES}
+
+
+def render_grids(grids: dict[str, tuple[bytes, str]]) -> dict[str, bytes]:
+    """PNG bytes of each stored reconstruction grid, labelled: {key: (stored PNG, title)}; a stored file that is
+    not a readable PNG is left out."""
+    images = {}
+    with plt.rc_context(STYLE), sns.axes_style("white"):
+        for key, (png, title) in grids.items():
+            try:
+                fig = reconstruction_figure(png, title)
+            except (OSError, ValueError, SyntaxError):  # what Pillow raises for a truncated or foreign file
+                continue
+            images[key] = png_bytes(fig)
+    return images
