@@ -218,8 +218,8 @@ def test_profiles_and_summary():
 def test_cuda_run_measures_transfer(resident):
     df = run(replace(SMALL, device="cuda", data_on_device=resident))
     assert (df["device"] == "cuda").all()
-    if resident:  # one upload, counted in the first epoch only
-        assert df["transfer_s"].iloc[0] > 0 and df["transfer_s"].iloc[1] == 0.0
+    if resident:  # the training set's one upload in the first epoch; then only each epoch's shuffled order
+        assert df["transfer_s"].iloc[0] > df["transfer_s"].iloc[1] > 0
     else:  # a copy every batch
         assert (df["transfer_s"] > 0).all()
     assert (df["transfer_s"] < df["epoch_s"]).all()

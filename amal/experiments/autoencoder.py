@@ -121,8 +121,12 @@ class ResidentBatches:
     def __init__(self, vectors: torch.Tensor, batch_size: int, generator: torch.Generator):
         self.vectors, self.batch_size, self.generator = vectors, batch_size, generator
 
-    def __iter__(self):
-        order = torch.randperm(len(self.vectors), generator=self.generator).to(self.vectors.device)
+    def epoch(self, transfer):
+        """One pass; the shuffled order is drawn on the host and copied to the device on the `transfer` clock."""
+        order = torch.randperm(len(self.vectors), generator=self.generator)
+        if self.vectors.device.type != "cpu":
+            with transfer:
+                order = order.to(self.vectors.device)
         return (self.vectors[index] for index in order.split(self.batch_size))
 
 
@@ -137,10 +141,11 @@ def make_batches(train: MnistVectors, cfg: AutoencoderConfig, device: torch.devi
 
 
 def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:
-    """One pass over `batches` with Adam; host → device copies timed on the GPU's stream (none on the CPU)."""
+    """One pass over `batches` with Adam; host → device copies (each batch's, or a resident set's shuffled order)
+    timed on the GPU's stream (none on the CPU)."""
     transfer = StreamStopwatch(device)
     samples = steps = 0
-    for x in batches:
+    for x in batches.epoch(transfer) if isinstance(batches, ResidentBatches) else batches:
         if x.device.type != device.type:
             with transfer:
                 x = x.to(device, non_blocking=True)
