@@ -135,8 +135,9 @@ def test_missing_sections_give_the_command_to_produce_them(fixture_results, tmp_
     html = (tmp_path / "out" / "report.html").read_text()
     tex = (tmp_path / "out" / "report.tex").read_text()
     assert "No batch-size results in the store yet. To produce them, run:" in html
-    assert "<pre><code>python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto</code></pre>" in html
-    assert r"\texttt{pytest bench -{}-{}benchmark-{}autosave}" in tex
+    assert ("<pre><code>python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto --results "
+            f"{results}</code></pre>") in html
+    assert r"\texttt{pytest bench -{}-{}benchmark-{}autosave -{}-{}results " in tex
     assert '<figure id="fig1-lr-sweep">' in html and '<figure id="fig2-batch-loss">' not in html
 
 

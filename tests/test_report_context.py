@@ -76,8 +76,11 @@ def test_missing_sections_say_how_to_produce_them(fixture_df):
     for key in ("batch-size", "autoencoder", "bench"):
         assert not parts[key]["available"]
         assert parts[key]["missing"] == f"No {key} results in the store yet. To produce them, run:"
-        assert parts[key]["how_to"] == HOW_TO[key]
+        assert parts[key]["how_to"] == HOW_TO[key] + " --results r"  # writes where the report reads
         assert parts[key]["figures"] == [] and parts[key]["findings"] == []
+    default = sections(build_context(only_lr, "results"))
+    assert default["bench"]["how_to"] == "pytest bench --benchmark-autosave"
+    assert sections(build_context(only_lr, "my results"))["bench"]["how_to"].endswith(" --results 'my results'")
 
 
 def test_environment_table(context):

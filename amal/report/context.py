@@ -4,6 +4,8 @@ Pure: results DataFrame in, dict of strings out. Every number is formatted here;
 A section whose results are missing says so and gives the command that produces them.
 """
 
+import shlex
+
 import pandas as pd
 
 from amal.report import select
@@ -257,6 +259,10 @@ def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m 
     """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
     `command` is the one that regenerates it."""
     sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df), bench_section(df)]
+    if results_dir != "results":  # a missing section's command then writes where this report reads
+        for part in sections:
+            if not part["available"] and part["how_to"]:
+                part["how_to"] += f" --results {shlex.quote(results_dir)}"
     runs = df["run_id"].nunique()
     return {
         "title": "amal: loss and wall-clock time of PyTorch training",
