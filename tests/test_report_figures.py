@@ -1,6 +1,8 @@
 import io
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import pytest
 
 from amal.report import figures, select
@@ -35,7 +37,7 @@ def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
                                (cpu_only, ["cpu"], "(CPU only: GPU not measured)")):
         fig = figures.throughput_figure(df)
         ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == devices
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, hidden 256,64, bce" for d in devices]
         assert ax.get_title().endswith(title)
         plt.close(fig)
 
@@ -108,3 +110,38 @@ def test_unreadable_grids_are_left_out(fixture_results):
     png = next(fixture_results.glob("_artifacts/*/recon.png")).read_bytes()
     images = figures.render_grids({"good": (png, "t"), "truncated": (png[:100], "t"), "foreign": (b"GIF89a", "t")})
     assert list(images) == ["good"] and images["good"].startswith(b"\x89PNG")
+
+
+def autoencoder_variant(fixture_df, run_id: str, **changes):
+    """The fixture's CPU autoencoder rows as another run with some columns changed."""
+    rows = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    return pd.concat([fixture_df, rows.assign(run_id=run_id, **changes)], ignore_index=True)
+
+
+def test_autoencoder_loss_draws_the_mean_over_seeds_one_line_per_configuration(fixture_df):
+    """Two seeds of a configuration: one curve of their mean per epoch (not both runs joined into one line that jumps
+    back from the last epoch to the first)."""
+    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-aaaaaa", seed=1.0,
+                             train_loss=fixture_df.loc[cpu, "train_loss"] + 0.1)
+    fig = figures.autoencoder_loss_figure(df)
+    ax = fig.axes[0]
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]
+    assert all((np.diff(line.get_xdata()) > 0).all() for line in lines)
+    assert len(lines) == 2 * 4  # train and test of cpu/cuda × batch 64/256
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "cpu, hidden 256,64, bce, batch 256 (mean of 2 seeds)" in labels
+    first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
+    assert any(np.allclose(line.get_ydata(), first + 0.05) for line in lines)
+    plt.close(fig)
+
+
+def test_throughput_keeps_loss_functions_and_data_paths_apart(fixture_df):
+    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-bbbbbb", loss_fn="mse")
+    df = autoencoder_variant(df, "20261127T120000Z-autoencoder-cccccc", implementation="resident",
+                             data_on_device=True)
+    fig = figures.throughput_figure(df)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["cpu, hidden 256,64, bce", "cpu, hidden 256,64, mse", "cpu, resident, hidden 256,64, bce",
+                      "cpu, resident, hidden 256,64, mse", "cuda, hidden 256,64, bce"]  # the copy took both losses
+    plt.close(fig)

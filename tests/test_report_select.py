@@ -90,27 +90,38 @@ def test_fig2_rows_prefers_lr_1e3_and_the_tensor_implementation(fixture_df):
     assert set(rows["implementation"]) == {"tensor"}
 
 
-def test_speedup_is_a_ratio_of_geometric_means_with_an_interval():
-    ratio, low, high = select.speedup([120000.0, 118000.0, 122000.0], [6000.0, 6200.0, 6100.0])
-    assert ratio == pytest.approx(19.672072, rel=1e-6)
-    assert low < ratio < high
-    assert select.speedup([2.0], [1.0]) == (2.0, None, None)
+def test_speedup_is_the_ratio_of_images_per_second_of_training_time():
+    """From seconds per image of each epoch: mean CPU over mean GPU, i.e. the ratio of the table's throughputs (images
+    over training time), not a mean of per-epoch rates; the interval is symmetric on the log scale."""
+    ratio, low, high = select.speedup([1.0, 3.0], [4.0, 6.0])
+    assert ratio == 2.5
+    assert low < ratio < high and low * high == pytest.approx(ratio**2)
+    assert select.speedup([0.1, 0.1], [1.0, 1.0]) == pytest.approx((10.0, 10.0, 10.0))  # no spread, no width
+    assert select.speedup([2.0], [1.0]) == (0.5, None, None)
+    narrow, wide = select.speedup([1.0, 1.1, 0.9], [4.0, 4.1, 3.9]), select.speedup([1.0, 2.0, 0.5], [4.0, 4.1, 3.9])
+    assert wide[2] / wide[1] > narrow[2] / narrow[1]
 
 
 def test_gpu_speedups_only_where_both_devices_ran(fixture_df):
     rows = select.autoencoder_rows(fixture_df)
     speedups = select.gpu_speedups(rows)
     assert speedups["batch_size"].tolist() == [64, 256]
-    assert speedups["speedup"].iloc[1] == pytest.approx(19.672072, rel=1e-6)
+    # batch 256: 3 epochs of 4,000 images at 6,000/6,200/6,100 images/s on the CPU, 120,000/118,000/122,000 on the GPU
+    cpu, gpu = 1 / np.array([6000.0, 6200.0, 6100.0]), 1 / np.array([120000.0, 118000.0, 122000.0])
+    assert speedups["speedup"].iloc[1] == pytest.approx(cpu.mean() / gpu.mean(), rel=1e-9)
     assert select.gpu_speedups(rows[rows["device"] == "cpu"]).empty
 
 
-def test_throughput_per_device(fixture_df):
+def test_throughput_is_images_over_training_time(fixture_df):
+    """Images of all epochs over their seconds: here 12,000 images in 1.967566 s, not the mean of the three
+    per-epoch rates (6,100); with the slowest and the fastest epoch."""
     table = select.throughput(select.autoencoder_rows(fixture_df))
     cpu = table[(table["device"] == "cpu") & (table["batch_size"] == 256)].iloc[0]
-    assert cpu["samples_per_s"] == pytest.approx(6100.0)
-    assert cpu["sd"] == pytest.approx(100.0)
+    assert cpu["samples_per_s"] == pytest.approx(12000 / (0.666667 + 0.645161 + 0.655738), rel=1e-5)
+    assert (cpu["slowest"], cpu["fastest"], cpu["epochs"], cpu["runs"]) == (6000.0, 6200.0, 3, 1)
     assert cpu["transfer_share"] == 0.0
+    gpu = table[(table["device"] == "cuda") & (table["batch_size"] == 256)].iloc[0]
+    assert gpu["transfer_share"] == pytest.approx(0.005001 / 0.100019, rel=1e-4)
 
 
 def test_bench_summary_median_and_iqr(fixture_df):

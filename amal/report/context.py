@@ -64,7 +64,7 @@ def threshold_finding(outcomes: pd.DataFrame) -> str:
         return (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
                 f"did not; {bound}.")
     agrees = "as theory predicts" if stable <= theory <= unstable else "theory disagrees"
-    return (f"Gradient descent converges up to lr = {number(stable)} and diverges from lr = {number(unstable)}: "
+    return (f"Gradient descent does not diverge up to lr = {number(stable)} and diverges from lr = {number(unstable)}: "
             f"the observed threshold lies between {number(stable)} and {number(unstable)}; {bound} ({agrees}).")
 
 
@@ -114,8 +114,9 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         quick, slow = smallest.iloc[0], smallest.iloc[-1]
         findings.append(f"At batch size {quick['batch_size']}, {quick['implementation']} is the fastest "
                         f"({seconds(quick['step_s'])} per step); {slow['implementation']} takes "
-                        f"{number(slow['step_s'] / quick['step_s'])}× as long, "
-                        f"{number(100 * slow['step_data_s'] / slow['parts_s'], 2)} % of it fetching data.")
+                        f"{number(slow['step_s'] / quick['step_s'])}× as long (in the instrumented pass of Fig. 5, "
+                        f"{number(100 * slow['step_data_s'] / slow['parts_s'], 2)} % of its step goes to fetching "
+                        "data).")
     return findings
 
 
@@ -151,8 +152,12 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                "fastest to the slowest); batch sizes that never reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",
                "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
-               "at a few batch sizes (µs per step; each panel has its own scale)."),
-    ], tables=[table(f"Per implementation and batch size (lr = {number(lr)})",
+               "at a few batch sizes (µs per step; each panel has its own scale). The split comes from a separate "
+               "instrumented pass that reads the clock between the parts, which adds its own cost: the bars can "
+               "differ from the table's time per step, which is the training clock's time over the steps."),
+    ], tables=[table(f"Per implementation and batch size (lr = {number(lr)}): time of 1000 epochs{scaled}, mean ± sd "
+                     "over seeds; time to target, mean over the seeds that reached it; time per step, training clock "
+                     "over steps",
                      ["implementation", "batch size", "seeds", "time of 1000 epochs", "time to target (seeds)",
                       "time per step"], body, align="lrrrrr")])
 
@@ -165,7 +170,8 @@ def speedup_finding(speedups: pd.DataFrame) -> str:
     interval = ("one epoch per device: no interval" if pd.isna(best["low"])
                 else f"95 % CI {number(best['low'])}–{number(best['high'])} over the epochs of {runs}, "
                      "run-to-run variation not included")
-    return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}): "
+    return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}, "
+            f"{best['loss_fn']}, {best['implementation']}): "
             f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
 
 
@@ -194,16 +200,18 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
     else:
         findings.append(speedup_finding(speedups))
     per_device = select.throughput(rows)
-    body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.hidden, str(t.batch_size),
-             rate(t.samples_per_s) + ("" if pd.isna(t.sd) else f" ± {rate(t.sd)}"), integer(t.epochs),
+    body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, t.hidden, t.loss_fn,
+             str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
+             f"{integer(t.epochs)} ({integer(t.runs)})",
              number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
     recon = rows.loc[rows["recon_png"].notna() & (rows["recon_png"] != ""), ["run_id", "recon_png"]]
     figures = [
         figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch",
-               "Train (solid) and test (dashed) reconstruction loss per epoch for each configuration."),
+               "Train (solid) and test (dashed) reconstruction loss per epoch for each configuration (the mean "
+               "over seeds where several were run)."),
         figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",
-               "Training images per second by batch size and device (mean over epochs, error bars ± one standard "
-               "deviation); the GPU appears only where it was measured."),
+               "Training images per second of training time by batch size, one line per device and configuration "
+               "(error bars from the slowest to the fastest epoch); the GPU appears only where it was measured."),
     ]
     if not recon.empty:  # the newest run's grid, with the settings that made it
         run = rows[rows["run_id"] == recon["run_id"].max()].iloc[-1]
@@ -213,9 +221,11 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
-                   tables=[table("Throughput per device and batch size",
-                                 ["device", "hidden", "batch size", "images/s", "epochs", "host-to-device copy"],
-                                 body, align="llrrrr")])
+                   tables=[table("Throughput per configuration: training images per second of training time over all "
+                                 "its epochs, and the slowest and fastest epoch",
+                                 ["device", "data", "hidden", "loss", "batch size", "images/s",
+                                  "slowest–fastest epoch", "epochs (runs)", "host-to-device copy"],
+                                 body, align="llllrrrrr")])
 
 
 def bench_section(df: pd.DataFrame) -> dict:

@@ -70,7 +70,7 @@ def lr_sweep_figure(df: pd.DataFrame):
                         color=colours[outcome.lr], zorder=5)
     curves.set(yscale="log", xlabel="epoch (one full-batch gradient step)",
                ylabel=r"training MSE ((k\$)², log scale)", title="Training MSE per epoch (× = diverged)")
-    curves.legend(loc="upper right", frameon=True)
+    curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8.5)  # below: curves stay seen
     _bound_panel(bound, outcomes, colours)
     fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
     fig.tight_layout()
@@ -83,7 +83,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     finite = outcomes[~outcomes["diverged"]]
     ax.scatter(finite["lr"], finite["final_loss"], c=[colours[v] for v in finite["lr"]], s=45, zorder=3,
                label="final MSE")
-    top = finite["final_loss"].max() * 1.6 if not finite.empty else 1.0
+    top = finite["final_loss"].max() * 1.2 if not finite.empty else 1.0
     bottom = finite["final_loss"].min() * 0.85 if not finite.empty else 0.1
     diverged = outcomes[outcomes["diverged"]]
     ax.scatter(diverged["lr"], [top] * len(diverged), marker="x", s=70, linewidths=2.5,
@@ -93,15 +93,12 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     if stable is not None and unstable is not None and stable < unstable:
         ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,
                    label=f"observed threshold ({stable:g}–{unstable:g})")
+    else:  # no bracket to shade: the legend still says what was observed
+        observed = "none diverged" if unstable is None else ("all diverged" if stable is None else "not monotone")
+        ax.plot([], [], " ", label=f"observed: {observed}")
     ax.set(xlim=(0, outcomes["lr"].max() * 1.08), ylim=(bottom, top), xlabel="learning rate",
            ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
-    ax.legend(loc="upper left", frameon=True)
-    observed = "none diverged" if unstable is None else ("all diverged" if stable is None else
-                                                       f"between {stable:g} and {unstable:g}")
-    ax.annotate(f"observed threshold: {observed}\ntheory: lr* = 2/λ_max(H) = {theory:.4f}", xy=(theory, bottom),
-                xytext=(0.5, 0.6), textcoords="axes fraction", ha="center", fontsize=9.5,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.6"},
-                arrowprops={"arrowstyle": "->", "color": "0.3", "shrinkB": 0})
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8.5)  # below: no point hidden
 
 
 def batch_loss_figure(df: pd.DataFrame):
@@ -203,18 +200,27 @@ def overhead_figure(df: pd.DataFrame):
     return fig
 
 
+def _autoencoder_label(device: str, implementation: str, hidden: str, loss_fn: str) -> str:
+    """'cpu, hidden 256,64, bce' (', resident' when the training set sat on the device)."""
+    return f"{device}{', resident' if implementation == 'resident' else ''}, hidden {hidden}, {loss_fn}"
+
+
 def autoencoder_loss_figure(df: pd.DataFrame):
-    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration."""
+    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration, mean over seeds."""
     rows = select.autoencoder_rows(df)
-    keys = ["device", "hidden", "loss_fn", "batch_size"]
+    keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
+    means = rows.groupby([*keys, "epoch"], sort=True).agg(
+        train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"), seeds=("seed", "nunique")).reset_index()
     fig, ax = plt.subplots(figsize=(8.5, 4.4))
-    configs = list(rows.groupby(keys, sort=True))
+    configs = list(means.groupby(keys, sort=True))
     colours = sns.color_palette("tab10", len(configs))
     handles = []
-    for colour, ((device, hidden, loss_fn, size), run) in zip(colours, configs, strict=True):
-        ax.plot(run["epoch"], run["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
-        ax.plot(run["epoch"], run["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
-        label = f"{device}, hidden {hidden}, {loss_fn}, batch {size}"
+    for colour, ((device, implementation, hidden, loss_fn, size), curve) in zip(colours, configs, strict=True):
+        ax.plot(curve["epoch"], curve["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
+        ax.plot(curve["epoch"], curve["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
+        seeds = int(curve["seeds"].max())
+        label = (f"{_autoencoder_label(device, implementation, hidden, loss_fn)}, batch {size}"
+                 + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
         handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
     handles += [Line2D([], [], color="0.3", marker="o", label="train"),
                 Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
@@ -227,16 +233,23 @@ def autoencoder_loss_figure(df: pd.DataFrame):
 
 
 def throughput_figure(df: pd.DataFrame):
-    """Training images per second by batch size, one line per device (GPU only where measured), ± sd over epochs."""
-    rows = select.autoencoder_rows(df)
+    """Training images per second of training time by batch size, one line per device and configuration (GPU only
+    where measured), error bars from the slowest to the fastest epoch."""
+    table = select.throughput(select.autoencoder_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.4))
-    devices = sorted(rows["device"].unique())
-    several_models = rows["hidden"].nunique() > 1  # one marker per model size only when there are several
-    sns.lineplot(data=rows.assign(hidden=rows["hidden"].map(lambda h: f"hidden {h}")), x="batch_size",
-                 y="samples_per_s", hue="device", hue_order=devices, style="hidden" if several_models else None,
-                 marker=None if several_models else "o", markers=several_models or None, dashes=False,
-                 errorbar="sd", err_style="bars", err_kws={"capsize": 3}, ax=ax)
-    _batch_axis(ax, rows["batch_size"], "images")
+    devices = sorted(table["device"].unique())
+    colours = dict(zip(devices, sns.color_palette("tab10", len(devices)), strict=True))
+    models = sorted(set(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True)))
+    markers = dict(zip(models, "osD^vP*Xph" * len(models), strict=False))  # one marker per model, either device
+    for (device, implementation, hidden, loss_fn), line in table.groupby(
+            ["device", "implementation", "hidden", "loss_fn"], sort=True):
+        line = line.sort_values("batch_size")
+        rate = line["samples_per_s"]
+        ax.errorbar(line["batch_size"], rate, yerr=[rate - line["slowest"], line["fastest"] - rate],
+                    color=colours[device], marker=markers[(implementation, hidden, loss_fn)], ms=6, lw=1.8,
+                    ls="--" if implementation == "resident" else "-", capsize=3,
+                    label=_autoencoder_label(device, implementation, hidden, loss_fn))
+    _batch_axis(ax, table["batch_size"], "images")
     measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")

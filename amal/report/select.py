@@ -155,25 +155,33 @@ def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per (device, implementation, hidden, loss, batch size): samples/s mean and sd over epochs, transfer share."""
+    """Per (device, implementation, hidden, loss, batch size): training images per second of training time (all its
+    epochs together: images over seconds, not a mean of per-epoch rates), the slowest and the fastest epoch's rate,
+    epochs and runs timed, and the share of the time spent copying to the device."""
     keys = ["device", *AUTOENCODER_CONFIG]
-    summary = rows.groupby(keys, sort=True).agg(
-        samples_per_s=("samples_per_s", "mean"), sd=("samples_per_s", "std"), epochs=("epoch", "size"),
-        transfer_s=("transfer_s", "sum"), epoch_s=("epoch_s", "sum"), cuda_device=("cuda_device", "first"))
-    return summary.reset_index().assign(transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
+    timed = rows.assign(images=rows["samples_per_s"] * rows["epoch_s"])
+    summary = timed.groupby(keys, sort=True).agg(
+        images=("images", "sum"), epoch_s=("epoch_s", "sum"), slowest=("samples_per_s", "min"),
+        fastest=("samples_per_s", "max"), epochs=("epoch", "size"), runs=("run_id", "nunique"),
+        transfer_s=("transfer_s", "sum"), cuda_device=("cuda_device", "first"))
+    return summary.reset_index().assign(samples_per_s=lambda t: t["images"] / t["epoch_s"],
+                                        transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
 
 
-def speedup(gpu: np.ndarray, cpu: np.ndarray, level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """GPU/CPU throughput ratio of geometric means, with a Welch t interval on log(samples/s); no interval if n < 2."""
-    log_gpu, log_cpu = np.log(np.asarray(gpu, float)), np.log(np.asarray(cpu, float))
-    ratio = math.exp(log_gpu.mean() - log_cpu.mean())
-    if len(log_gpu) < 2 or len(log_cpu) < 2:
+def speedup(gpu_s: np.ndarray, cpu_s: np.ndarray, level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """GPU speedup in images per second of training time, from each epoch's seconds per image on either device:
+    mean CPU over mean GPU, with a Welch t interval on the log of that ratio (delta method); none if n < 2."""
+    gpu_s, cpu_s = np.asarray(gpu_s, float), np.asarray(cpu_s, float)
+    ratio = float(cpu_s.mean() / gpu_s.mean())
+    if len(gpu_s) < 2 or len(cpu_s) < 2:
         return ratio, None, None
-    var_gpu, var_cpu = log_gpu.var(ddof=1) / len(log_gpu), log_cpu.var(ddof=1) / len(log_cpu)
+    # squared relative standard errors of the two means: the variance of the log of each mean, to first order
+    var_gpu = gpu_s.var(ddof=1) / len(gpu_s) / gpu_s.mean() ** 2
+    var_cpu = cpu_s.var(ddof=1) / len(cpu_s) / cpu_s.mean() ** 2
     se = math.sqrt(var_gpu + var_cpu)
     if se == 0:
         return ratio, ratio, ratio
-    dof = (var_gpu + var_cpu) ** 2 / (var_gpu**2 / (len(log_gpu) - 1) + var_cpu**2 / (len(log_cpu) - 1))
+    dof = (var_gpu + var_cpu) ** 2 / (var_gpu**2 / (len(gpu_s) - 1) + var_cpu**2 / (len(cpu_s) - 1))
     half = stats.t.ppf(0.5 + level / 2, dof) * se
     return ratio, ratio * math.exp(-half), ratio * math.exp(half)
 
@@ -188,7 +196,7 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
         gpu, cpu = group[group["device"] == "cuda"], group[group["device"] == "cpu"]
         if gpu.empty or cpu.empty:
             continue
-        ratio, low, high = speedup(gpu["samples_per_s"], cpu["samples_per_s"])
+        ratio, low, high = speedup(1 / gpu["samples_per_s"], 1 / cpu["samples_per_s"])  # seconds per image
         out.append({**dict(zip(keys, key, strict=True)), "speedup": ratio, "low": low, "high": high,
                     "gpu_runs": gpu["run_id"].nunique(), "cpu_runs": cpu["run_id"].nunique(),
                     "gpu_name": gpu["cuda_device"].iloc[0], "cpu_name": cpu["cpu_model"].iloc[0]})
