@@ -47,8 +47,8 @@ class CompareConfig:
 def check_config(cfg: CompareConfig) -> CompareConfig:
     """UsageError for a threshold below 1, alpha or confidence outside (0, 1), or too few resamples."""
     for name, value in [("--threshold", cfg.threshold), *cfg.group_thresholds.items()]:
-        if not value >= 1.0:
-            raise UsageError(f"threshold {name}: must be a factor >= 1 (1.10 = 10% slower), got {value}")
+        if not 1.0 <= value < float("inf"):
+            raise UsageError(f"threshold {name}: must be a finite factor >= 1 (1.10 = 10% slower), got {value}")
     if not 0.0 < cfg.alpha < 1.0:
         raise UsageError(f"--alpha must be in (0, 1), got {cfg.alpha}")
     if not 0.0 < cfg.confidence < 1.0:
@@ -113,9 +113,26 @@ def verdict(ratio: float, p_adjusted: float, threshold: float, alpha: float) -> 
     return "unchanged"
 
 
+def setting_differences(baseline: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, str]:
+    """Benchmarks in both round frames whose settings differ, e.g. {'lr-sweep/manual/cpu': 'epochs 100 vs 1000'}:
+    a setting counts where both sides record it."""
+    first = {side: frame.groupby("benchmark")["settings"].first().map(json.loads) if "settings" in frame
+             else pd.Series({name: {} for name in frame["benchmark"].unique()}, dtype=object)
+             for side, frame in (("baseline", baseline), ("candidate", candidate))}
+    differences = {}
+    for name in sorted(set(first["baseline"].index) & set(first["candidate"].index)):
+        a, b = first["baseline"][name], first["candidate"][name]
+        changed = [f"{key} {a[key]} vs {b[key]}" for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
+        if changed:
+            differences[name] = ", ".join(changed)
+    return differences
+
+
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig = CompareConfig()) -> pd.DataFrame:
-    """One row per benchmark present in both round frames (amal.samples): medians, ratio, CI, p, Holm p, verdict."""
-    common = sorted(set(baseline["benchmark"]) & set(candidate["benchmark"]))
+    """One row per benchmark present in both round frames (amal.samples) with the same settings: medians, ratio,
+    CI, p, Holm p, verdict."""
+    different = setting_differences(baseline, candidate)
+    common = sorted(set(baseline["benchmark"]) & set(candidate["benchmark"]) - different.keys())
     rows = []
     for name in common:
         rng = np.random.default_rng([cfg.seed, zlib.crc32(name.encode())])  # per benchmark: other cases change nothing
@@ -179,6 +196,8 @@ def notes(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame,
         lines.append("only in the baseline (not compared): " + ", ".join(only_base))
     if only_cand:
         lines.append("only in the candidate (not compared): " + ", ".join(only_cand))
+    lines += [f"{name}: not compared, its settings differ ({change})"
+              for name, change in setting_differences(baseline, candidate).items()]
     blind = [r.benchmark for r in result.itertuples()
              if smallest_p(r.baseline_rounds, r.candidate_rounds) * len(result) >= alpha]
     if blind:
@@ -193,7 +212,8 @@ def render(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame
         counts = result["verdict"].value_counts()
         return json.dumps({"alpha": cfg.alpha, "confidence": cfg.confidence,
                            "counts": {v: int(counts.get(v, 0)) for v in VERDICTS},
-                           "benchmarks": result.to_dict(orient="records")}, indent=2)
+                           "benchmarks": result.to_dict(orient="records"),
+                           "notes": notes(result, baseline, candidate, cfg.alpha)[1:]}, indent=2)
     frame = display_frame(result, cfg.confidence)
     table = markdown(frame) if fmt == "markdown" else frame.to_string(index=False)
     return "\n".join([table, "", *notes(result, baseline, candidate, cfg.alpha)])
@@ -243,15 +263,24 @@ def build_parser() -> Parser:
     return parser
 
 
-def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str) -> int:
-    """Compare, print the table, and return the exit code (1 when anything regressed)."""
-    groups = set(baseline["bench_group"]) | set(candidate["bench_group"])
+def check_groups(cfg: CompareConfig, groups: set[str]) -> None:
+    """UsageError for a --group-threshold naming a group no benchmark has (it would silently keep the default)."""
     unknown = sorted(set(cfg.group_thresholds) - groups)
-    if unknown:  # a misspelt group would silently keep the default threshold
+    if unknown:
         raise UsageError(f"--group-threshold {', '.join(unknown)}: no benchmark of that group "
                          f"(groups: {', '.join(sorted(g for g in groups if g)) or 'none'})")
+
+
+def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str) -> int:
+    """Compare, print the table, and return the exit code (1 when anything regressed)."""
+    check_groups(cfg, set(baseline["bench_group"]) | set(candidate["bench_group"]))
     result = compare(baseline, candidate, cfg)
     if result.empty:
+        different = setting_differences(baseline, candidate)
+        if different:  # the same names, other work: a ratio would compare the settings, not the code
+            name, change = next(iter(different.items()))
+            raise UsageError(f"no benchmark in common with the same settings: {len(different)} differ, e.g. {name} "
+                             f"({change})")
         raise UsageError("no benchmark in common between baseline and candidate")
     print(render(result, baseline, candidate, cfg, fmt))
     return int((result["verdict"] == "regressed").any())

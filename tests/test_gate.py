@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -119,6 +120,11 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
     runs = pd.read_parquet(tmp_path / "results")
     assert sorted(runs.groupby("tag")["round"].max().items()) == [("gate baseline", 15), ("gate candidate", 15)]
     assert set(runs.loc[runs["tag"] == "gate baseline", "git_commit"]) == {commits["same-case"]}
+    assert set(runs["num_threads"]) == {1}  # what the workers ran with (--threads 1), not the gate process's count
+    docs = [json.loads(p.read_text()) for p in jsons]
+    assert docs[0]["machine_info"]["git_commit"] == commits["same-case"]  # each side names its own commit
+    assert docs[1]["machine_info"]["git_commit"] != commits["same-case"]
+    assert docs[0]["benchmarks"][0]["extra_info"] == {"work": 1, "device": "cpu", "profile": "quick", "num_threads": 1}
     assert compare.main([str(p) for p in jsons]) == 1
 
 
@@ -147,6 +153,72 @@ def test_unknown_case_exits_2_in_one_line(repo, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--case work/SUM: no such case" in err and "cases: work/sum" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_bad_group_threshold_stops_the_gate_before_any_timing(repo, tmp_path, monkeypatch, capsys):
+    repo, commits = repo
+    log = tmp_path / "order.log"
+    monkeypatch.setenv("GATE_ORDER_LOG", str(log))
+    assert main([*gate_args(repo, commits["same-case"], tmp_path), "--group-threshold", "nosuch=1.2"]) == 2
+    assert "--group-threshold nosuch: no benchmark of that group (groups: work)" in capsys.readouterr().err
+    assert not log.exists()  # not one round was timed
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("option", ["--output", "--results"])
+def test_an_unwritable_output_exits_2_before_anything_runs(repo, tmp_path, capsys, option):
+    repo, commits = repo
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = gate_args(repo, commits["same-case"], tmp_path)
+    args[args.index(option) + 1] = str(blocker / "sub")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option} folder" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_skipped_gate_prints_json_when_asked(repo, tmp_path, capsys):
+    repo, commits = repo
+    assert main([*gate_args(repo, commits["other-case"], tmp_path), "--format", "json"]) == 0
+    assert "no benchmark case in common" in json.loads(capsys.readouterr().out)["skipped"]
+
+
+class FakeWorker:
+    """Answers hello and cases like a gate worker of `checkout` listing `cases` (no process, no timing)."""
+
+    def __init__(self, checkout: Path, label: str, cases: list[dict], cuda: bool = False):
+        self.checkout, self.label, self.cases, self.cuda = checkout, label, cases, cuda
+
+    def request(self, op: str, **fields) -> dict:
+        if op == "hello":
+            return {"amal_file": str(self.checkout / "amal" / "__init__.py")}
+        return {"cuda": self.cuda, "threads": 1, "cases": self.cases}
+
+
+def fake_case(name: str, device: str = "cpu", **params) -> dict:
+    return {"name": name, "group": "g", "device": device, "params": params}
+
+
+def test_cuda_cases_without_cuda_are_named_as_such(tmp_path):
+    listing = [fake_case("a/cpu"), fake_case("a/cuda", "cuda")]
+    a, b = FakeWorker(tmp_path, "baseline", listing), FakeWorker(tmp_path, "candidate", listing)
+    with pytest.raises(gate.GateSkipped, match="--case a/cuda needs a CUDA device; none on this machine"):
+        gate.common_cases(a, b, GateConfig(baseline="HEAD", only=("a/cuda",)))
+    cases, notes = gate.common_cases(a, b, GateConfig(baseline="HEAD", only=("a/cuda", "a/cpu")))
+    assert [c["name"] for c in cases] == ["a/cpu"]
+    assert notes == ["not compared, needs a CUDA device (none on this machine): a/cuda"]
+
+
+def test_each_side_keeps_its_own_settings(tmp_path):
+    a = FakeWorker(tmp_path, "baseline", [fake_case("lr", epochs=100)])
+    b = FakeWorker(tmp_path, "candidate", [fake_case("lr", epochs=1000)])
+    (case,), _ = gate.common_cases(a, b, GateConfig(baseline="HEAD"))
+    assert json.loads(case["sides"]["baseline"]["settings"]) == {"device": "cpu", "epochs": 100, "num_threads": 1,
+                                                                 "profile": "quick"}
+    assert json.loads(case["sides"]["candidate"]["settings"])["epochs"] == 1000
 
 
 def test_candidate_must_be_a_folder(tmp_path, capsys):

@@ -133,3 +133,22 @@ def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):
 def test_command_regenerates_the_report(fixture_df):
     assert build_context(fixture_df, "r")["command"] == "python -m amal.report"
     assert build_context(fixture_df, "r", "python -m amal.report --results r")["command"].endswith("--results r")
+
+
+def test_environment_keeps_the_dirty_mark_of_a_commit(fixture_df):
+    from amal.report.context import short_commit
+
+    assert short_commit("247bcad4098c1f2e3d4c5b6a79887766554433221+dirty") == "247bcad4098c+dirty"
+    assert short_commit("247bcad4098c1f2e3d4c5b6a79887766554433221") == "247bcad4098c"
+    assert short_commit("") == "–"
+
+
+def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
+    """A newer bench run with another thread count: the table shows its rounds only, a note counts the older one."""
+    bench = fixture_df[fixture_df["experiment"] == "bench"]
+    newer = bench.assign(run_id="20261127T150000Z-bench-111111", num_threads=1, round_s=bench["round_s"] * 3)
+    part = sections(build_context(pd.concat([fixture_df, newer], ignore_index=True), "r"))["bench"]
+    assert part["notes"] == ["1 bench run made with other settings is not shown: the section compares runs made as "
+                             "the newest one (profile quick, num_threads 1, host lab-cpu-1, tag –)."]
+    medians = {row[0]: row[3] for row in part["tables"][0]["rows"]}
+    assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds

@@ -27,7 +27,8 @@ def test_written_json_reads_back_with_pytest_benchmark_statistics():
     stats = doc["benchmarks"][0]["stats"]
     assert (stats["min"], stats["max"], stats["median"], stats["mean"], stats["rounds"]) == (1, 4, 2.5, 2.5, 4)
     assert stats["data"] == [4.0, 1, 3, 2] and doc["benchmarks"][0]["extra_info"] == {"lr": 0.1}
-    pd.testing.assert_frame_equal(rounds_from_benchmark_json(doc, "doc"), rounds, check_dtype=False)
+    pd.testing.assert_frame_equal(rounds_from_benchmark_json(doc, "doc"), rounds.assign(settings='{"lr": 0.1}'),
+                                  check_dtype=False)
 
 
 def test_store_rows_keep_only_benchmark_rounds():
@@ -37,3 +38,43 @@ def test_store_rows_keep_only_benchmark_rounds():
     assert rounds["round_s"].tolist() == [0.1, 0.2] and rounds["bench_group"].tolist() == ["", ""]
     with pytest.raises(UsageError, match="no benchmark rounds"):
         rounds_from_store(rows.iloc[:1], "run")
+
+
+def one_benchmark(data, name="t", fullname=None) -> dict:
+    return {"name": name, "fullname": fullname or name, "stats": {"data": data}}
+
+
+@pytest.mark.parametrize("data", [["abc", 0.2], [None, 0.2], 5, [0.0, 0.1], [-1.0, 0.1], [float("nan"), 0.1],
+                                  [float("inf"), 0.1], [True, 0.1]])
+def test_round_times_must_be_positive_finite_seconds(data):
+    with pytest.raises(UsageError, match="round times of t"):
+        rounds_from_benchmark_json({"benchmarks": [one_benchmark(data)]}, "doc")
+
+
+def test_store_round_times_are_checked_too():
+    rows = pd.DataFrame({"experiment": "bench", "benchmark": "b", "bench_group": None, "round": [1, 2],
+                         "round_s": [0.1, float("nan")]})
+    with pytest.raises(UsageError, match="round times of b must be finite seconds above zero"):
+        rounds_from_store(rows, "run")
+
+
+def test_tests_of_one_name_in_two_files_keep_apart():
+    doc = {"benchmarks": [one_benchmark([0.001, 0.002], "test_step", "a.py::test_step"),
+                          one_benchmark([0.004, 0.005], "test_step", "b.py::test_step")]}
+    rounds = rounds_from_benchmark_json(doc, "doc")
+    assert rounds.groupby("benchmark")["round_s"].max().to_dict() == {"a.py::test_step": 0.002,
+                                                                       "b.py::test_step": 0.005}
+    doc["benchmarks"][1]["fullname"] = "a.py::test_step"
+    with pytest.raises(UsageError, match="two benchmarks are both called a.py::test_step"):
+        rounds_from_benchmark_json(doc, "doc")
+
+
+def test_settings_read_the_same_from_json_and_from_the_store():
+    """16 in a JSON file and 16.0 in a float column of the store (or numpy's int64) are one setting."""
+    import numpy as np
+
+    from amal.samples import settings_text
+
+    assert settings_text({"batch_size": 16, "epochs": 5, "lr": 0.1, "device": "cpu", "extra": 1}) == \
+        settings_text({"batch_size": 16.0, "epochs": np.int64(5), "lr": np.float64(0.1), "device": "cpu",
+                       "hidden": float("nan")}) == '{"batch_size": 16, "device": "cpu", "epochs": 5, "lr": 0.1}'

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from amal import store
 from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from amal.data import load_mnist
+from amal.data import load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
@@ -348,7 +348,7 @@ def case_params(cfg: AutoencoderConfig) -> dict:
     return {"experiment": NAME, "implementation": implementation(cfg),
             "device": cfg.device, "batch_size": cfg.batch_size, "hidden": hidden_text(cfg.hidden),
             "loss_fn": cfg.loss_fn, "lr": cfg.lr, "data_on_device": cfg.data_on_device,
-            "num_workers": cfg.num_workers, "epochs": 1}
+            "num_workers": cfg.num_workers, "epochs": 1, "data_source": mnist_source(cfg.data_root or None)}
 
 
 def epoch_round(cfg: AutoencoderConfig):

@@ -137,7 +137,8 @@ def bench_cases(profile: str) -> list:
 
         return one_round
 
-    params = {"experiment": "lr-sweep", "implementation": "manual", "batch_size": 506, "epochs": epochs, "lr": lr}
+    params = {"experiment": "lr-sweep", "implementation": "manual", "batch_size": 506, "epochs": epochs, "lr": lr,
+              "normalize": "minmax"}
     return [Case("lr-sweep/manual/cpu", "lr-sweep", setup, params)]
 
 

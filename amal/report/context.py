@@ -45,7 +45,7 @@ def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> li
     newest, others = select.newest_settings(df, experiment, settings)
     if not others:
         return []
-    shown = ", ".join(f"{name} {number(value) if isinstance(value, float) else value}"
+    shown = ", ".join(f"{name} {number(value) if isinstance(value, float) else value or '–'}"
                       for name, value in newest.items())
     return [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
             f"{'are' if others > 1 else 'is'} not shown: the section compares runs made as the newest one ({shown})."]
@@ -243,7 +243,8 @@ def bench_section(df: pd.DataFrame) -> dict:
                             f"faster than {slow['benchmark']} (median round).")
     body = [[s.benchmark, s.bench_group, integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)]
             for s in summary.itertuples()]
-    return section("bench", title, intro, rows, findings=findings, tables=[
+    return section("bench", title, intro, rows, findings=findings,
+                   notes=settings_notes(df, "bench", select.BENCH_SETTINGS), tables=[
         table("Round times per benchmark case", ["case", "group", "rounds", "median", "IQR", "min"], body,
               align="llrrrr")])
 
@@ -255,10 +256,17 @@ def utc_time(timestamp: str) -> str:
     return f"{timestamp[:10]} {timestamp[11:16]} UTC"
 
 
+def short_commit(commit: str) -> str:
+    """'247bcad4098c+dirty' from a full commit id: 12 hex digits, and whether the checkout had local changes."""
+    if not commit:
+        return "–"
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def environment_table(df: pd.DataFrame) -> dict:
     runs = select.runs_table(df)
     body = [[r.run_id, r.experiment, r.host, r.cpu_model, integer(r.num_threads), r.cuda_device or "–",
-             r.torch_version, r.python_version, (r.git_commit or "–")[:12], utc_time(r.timestamp_utc), r.tag or ""]
+             r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc), r.tag or ""]
             for r in runs.fillna("").itertuples()]
     return table("Where and when each run was measured",
                  ["run", "experiment", "host", "CPU", "threads", "GPU", "torch", "Python", "commit", "UTC time",

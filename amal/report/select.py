@@ -21,6 +21,8 @@ AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # on
 LR_SWEEP_SETTINGS = ["normalize", "epochs", "test_size", "seed", "data_source"]
 BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host"]
 AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
+# bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
+BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -204,8 +206,10 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Per benchmark (newest run): group, rounds, median, IQR (q3 − q1) and min of the round times, in seconds."""
-    rows = latest_per(experiment_rows(df, "bench"), ["benchmark"])
+    """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
+    (q3 − q1) and min of the round times, in seconds."""
+    rows = experiment_rows(df, "bench")
+    rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
     if rows.empty:
         return pd.DataFrame(columns=["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s"])
     grouped = rows.groupby(["bench_group", "benchmark"], sort=True)["round_s"]
