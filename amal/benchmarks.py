@@ -3,7 +3,7 @@
 import pandas as pd
 
 from amal import store
-from amal.samples import benchmark_name
+from amal.samples import benchmark_names
 
 ROUND_BUDGET_S = {"quick": 1.0, "full": 20.0}  # timed seconds aimed at per case
 MIN_ROUNDS = {"quick": 5, "full": 3}  # medians need a few rounds even when one round is long
@@ -23,14 +23,14 @@ def rounds_for(round_s: float, profile: str) -> int:
 def round_rows(benchmarks: list[dict], profile: str) -> pd.DataFrame:
     """One row per timed round of each benchmark, from pytest-benchmark's `as_dict(include_data=True)` dicts.
 
-    `benchmark` is extra_info["case"] (the amal.cases name) when present, else the test name; extra_info keys that
+    `benchmark` is extra_info["case"] (the amal.cases name) when present, else the test name (samples.benchmark_names:
+    the full name where two tests share one); extra_info keys that
     are result columns (implementation, batch_size, epochs, lr, device...) fill those columns, the rest stay in JSON.
     """
     rows = []
-    for bench in benchmarks:
+    for bench, name in zip(benchmarks, benchmark_names(benchmarks), strict=True):
         extra = bench.get("extra_info", {})
         params = {k: v for k, v in extra.items() if k in store.COLUMNS and k not in RESERVED}
-        name = benchmark_name(bench)
         for number, seconds in enumerate(bench["stats"]["data"], start=1):
             rows.append({"benchmark": name, "bench_group": bench.get("group"), "round": number, "round_s": seconds,
                          "profile": profile, **params})

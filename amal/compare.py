@@ -26,7 +26,7 @@ from scipy.stats import mannwhitneyu
 
 from amal.errors import Parser, UsageError
 from amal.report.format import seconds
-from amal.samples import read_run
+from amal.samples import read_run, settings_change
 
 VERDICTS = ("regressed", "improved", "unchanged")
 FORMATS = ("table", "markdown", "json")
@@ -116,16 +116,11 @@ def verdict(ratio: float, p_adjusted: float, threshold: float, alpha: float) -> 
 def setting_differences(baseline: pd.DataFrame, candidate: pd.DataFrame) -> dict[str, str]:
     """Benchmarks in both round frames whose settings differ, e.g. {'lr-sweep/manual/cpu': 'epochs 100 vs 1000'}:
     a setting counts where both sides record it."""
-    first = {side: frame.groupby("benchmark")["settings"].first().map(json.loads) if "settings" in frame
-             else pd.Series({name: {} for name in frame["benchmark"].unique()}, dtype=object)
-             for side, frame in (("baseline", baseline), ("candidate", candidate))}
-    differences = {}
-    for name in sorted(set(first["baseline"].index) & set(first["candidate"].index)):
-        a, b = first["baseline"][name], first["candidate"][name]
-        changed = [f"{key} {a[key]} vs {b[key]}" for key in sorted(a.keys() & b.keys()) if a[key] != b[key]]
-        if changed:
-            differences[name] = ", ".join(changed)
-    return differences
+    first = [frame.groupby("benchmark")["settings"].first() if "settings" in frame else pd.Series(dtype=object)
+             for frame in (baseline, candidate)]
+    changes = {name: settings_change(first[0][name], first[1][name])
+               for name in sorted(set(first[0].index) & set(first[1].index))}
+    return {name: change for name, change in changes.items() if change}
 
 
 def compare(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig = CompareConfig()) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from amal import compare, gate_worker, store
 from amal.benchmarks import RESERVED
 from amal.environment import git_commit
 from amal.errors import Parser, UsageError
-from amal.samples import ROUND_COLUMNS, settings_text, to_benchmark_json
+from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
 
@@ -206,6 +206,12 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
     notes = [f"only in the {w.label} (not compared): {', '.join(sorted(set(cases[w.label]) - set(names)))}"
              for w in (a, b) if set(cases[w.label]) - set(names) and not cfg.only]
     notes += [f"not compared, needs a CUDA device (none on this machine): {', '.join(no_cuda)}"] if no_cuda else []
+    changes = {name: settings_change(cases[a.label][name]["settings"], cases[b.label][name]["settings"])
+               for name in names}
+    notes += [f"{name}: not compared, its settings differ ({change})" for name, change in changes.items() if change]
+    names = [name for name in names if not changes[name]]  # other work on each side: not timed at all
+    if not names and any(changes.values()):
+        raise GateSkipped("every case in common changed its settings: " + "; ".join(notes))
     if not names:
         raise GateSkipped(f"no benchmark case in common between {a.label} and {b.label} (profile {cfg.profile})")
     return [{**cases[b.label][name], "sides": {"baseline": cases[a.label][name], "candidate": cases[b.label][name]}}

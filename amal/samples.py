@@ -38,6 +38,19 @@ def settings_text(record: dict) -> str:
     return json.dumps({key: value for key, value in known.items() if value is not None}, sort_keys=True, default=str)
 
 
+def settings_change(baseline: str, candidate: str) -> str:
+    """'epochs 100 vs 1000' for the settings both texts record with other values; '' when they agree."""
+    a, b = json.loads(baseline or "{}"), json.loads(candidate or "{}")
+    return ", ".join(f"{key} {a[key]} vs {b[key]}" for key in sorted(a.keys() & b.keys()) if a[key] != b[key])
+
+
+def run_settings(row: dict) -> dict:
+    """A stored round's settings, less the thread count of gate runs stored before the gate recorded its workers'
+    (those rows carry no case parameters, and their num_threads is the gate process's own)."""
+    old_gate = str(row.get("tag") or "").startswith("gate ") and pd.isna(row.get("implementation"))
+    return {key: value for key, value in row.items() if not (old_gate and key == "num_threads")}
+
+
 def check_round_times(data, name: str, source: str) -> list[float]:
     """The round times as floats; UsageError unless every one is a finite number of seconds above zero."""
     if not isinstance(data, list):
@@ -61,6 +74,15 @@ def benchmark_name(bench: dict) -> str | None:
     return case or bench.get("name") or bench.get("fullname")
 
 
+def benchmark_names(benchmarks: list[dict]) -> list[str | None]:
+    """benchmark_name of each record of one session, where tests of one name in several files (two test_step) take
+    their full names ('a.py::test_step'): the JSON reader and the store export name them alike."""
+    names = [benchmark_name(bench) for bench in benchmarks]
+    count = Counter(names)
+    return [bench.get("fullname") or name if count[name] > 1 else name
+            for bench, name in zip(benchmarks, names, strict=True)]
+
+
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     """The raw rounds of a parsed pytest-benchmark JSON document (`stats.data`: seconds per round), with each
     benchmark's settings (from extra_info, plus the torch threads of machine_info)."""
@@ -70,18 +92,14 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     for bench in benchmarks:
         if not isinstance(bench, dict) or not isinstance(bench.get("stats"), dict) or not benchmark_name(bench):
             raise UsageError(f"{source}: malformed benchmark entry (needs 'fullname' or 'name', and 'stats')")
-    names = Counter(benchmark_name(bench) for bench in benchmarks)
-    machine = doc.get("machine_info") if isinstance(doc.get("machine_info"), dict) else {}
     rows = []
-    for bench in benchmarks:
-        name = benchmark_name(bench)
-        if names[name] > 1:  # tests of one name in several files: their full names tell them apart
-            name = bench.get("fullname") or name
+    for bench, name in zip(benchmarks, benchmark_names(benchmarks), strict=True):
         data = bench["stats"].get("data")
         if not data:
             raise UsageError(f"{source}: no raw round times for {name}; {SAVE_DATA_HINT}")
         extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
-        settings = settings_text({"num_threads": machine.get("num_threads"), **extra})
+        settings = settings_text(extra)  # not machine_info's threads: pytest-benchmark has none, older gates the
+        # gate process's own count instead of its workers'
         group = bench.get("group") or ""
         rows += [(name, group, i, seconds, settings)
                  for i, seconds in enumerate(check_round_times(data, name, source), start=1)]
@@ -111,7 +129,11 @@ def rounds_from_store(rows: pd.DataFrame, source: str) -> pd.DataFrame:
         raise UsageError(f"{source}: no benchmark rounds (rows with experiment 'bench' and round_s)")
     for name, part in bench.groupby("benchmark"):
         check_round_times(part["round_s"].tolist(), name, source)
-    settings = {name: settings_text(part.iloc[0].to_dict()) for name, part in bench.groupby("benchmark")}
+        twice = part["round"][part["round"].duplicated()]
+        if len(twice):
+            raise UsageError(f"{source}: benchmark {name} has round {int(twice.iloc[0])} twice (two benchmarks of one "
+                             "name in one run)")
+    settings = {name: settings_text(run_settings(part.iloc[0].to_dict())) for name, part in bench.groupby("benchmark")}
     out = bench.assign(bench_group=bench["bench_group"].fillna(""), settings=bench["benchmark"].map(settings))
     return out[ROUND_COLUMNS].sort_values(["benchmark", "round"]).reset_index(drop=True)
 

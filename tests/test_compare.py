@@ -221,7 +221,7 @@ def test_benchmarks_that_did_other_work_are_not_compared(tmp_path, capsys):
 
 
 def test_settings_recorded_on_one_side_only_do_not_block_a_comparison(tmp_path):
-    """A foreign JSON file says nothing of threads; the store run of the same rounds does: nothing to compare."""
+    """One side records a setting (lr) the other does not (a foreign JSON file): it does not count."""
     base = read_benchmark_json(with_extra_info(fixture("pytest-benchmark-with-data"), tmp_path / "b.json", lr=0.1))
     cand = read_benchmark_json(fixture("pytest-benchmark-with-data"))
     assert compare.setting_differences(base, cand) == {}

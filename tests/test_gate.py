@@ -212,13 +212,17 @@ def test_cuda_cases_without_cuda_are_named_as_such(tmp_path):
     assert notes == ["not compared, needs a CUDA device (none on this machine): a/cuda"]
 
 
-def test_each_side_keeps_its_own_settings(tmp_path):
-    a = FakeWorker(tmp_path, "baseline", [fake_case("lr", epochs=100)])
-    b = FakeWorker(tmp_path, "candidate", [fake_case("lr", epochs=1000)])
-    (case,), _ = gate.common_cases(a, b, GateConfig(baseline="HEAD"))
-    assert json.loads(case["sides"]["baseline"]["settings"]) == {"device": "cpu", "epochs": 100, "num_threads": 1,
+def test_cases_whose_settings_changed_are_not_timed(tmp_path):
+    """A case that does other work on each side (here 100 against 1000 epochs) is named and left out before any
+    timing; a setting only one side records (an older baseline's cases lack data_source) does not count."""
+    a = FakeWorker(tmp_path, "baseline", [fake_case("lr", epochs=100), fake_case("ae", epochs=1)])
+    b = FakeWorker(tmp_path, "candidate", [fake_case("lr", epochs=1000), fake_case("ae", epochs=1, data_source="x")])
+    (case,), notes = gate.common_cases(a, b, GateConfig(baseline="HEAD"))
+    assert case["name"] == "ae" and notes == ["lr: not compared, its settings differ (epochs 100 vs 1000)"]
+    assert json.loads(case["sides"]["baseline"]["settings"]) == {"device": "cpu", "epochs": 1, "num_threads": 1,
                                                                  "profile": "quick"}
-    assert json.loads(case["sides"]["candidate"]["settings"])["epochs"] == 1000
+    with pytest.raises(gate.GateSkipped, match="every case in common changed its settings: lr: not compared"):
+        gate.common_cases(a, b, GateConfig(baseline="HEAD", only=("lr",)))
 
 
 def test_candidate_must_be_a_folder(tmp_path, capsys):

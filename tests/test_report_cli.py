@@ -104,7 +104,7 @@ def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
 def test_footer_gives_the_command_with_the_results_used(report, nasty_store, tmp_path):
     html = (report / "report.html").read_text()
     assert f"Regenerate with <code>python -m amal.report --results {nasty_store}</code>" in html
-    assert regenerate_command(Path("results")) == "python -m amal.report"
+    assert regenerate_command(Path("results")) == "python -m amal.report --results results"
     assert regenerate_command(Path("my results")) == "python -m amal.report --results 'my results'"
 
 

@@ -82,8 +82,8 @@ def test_missing_sections_say_how_to_produce_them(fixture_df):
         assert parts[key]["missing"] == f"No {key} results in the store yet. To produce them, run:"
         assert parts[key]["how_to"] == HOW_TO[key] + " --results r"  # writes where the report reads
         assert parts[key]["figures"] == [] and parts[key]["findings"] == []
-    default = sections(build_context(only_lr, "results"))
-    assert default["bench"]["how_to"] == "pytest bench --benchmark-autosave"
+    default = sections(build_context(only_lr, "results"))  # said even for the default: $AMAL_RESULTS may differ
+    assert default["bench"]["how_to"] == "pytest bench --benchmark-autosave --results results"
     assert sections(build_context(only_lr, "my results"))["bench"]["how_to"].endswith(" --results 'my results'")
 
 
@@ -152,3 +152,11 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
                              "the newest one (profile quick, num_threads 1, host lab-cpu-1, tag –)."]
     medians = {row[0]: row[3] for row in part["tables"][0]["rows"]}
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
+
+
+def test_settings_note_shows_zero_as_zero(fixture_df):
+    lr = fixture_df[fixture_df["experiment"] == "lr-sweep"].dropna(axis=1, how="all")
+    later = lr.assign(run_id="20261127T150000Z-lr-sweep-111111", epochs=lr["epochs"] * 2, seed=0)
+    both = pd.concat([lr.assign(seed=0), later], ignore_index=True)  # seed int64, as in a one-experiment store
+    (note,) = sections(build_context(both, "r"))["lr-sweep"]["notes"]
+    assert "seed 0," in note

@@ -33,8 +33,10 @@ def test_png_is_deterministic_and_has_no_software_tag(fixture_df):
 
 def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
     cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
+    gpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu"))]
     for df, devices, title in ((fixture_df, ["cpu", "cuda"], "(CPU and GPU)"),
-                               (cpu_only, ["cpu"], "(CPU only: GPU not measured)")):
+                               (cpu_only, ["cpu"], "(CPU only: GPU not measured)"),
+                               (gpu_only, ["cuda"], "(GPU only: CPU not measured)")):
         fig = figures.throughput_figure(df)
         ax = fig.axes[0]
         assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, hidden 256,64, bce" for d in devices]

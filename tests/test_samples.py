@@ -78,3 +78,32 @@ def test_settings_read_the_same_from_json_and_from_the_store():
     assert settings_text({"batch_size": 16, "epochs": 5, "lr": 0.1, "device": "cpu", "extra": 1}) == \
         settings_text({"batch_size": 16.0, "epochs": np.int64(5), "lr": np.float64(0.1), "device": "cpu",
                        "hidden": float("nan")}) == '{"batch_size": 16, "device": "cpu", "epochs": 5, "lr": 0.1}'
+
+
+def test_store_rounds_of_two_benchmarks_under_one_name_are_refused():
+    rows = pd.DataFrame({"experiment": "bench", "benchmark": "t", "bench_group": None, "round": [1, 1, 2, 2],
+                         "round_s": [0.1, 0.2, 0.1, 0.2]})
+    with pytest.raises(UsageError, match="benchmark t has round 1 twice"):
+        rounds_from_store(rows, "run")
+
+
+def test_export_and_json_name_same_name_tests_alike():
+    from amal.benchmarks import round_rows
+
+    records = [one_benchmark([0.001], "test_step", "a.py::test_step"),
+               one_benchmark([0.004], "test_step", "b.py::test_step")]
+    stored = round_rows([{**r, "extra_info": {}} for r in records], "quick")
+    read = rounds_from_benchmark_json({"benchmarks": records}, "doc")
+    assert stored["benchmark"].tolist() == read["benchmark"].tolist() == ["a.py::test_step", "b.py::test_step"]
+
+
+def test_thread_counts_that_do_not_describe_the_work_are_not_settings():
+    """pytest-benchmark's machine_info has no thread count, and gates older than per-side settings stored the gate
+    process's own (2) for workers that ran 1 thread: neither may make two samples look like other work."""
+    doc = {"machine_info": {"num_threads": 2}, "benchmarks": [one_benchmark([0.1, 0.2])]}
+    assert rounds_from_benchmark_json(doc, "doc")["settings"].iloc[0] == "{}"
+    old_gate = pd.DataFrame({"experiment": "bench", "benchmark": "b", "bench_group": None, "round": [1, 2],
+                             "round_s": [0.1, 0.2], "tag": "gate baseline", "num_threads": 2, "device": "cpu"})
+    assert rounds_from_store(old_gate, "run")["settings"].iloc[0] == '{"device": "cpu"}'
+    bench = old_gate.assign(tag="", implementation="manual")
+    assert json.loads(rounds_from_store(bench, "run")["settings"].iloc[0])["num_threads"] == 2

@@ -134,9 +134,9 @@ def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], 
 
 
 def regenerate_command(results: Path) -> str:
-    """The command line that writes this report's content again: --results unless it is the default folder
-    (--out and --format change where and in which formats, not what the report says)."""
-    return PROG if results == Path("results") else f"{PROG} --results {shlex.quote(str(results))}"
+    """The command line that writes this report's content again, with the --results it read (always: the default
+    depends on $AMAL_RESULTS); --out and --format change where and in which formats, not what the report says."""
+    return f"{PROG} --results {shlex.quote(str(results))}"
 
 
 def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: str = PROG) -> list[Path]:

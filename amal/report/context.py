@@ -45,8 +45,12 @@ def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> li
     newest, others = select.newest_settings(df, experiment, settings)
     if not others:
         return []
-    shown = ", ".join(f"{name} {number(value) if isinstance(value, float) else value or '–'}"
-                      for name, value in newest.items())
+    def text(value) -> str:
+        if pd.isna(value) or value == "":
+            return "–"
+        return number(value) if isinstance(value, float) else str(value)
+
+    shown = ", ".join(f"{name} {text(value)}" for name, value in newest.items())
     return [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
             f"{'are' if others > 1 else 'is'} not shown: the section compares runs made as the newest one ({shown})."]
 
@@ -277,10 +281,9 @@ def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m 
     """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
     `command` is the one that regenerates it."""
     sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df), bench_section(df)]
-    if results_dir != "results":  # a missing section's command then writes where this report reads
-        for part in sections:
-            if not part["available"] and part["how_to"]:
-                part["how_to"] += f" --results {shlex.quote(results_dir)}"
+    for part in sections:  # a missing section's command writes where this report reads, whatever $AMAL_RESULTS is
+        if not part["available"] and part["how_to"]:
+            part["how_to"] += f" --results {shlex.quote(results_dir)}"
     runs = df["run_id"].nunique()
     return {
         "title": "amal: loss and wall-clock time of PyTorch training",

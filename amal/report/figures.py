@@ -250,7 +250,8 @@ def throughput_figure(df: pd.DataFrame):
                     ls="--" if implementation == "resident" else "-", capsize=3,
                     label=_autoencoder_label(device, implementation, hidden, loss_fn))
     _batch_axis(ax, table["batch_size"], "images")
-    measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
+    measured = {True: "CPU and GPU", False: "CPU only: GPU not measured"}["cuda" in devices] if "cpu" in devices \
+        else "GPU only: CPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
     ax.legend(fontsize=9)
