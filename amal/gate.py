@@ -338,7 +338,7 @@ def config_from_args(args) -> GateConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    new_folders = [*store.missing_folders(args.output), *store.missing_folders(args.results or args.output)]
+    new_folders = [*store.missing_folders(args.output), *(store.missing_folders(args.results) if args.results else [])]
     try:
         return gate_main(args)
     finally:  # a gate that stopped early leaves no empty folder behind (folders holding samples stay)

@@ -85,7 +85,8 @@ def benchmark_names(benchmarks: list[dict]) -> list[str | None]:
 
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     """The raw rounds of a parsed pytest-benchmark JSON document (`stats.data`: seconds per round), with each
-    benchmark's settings (from extra_info, plus the torch threads of machine_info)."""
+    benchmark's settings from its extra_info (not from machine_info: pytest-benchmark records no thread count
+    there, and gates before per-side settings recorded the gate process's own instead of its workers')."""
     benchmarks = doc.get("benchmarks") if isinstance(doc, dict) else None
     if not isinstance(benchmarks, list):
         raise UsageError(f"{source}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
@@ -98,8 +99,7 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
         if not data:
             raise UsageError(f"{source}: no raw round times for {name}; {SAVE_DATA_HINT}")
         extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
-        settings = settings_text(extra)  # not machine_info's threads: pytest-benchmark has none, older gates the
-        # gate process's own count instead of its workers'
+        settings = settings_text(extra)
         group = bench.get("group") or ""
         rows += [(name, group, i, seconds, settings)
                  for i, seconds in enumerate(check_round_times(data, name, source), start=1)]
