@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(("round_s", "profile", "rounds"), [
-    (0.1, "quick", 10),  # 1 s budget / 0.1 s
-    (0.5, "quick", MIN_ROUNDS["quick"]),  # 2 wanted, at least 5
+    (0.05, "quick", 20),  # 1 s budget / 0.05 s
+    (0.5, "quick", MIN_ROUNDS["quick"]),  # 2 wanted, at least 10
     (1e-5, "quick", MAX_ROUNDS),  # 100,000 wanted, at most 100
     (0.0, "quick", MAX_ROUNDS),  # a round below the clock's resolution
     (2.0, "full", 10),  # 20 s budget / 2 s
