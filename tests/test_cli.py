@@ -117,6 +117,7 @@ BAD = [
     (["lr-sweep", "--seed", "-1"], "--seed must be in [0, 2**32)"),
     (["lr-sweep", "--seed", str(2**32)], "--seed must be in [0, 2**32)"),
     (["batch-size", "--target-ratio", "0.5"], "--target-ratio must be > 1"),
+    (["autoencoder", "--lr", "inf"], "--lr must be > 0 and finite, got inf"),
     (["no-such-experiment"], "invalid choice"),
 ]
 

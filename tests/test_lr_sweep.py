@@ -65,3 +65,11 @@ def test_bench_case_runs_the_hand_written_step():
     (case,) = lr_sweep.bench_cases("quick")
     assert case.name == "lr-sweep/manual/cpu" and case.params["epochs"] == 100
     case.setup()()
+
+
+def test_a_learning_rate_given_twice_runs_once():
+    from argparse import Namespace
+
+    cfg = lr_sweep.config_from_args(Namespace(lr=[0.1, 0.1, 0.3], epochs=10, normalize="minmax", test_size=0.0,
+                                              seed=0))
+    assert cfg.lrs == (0.1, 0.3)

@@ -261,5 +261,9 @@ def test_figures_of_an_earlier_report_that_this_one_lacks_are_removed(fixture_re
     (out / "figures").mkdir(parents=True)
     (out / "figures" / "fig2-batch-loss.png").write_bytes(b"a figure of other runs")
     (out / "figures" / "notes.txt").write_text("not ours")
+    # HTML only: the report.tex already there may still use the other figures, so they stay
     assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "html"]) == 0
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["fig1-lr-sweep.png", "fig2-batch-loss.png",
+                                                                    "notes.txt"]
+    assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "html,tex"]) == 0
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["fig1-lr-sweep.png", "notes.txt"]

@@ -102,7 +102,7 @@ def test_a_section_says_which_runs_it_left_out(fixture_df, context):
     notes = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]["notes"]
     assert notes == ["1 batch-size run made with other settings is not shown: the section compares runs made as the "
                      "newest one (device cpu, lr 0.01, normalize minmax, test_size –, data_source "
-                     "mlxtend:boston_housing_data, epochs 20, num_threads 2, host lab-cpu-1)."]
+                     "mlxtend:boston_housing_data, epochs 20, num_threads 2, host lab-cpu-1, target_loss 24.1)."]
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
@@ -118,7 +118,8 @@ def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)
     notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
     assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at epoch 2 "
-            "(an interrupted run stores no rows).") in notes
+            "(the epochs before belong to the run that wrote the checkpoint, if it was stored at all: an interrupted "
+            "run stores no rows).") in notes
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):
@@ -160,3 +161,28 @@ def test_settings_note_shows_zero_as_zero(fixture_df):
     both = pd.concat([lr.assign(seed=0), later], ignore_index=True)  # seed int64, as in a one-experiment store
     (note,) = sections(build_context(both, "r"))["lr-sweep"]["notes"]
     assert "seed 0," in note
+
+
+def test_diverged_batch_size_runs_are_named_with_their_epoch(fixture_df):
+    batch = fixture_df["experiment"] == "batch-size"
+    stop = batch & (fixture_df["batch_size"] == 506) & (fixture_df["epoch"] > 7)
+    df = fixture_df[~stop].copy()
+    size_506 = (df["experiment"] == "batch-size") & (df["batch_size"] == 506)
+    df.loc[size_506 & (df["epoch"] == 7), "train_loss"] = float("inf")
+    df.loc[size_506, "diverged"] = True
+    findings = sections(build_context(df, "r"))["batch-size"]["findings"]
+    runs = df[size_506].groupby(["implementation", "seed"]).ngroups
+    total = df[df["experiment"] == "batch-size"].groupby(["implementation", "batch_size", "seed"]).ngroups
+    implementations = ", ".join(sorted(df.loc[size_506, "implementation"].unique()))
+    assert findings[-1] == (f"{runs} of {total} runs diverged (training MSE no longer finite): batch size 506 "
+                            f"({implementations}) at epoch 7. Their curves stop there, and their times of 1000 epochs "
+                            "are scaled from the epochs they ran.")
+    fig3 = sections(build_context(df, "r"))["batch-size"]["figures"][1]
+    assert "measured over 20 epochs" in fig3["caption"]  # the epochs asked for, not the longest run's
+
+
+def test_batch_size_runs_with_another_target_are_left_out(fixture_df):
+    batch = fixture_df[fixture_df["experiment"] == "batch-size"]
+    other = batch.assign(run_id="20261127T090000Z-batch-size-999999", target_loss=batch["target_loss"] * 3)
+    part = sections(build_context(pd.concat([fixture_df, other], ignore_index=True), "r"))["batch-size"]
+    assert part["notes"][0].startswith("1 batch-size run made with other settings is not shown")

@@ -68,7 +68,8 @@ def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture
                      "(cpu, 2 threads)")
     plt.close(fig)
     batch = fixture_df["experiment"] == "batch-size"
-    thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50))
+    thousand = fixture_df.assign(epoch=fixture_df["epoch"].where(~batch, fixture_df["epoch"] * 50),
+                                 epochs=fixture_df["epochs"].where(~batch, 1000))
     fig = figures.batch_time_figure(thousand)
     assert fig.axes[0].get_title() == "Training time of 1000 epochs vs batch size (cpu, 2 threads)"
     plt.close(fig)
@@ -146,4 +147,17 @@ def test_throughput_keeps_loss_functions_and_data_paths_apart(fixture_df):
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["cpu, hidden 256,64, bce", "cpu, hidden 256,64, mse", "cpu, resident, hidden 256,64, bce",
                       "cpu, resident, hidden 256,64, mse", "cuda, hidden 256,64, bce"]  # the copy took both losses
+    plt.close(fig)
+
+
+def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
+    """Each run stopped at its first epoch with no finite loss: nothing to draw on a log time axis, said in words."""
+    batch = fixture_df["experiment"] == "batch-size"
+    first = fixture_df[~batch | (fixture_df["epoch"] == 1)].copy()
+    first.loc[first["experiment"] == "batch-size", ["train_loss", "time_to_target_s", "epoch_to_target"]] = None
+    first.loc[first["experiment"] == "batch-size", "diverged"] = True
+    for key in ("fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead"):
+        assert figures.render(first, [key])[key].startswith(b"\x89PNG")
+    fig = figures.time_to_target_figure(first)
+    assert "every run diverged in its first epoch" in [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)

@@ -40,7 +40,7 @@ def add_arguments(parser) -> None:
 
 def config_from_args(args) -> LrSweepConfig:
     """Validated config from parsed arguments; UsageError for values no run can use."""
-    cfg = LrSweepConfig(lrs=tuple(args.lr), epochs=args.epochs, normalize=args.normalize,
+    cfg = LrSweepConfig(lrs=tuple(dict.fromkeys(args.lr)), epochs=args.epochs, normalize=args.normalize,  # once each
                         test_size=args.test_size, seed=args.seed)
     check_positive("--lr", cfg.lrs)
     check_positive("--epochs", [cfg.epochs])

@@ -44,13 +44,13 @@ def words(text: str) -> tuple[str, ...]:
 
 
 def check_positive(option: str, values) -> None:
-    """UsageError unless the grid is non-empty and every value is > 0."""
+    """UsageError unless the grid is non-empty and every value is finite and > 0."""
     values = list(values)
     if not values:
         raise UsageError(f"{option}: empty grid")
-    bad = [v for v in values if not v > 0]
+    bad = [v for v in values if not 0 < v < float("inf")]
     if bad:
-        raise UsageError(f"{option} must be > 0, got {bad[0]}")
+        raise UsageError(f"{option} must be > 0 and finite, got {bad[0]}")
 
 
 def check_choice(option: str, values, choices) -> None:

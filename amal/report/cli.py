@@ -162,8 +162,8 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
             pdf = build_pdf(tex, images, out, engine, df["timestamp_utc"].max())
     written = [store.atomic_write_bytes(out / fig, png, overwrite=True)
                for fig, png in ((f"figures/{key}.png", png) for key, png in images.items())]
-    for stale in (out / "figures").glob("fig*.png"):  # figures of an earlier report that this one does not have
-        if stale.stem not in images:
+    for stale in (out / "figures").glob("fig*.png") if "tex" in chosen else []:  # an earlier report's figures;
+        if stale.stem not in images:  # kept when report.tex is not rewritten: the one there may still use them
             stale.unlink()
     if "tex" in chosen:
         written.append(store.atomic_write_bytes(out / "report.tex", tex.encode("utf-8"), overwrite=True))
@@ -179,9 +179,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
     new_folders = store.missing_folders(Path(args.out) / "figures")
-    code = report(args, results)
-    if code != 0:
-        store.remove_empty(new_folders)
+    code = 1
+    try:
+        code = report(args, results)
+    finally:  # failed, or crashed: no empty folder left behind
+        if code != 0:
+            store.remove_empty(new_folders)
     return code
 
 

@@ -40,6 +40,11 @@ def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> 
     return {**base, **content}
 
 
+def threads(count) -> str:
+    """'1 torch thread', '2 torch threads'."""
+    return f"{integer(count)} torch thread{'' if count == 1 else 's'}"
+
+
 def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> list[str]:
     """A note naming the settings a section's runs share, when runs made with other settings were left out."""
     newest, others = select.newest_settings(df, experiment, settings)
@@ -89,7 +94,9 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
     normalize = rows["normalize"].iloc[0]
     fig1 = figure("fig1-lr-sweep", "Training MSE per epoch for each learning rate (lab report Fig. 1)",
-                  f"Left: training MSE (log scale) per epoch, {normalize} features; × marks where a run diverged. "
+                  f"Left: training MSE (log scale) per epoch, "
+                  f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; × marks where "
+                  "a run diverged. "
                   "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
                    notes=settings_notes(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
@@ -124,6 +131,21 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     return findings
 
 
+def divergence_finding(runs: pd.DataFrame) -> list[str]:
+    """'3 of 8 runs diverged (training MSE no longer finite): batch size 1 (fused, manual) at epoch 1, ...' or []."""
+    diverged = runs[runs["diverged"].eq(True)] if "diverged" in runs else runs.iloc[0:0]
+    if diverged.empty:
+        return []
+    parts = []
+    for size, group in diverged.groupby("batch_size", sort=True):
+        first, last = int(group["epoch"].min()), int(group["epoch"].max())
+        at = f"epoch {first}" if first == last else f"epochs {first}–{last}"
+        parts.append(f"batch size {size} ({', '.join(sorted(set(group['implementation'])))}) at {at}")
+    return [f"{integer(len(diverged))} of {integer(len(runs))} runs diverged (training MSE no longer finite): "
+            f"{'; '.join(parts)}. Their curves stop there, and their times of 1000 epochs are scaled from the epochs "
+            "they ran."]
+
+
 def batch_size_section(df: pd.DataFrame) -> dict:
     rows = select.batch_size_rows(df)
     title = "TP2: batch size, SGD and mini-batch (lab report Figs. 2 and 3)"
@@ -135,20 +157,21 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     runs = select.batch_runs(rows)
     summary = select.batch_summary(runs)
     _, lr, implementation = select.fig2_rows(rows)
-    epochs = int(runs["epoch"].max())
+    epochs = int(rows["epochs"].iloc[0]) if "epochs" in rows else int(runs["epoch"].max())  # asked for (all share it)
     scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
              seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
              f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})" if s.reached else "not reached",
              seconds(s.step_s)] for s in summary.itertuples()]
-    return section("batch-size", title, intro, rows, findings=batch_size_findings(summary, runs),
+    findings = batch_size_findings(summary, runs) + divergence_finding(runs)
+    return section("batch-size", title, intro, rows, findings=findings,
                    notes=settings_notes(df, "batch-size", select.BATCH_SETTINGS), figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
                "band: ± one standard deviation."),
         figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
-               f"({integer(rows['num_threads'].iloc[0])} torch threads), log–log: mean over seeds, error bars from "
+               f"({threads(rows['num_threads'].iloc[0])}), log–log: mean over seeds, error bars from "
                "the fastest to the slowest seed."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
@@ -197,7 +220,8 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
     notes = settings_notes(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     resumed = rows[rows["resumed_from_epoch"].notna()].groupby("run_id")["resumed_from_epoch"].first()
     notes += [f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
-              f"{integer(epoch + 1)} (an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
+              f"{integer(epoch + 1)} (the epochs before belong to the run that wrote the checkpoint, if it was stored "
+              "at all: an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
     if speedups.empty:
         findings.append("GPU throughput not measured: no CUDA run in the store.")
         notes.append("To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda")

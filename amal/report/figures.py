@@ -89,7 +89,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     ax.scatter(diverged["lr"], [top] * len(diverged), marker="x", s=70, linewidths=2.5,
                c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3, label="diverged")
     theory = outcomes["lr_max_theory"].iloc[0]
-    ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4f}")
+    ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4g}")
     if stable is not None and unstable is not None and stable < unstable:
         ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,
                    label=f"observed threshold ({stable:g}–{unstable:g})")
@@ -125,7 +125,7 @@ def batch_time_figure(df: pd.DataFrame):
                  markers=True, dashes=False, errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
                  hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
     _batch_axis(ax, runs["batch_size"])
-    epochs = int(runs["epoch"].max())
+    epochs = int(runs["epochs"].iloc[0]) if "epochs" in runs else int(runs["epoch"].max())  # asked for
     scaled = "" if epochs == 1000 else f" (measured over {epochs}, scaled)"
     threads = int(runs["num_threads"].iloc[0])
     where = f"{runs['device'].iloc[0]}, {threads} thread{'s' if threads != 1 else ''}"
@@ -143,11 +143,17 @@ def time_to_target_figure(df: pd.DataFrame):
     runs = select.batch_runs(rows)
     fig, (wall, target) = plt.subplots(1, 2, figsize=(9.6, 4.3))
     means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
+    means = means[np.isfinite(means["train_loss"])]  # a diverged run's last epoch has no loss to draw
     colours = _palette(means["batch_size"])
     for size, curve in means.groupby("batch_size"):
         wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=str(size))
     wall.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target")
-    wall.set(xscale="log", yscale="log", xlabel="cumulative training time (s, log scale)",
+    if means.empty:  # every run diverged in its first epoch: nothing to put on a log time axis
+        wall.text(0.5, 0.5, "every run diverged in its first epoch", ha="center", va="center",
+                  transform=wall.transAxes, fontsize=11, color="dimgrey")
+    else:
+        wall.set(xscale="log")
+    wall.set(yscale="log", xlabel="cumulative training time (s, log scale)",
              ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
     wall.legend(title="batch size", ncols=2)
     reached = runs[runs["reached"]]

@@ -19,7 +19,8 @@ AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # on
 # what runs must share to be drawn together (their times or losses are otherwise not comparable); the autoencoder's
 # device, host and threads may differ: comparing a CPU machine with a GPU machine is what its section is for
 LR_SWEEP_SETTINGS = ["normalize", "epochs", "test_size", "seed", "data_source"]
-BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host"]
+BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host",
+                  "target_loss"]
 AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
 # bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
 BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
