@@ -40,7 +40,8 @@ def test_batch_size_findings(context):
     assert findings[1] == "Batch size 506 never reaches it within the epochs run."
     # batch size 1: manual 14.022 µs × 1.01, dataloader (42.002 + 8.01 + 15.01 + 6) µs × 1.01: ratio 5.064
     assert findings[2] == ("At batch size 1, manual is the fastest (14.2 µs per step); dataloader takes 5.06× as long "
-                           "(in the instrumented pass of Fig. 5, 59 % of its step goes to fetching data).")
+                           "(in the instrumented pass behind the step-split figure, 59 % of its step goes to fetching "
+                           "data).")
     assert [f["key"] for f in sections(context)["batch-size"]["figures"]] == [
         "fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead"]
 
@@ -99,10 +100,12 @@ def test_a_section_says_which_runs_it_left_out(fixture_df, context):
     assert sections(context)["batch-size"]["notes"] == []
     old = fixture_df[fixture_df["experiment"] == "batch-size"]
     newer = old.assign(run_id="20261127T140000Z-batch-size-ffffff", lr=0.01)
-    notes = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]["notes"]
-    assert notes == ["1 batch-size run made with other settings is not shown: the section compares runs made as the "
-                     "newest one (device cpu, lr 0.01, normalize minmax, test_size –, data_source "
-                     "mlxtend:boston_housing_data, epochs 20, num_threads 2, host lab-cpu-1, target_loss 24.1)."]
+    part = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]
+    assert part["notes"] == ["1 batch-size run made with other settings is not shown: the section compares runs made "
+                             "with the settings above, those of the newest run."]
+    assert part["settings"] == ("device cpu, lr 0.01, normalize minmax, test size –, data source "
+                                "mlxtend:boston_housing_data, epochs 20, num threads 2, host lab-cpu-1, "
+                                "target loss 24.1")
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
@@ -149,8 +152,9 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     bench = fixture_df[fixture_df["experiment"] == "bench"]
     newer = bench.assign(run_id="20261127T150000Z-bench-111111", num_threads=1, round_s=bench["round_s"] * 3)
     part = sections(build_context(pd.concat([fixture_df, newer], ignore_index=True), "r"))["bench"]
-    assert part["notes"] == ["1 bench run made with other settings is not shown: the section compares runs made as "
-                             "the newest one (profile quick, num_threads 1, host lab-cpu-1, tag –)."]
+    assert part["notes"] == ["1 bench run made with other settings is not shown: the section compares runs made "
+                             "with the settings above, those of the newest run."]
+    assert part["settings"] == "profile quick, num threads 1, host lab-cpu-1, tag –"
     medians = {row[0]: row[3] for row in part["tables"][0]["rows"]}
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
 
@@ -159,8 +163,7 @@ def test_settings_note_shows_zero_as_zero(fixture_df):
     lr = fixture_df[fixture_df["experiment"] == "lr-sweep"].dropna(axis=1, how="all")
     later = lr.assign(run_id="20261127T150000Z-lr-sweep-111111", epochs=lr["epochs"] * 2, seed=0)
     both = pd.concat([lr.assign(seed=0), later], ignore_index=True)  # seed int64, as in a one-experiment store
-    (note,) = sections(build_context(both, "r"))["lr-sweep"]["notes"]
-    assert "seed 0," in note
+    assert "seed 0," in sections(build_context(both, "r"))["lr-sweep"]["settings"]
 
 
 def test_diverged_batch_size_runs_are_named_with_their_epoch(fixture_df):

@@ -33,7 +33,7 @@ def figure(key: str, title: str, caption: str, source: str | None = None) -> dic
 def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> dict:
     """A report section; without rows it says what is missing and how to produce it."""
     base = {"id": key, "title": title, "intro": intro, "available": not rows.empty, "how_to": HOW_TO.get(key),
-            "findings": [], "tables": [], "figures": [], "notes": []}
+            "findings": [], "tables": [], "figures": [], "notes": [], "settings": ""}
     if rows.empty:
         base["missing"] = f"No {key} results in the store yet. To produce them, run:"
         return base
@@ -45,19 +45,28 @@ def threads(count) -> str:
     return f"{integer(count)} torch thread{'' if count == 1 else 's'}"
 
 
+def setting_value(value) -> str:
+    """A setting as text: '–' when missing or empty."""
+    if pd.isna(value) or value == "":
+        return "–"
+    return number(value) if isinstance(value, float) else str(value)
+
+
+def shown_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> str:
+    """'normalize minmax, epochs 1000, ...': the settings every run a section shows shares (its newest run's)."""
+    newest, _ = select.newest_settings(df, experiment, settings)
+    return "" if newest is None else ", ".join(f"{name.replace('_', ' ')} {setting_value(value)}"
+                                              for name, value in newest.items())
+
+
 def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> list[str]:
-    """A note naming the settings a section's runs share, when runs made with other settings were left out."""
-    newest, others = select.newest_settings(df, experiment, settings)
+    """A note counting the runs left out because they were made with other settings than the section's."""
+    _, others = select.newest_settings(df, experiment, settings)
     if not others:
         return []
-    def text(value) -> str:
-        if pd.isna(value) or value == "":
-            return "–"
-        return number(value) if isinstance(value, float) else str(value)
-
-    shown = ", ".join(f"{name} {text(value)}" for name, value in newest.items())
     return [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
-            f"{'are' if others > 1 else 'is'} not shown: the section compares runs made as the newest one ({shown})."]
+            f"{'are' if others > 1 else 'is'} not shown: the section compares runs made with the settings above, "
+            "those of the newest run."]
 
 
 def threshold_finding(outcomes: pd.DataFrame) -> str:
@@ -99,6 +108,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   "a run diverged. "
                   "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
+                   settings=shown_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
                    notes=settings_notes(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
                    tables=[table("Outcome per learning rate", ["lr", "final training MSE", "epochs", "training time"],
                                  body)])
@@ -125,7 +135,8 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         quick, slow = smallest.iloc[0], smallest.iloc[-1]
         findings.append(f"At batch size {quick['batch_size']}, {quick['implementation']} is the fastest "
                         f"({seconds(quick['step_s'])} per step); {slow['implementation']} takes "
-                        f"{number(slow['step_s'] / quick['step_s'])}× as long (in the instrumented pass of Fig. 5, "
+                        f"{number(slow['step_s'] / quick['step_s'])}× as long (in the instrumented pass behind the "
+                        "step-split figure, "
                         f"{number(100 * slow['step_data_s'] / slow['parts_s'], 2)} % of its step goes to fetching "
                         "data).")
     return findings
@@ -165,6 +176,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     return section("batch-size", title, intro, rows, findings=findings,
+                   settings=shown_settings(df, "batch-size", select.BATCH_SETTINGS),
                    notes=settings_notes(df, "batch-size", select.BATCH_SETTINGS), figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
@@ -249,6 +261,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
+                   settings=shown_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS),
                    tables=[table("Throughput per configuration: training images per second of training time over all "
                                  "its epochs, and the slowest and fastest epoch",
                                  ["device", "data", "hidden", "loss", "batch size", "images/s",
@@ -272,6 +285,7 @@ def bench_section(df: pd.DataFrame) -> dict:
     body = [[s.benchmark, s.bench_group, integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)]
             for s in summary.itertuples()]
     return section("bench", title, intro, rows, findings=findings,
+                   settings=shown_settings(df, "bench", select.BENCH_SETTINGS),
                    notes=settings_notes(df, "bench", select.BENCH_SETTINGS), tables=[
         table("Round times per benchmark case", ["case", "group", "rounds", "median", "IQR", "min"], body,
               align="llrrrr")])
