@@ -189,3 +189,14 @@ def test_batch_size_runs_with_another_target_are_left_out(fixture_df):
     other = batch.assign(run_id="20261127T090000Z-batch-size-999999", target_loss=batch["target_loss"] * 3)
     part = sections(build_context(pd.concat([fixture_df, other], ignore_index=True), "r"))["batch-size"]
     assert part["notes"][0].startswith("1 batch-size run made with other settings is not shown")
+
+
+def test_lr_sweep_table_shows_the_test_loss_when_a_split_was_held_out(fixture_df):
+    lr = fixture_df["experiment"] == "lr-sweep"
+    assert sections(build_context(fixture_df, "r"))["lr-sweep"]["tables"][0]["columns"] == [
+        "lr", "final training MSE", "epochs", "training time"]  # trained on every row: no test loss
+    split = fixture_df.assign(test_loss=fixture_df["test_loss"].where(~lr, fixture_df["train_loss"] * 1.5))
+    table = sections(build_context(split, "r"))["lr-sweep"]["tables"][0]
+    assert table["columns"] == ["lr", "final training MSE", "final test MSE", "epochs", "training time"]
+    assert table["rows"][0][1:3] == ["33.6", "50.4"]  # lr 0.01: 1.5 × its final training MSE
+    assert table["rows"][3][1:3] == ["diverged at epoch 196", "–"]

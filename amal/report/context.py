@@ -99,8 +99,11 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     if not best.empty:
         findings.append(f"Lowest final training MSE: {number(best['final_loss'].iloc[0])} at lr = "
                         f"{number(best['lr'].iloc[0])} after {integer(best['epochs_run'].iloc[0])} epochs.")
+    held_out = outcomes["final_test_loss"].notna().any()  # a test split was held out: its loss gets a column
     body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else number(o.final_loss),
+             *([number(o.final_test_loss) if not o.diverged else "–"] if held_out else []),
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
+    columns = ["lr", "final training MSE", *(["final test MSE"] if held_out else []), "epochs", "training time"]
     normalize = rows["normalize"].iloc[0]
     fig1 = figure("fig1-lr-sweep", "Training MSE per epoch for each learning rate (lab report Fig. 1)",
                   f"Left: training MSE (log scale) per epoch, "
@@ -110,8 +113,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
                    settings=shown_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
                    notes=settings_notes(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
-                   tables=[table("Outcome per learning rate", ["lr", "final training MSE", "epochs", "training time"],
-                                 body)])
+                   tables=[table("Outcome per learning rate", columns, body)])
 
 
 def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:

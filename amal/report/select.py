@@ -70,7 +70,8 @@ def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per learning rate: diverged, diverged_epoch, epochs_run, final_loss (last finite loss), train_time_s."""
+    """One row per learning rate: diverged, diverged_epoch, epochs_run, final_loss (last finite loss), final_test_loss
+    (its held-out loss, NaN without a test split), train_time_s."""
     out = []
     for lr, run in rows.groupby("lr", sort=True):
         finite = run[np.isfinite(run["train_loss"])]
@@ -79,6 +80,8 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
                     "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
                     "epochs_run": int(run["epoch"].max()),
                     "final_loss": finite["train_loss"].iloc[-1] if len(finite) else math.nan,
+                    "final_test_loss": finite["test_loss"].iloc[-1] if len(finite) and "test_loss" in finite
+                    else math.nan,
                     "train_time_s": run["elapsed_s"].iloc[-1], "lr_max_theory": run["lr_max_theory"].iloc[0]})
     return pd.DataFrame(out)
 
