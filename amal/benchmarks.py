@@ -22,17 +22,22 @@ def rounds_for(round_s: float, profile: str) -> int:
     return max(MIN_ROUNDS[profile], min(MAX_ROUNDS, wanted))
 
 
+def param_columns(params: dict) -> dict:
+    """The case parameters that are result columns (implementation, batch_size, epochs, lr, device...), less those
+    the export fills itself (RESERVED)."""
+    return {k: v for k, v in params.items() if k in store.COLUMNS and k not in RESERVED}
+
+
 def round_rows(benchmarks: list[dict], profile: str) -> pd.DataFrame:
     """One row per timed round of each benchmark, from pytest-benchmark's `as_dict(include_data=True)` dicts.
 
     `benchmark` is extra_info["case"] (the amal.cases name) when present, else the test name (samples.benchmark_names:
-    the full name where two tests share one); extra_info keys that
-    are result columns (implementation, batch_size, epochs, lr, device...) fill those columns, the rest stay in JSON.
+    the full name where two tests share one); extra_info keys that are result columns (param_columns) fill those
+    columns, the rest stay in JSON.
     """
     rows = []
     for bench, name in zip(benchmarks, benchmark_names(benchmarks), strict=True):
-        extra = bench.get("extra_info", {})
-        params = {k: v for k, v in extra.items() if k in store.COLUMNS and k not in RESERVED}
+        params = param_columns(bench.get("extra_info", {}))
         for number, seconds in enumerate(bench["stats"]["data"], start=1):
             rows.append({"benchmark": name, "bench_group": bench.get("group"), "round": number, "round_s": seconds,
                          "profile": profile, **params})

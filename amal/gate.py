@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from amal import compare, gate_worker, store
-from amal.benchmarks import RESERVED
+from amal.benchmarks import param_columns
 from amal.environment import git_commit
 from amal.errors import Parser, UsageError
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
@@ -260,8 +260,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         path = cfg.output / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
         written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
         if cfg.results is not None:
-            columns = {name: {k: v for k, v in p.items() if k in store.COLUMNS and k not in RESERVED}
-                       for name, p in params.items()}  # the case's parameters as columns, as pytest bench stores
+            columns = {name: param_columns(p) for name, p in params.items()}  # as pytest bench stores them
             rows = pd.concat([part.assign(profile=cfg.profile, **columns[name])
                               for name, part in sample.drop(columns="settings").groupby("benchmark", sort=False)],
                              ignore_index=True)
