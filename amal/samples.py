@@ -55,15 +55,31 @@ def check_round_times(data, name: str, source: str) -> list[float]:
     """The round times as floats; UsageError unless every one is a finite number of seconds above zero."""
     if not isinstance(data, list):
         raise UsageError(f"{source}: round times of {name} are not a list")
-    try:
-        seconds = [float(value) for value in data if not isinstance(value, bool)]
-    except (TypeError, ValueError):
-        seconds = []
-    if len(seconds) != len(data) or not all(math.isfinite(t) and t > 0 for t in seconds):
-        bad = next((v for v in data if not (isinstance(v, int | float) and not isinstance(v, bool)
-                                            and math.isfinite(v) and v > 0)), None)
-        raise UsageError(f"{source}: round times of {name} must be finite seconds above zero, found {bad!r}")
+    seconds = [round_seconds(value) for value in data]
+    bad = [value for value, t in zip(data, seconds, strict=True) if t is None]
+    if bad:
+        raise UsageError(f"{source}: round times of {name} must be finite seconds above zero, found {bad[0]!r}")
     return seconds
+
+
+def round_seconds(value) -> float | None:
+    """One round time as float seconds; None unless it is a finite number above zero (a bool is no number here)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def check_unique_rounds(rounds: pd.DataFrame, source: str) -> None:
+    """UsageError when a benchmark has a round number twice: two benchmarks went by one name."""
+    twice = rounds[rounds.duplicated(["benchmark", "round"])]
+    if len(twice):
+        name, number = twice.iloc[0][["benchmark", "round"]]
+        raise UsageError(f"{source}: benchmark {name} has round {int(number)} twice: two benchmarks are both called "
+                         f"{name}")
 
 
 def benchmark_name(bench: dict) -> str | None:
@@ -104,9 +120,7 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
         rows += [(name, group, i, seconds, settings)
                  for i, seconds in enumerate(check_round_times(data, name, source), start=1)]
     rounds = pd.DataFrame(rows, columns=ROUND_COLUMNS)
-    twice = rounds.groupby("benchmark")["round"].apply(lambda r: r.duplicated().any())
-    if twice.any():
-        raise UsageError(f"{source}: two benchmarks are both called {twice[twice].index[0]}")
+    check_unique_rounds(rounds, source)
     return rounds
 
 
@@ -129,10 +143,7 @@ def rounds_from_store(rows: pd.DataFrame, source: str) -> pd.DataFrame:
         raise UsageError(f"{source}: no benchmark rounds (rows with experiment 'bench' and round_s)")
     for name, part in bench.groupby("benchmark"):
         check_round_times(part["round_s"].tolist(), name, source)
-        twice = part["round"][part["round"].duplicated()]
-        if len(twice):
-            raise UsageError(f"{source}: benchmark {name} has round {int(twice.iloc[0])} twice (two benchmarks of one "
-                             "name in one run)")
+    check_unique_rounds(bench, source)
     settings = {name: settings_text(run_settings(part.iloc[0].to_dict())) for name, part in bench.groupby("benchmark")}
     out = bench.assign(bench_group=bench["bench_group"].fillna(""), settings=bench["benchmark"].map(settings))
     return out[ROUND_COLUMNS].sort_values(["benchmark", "round"]).reset_index(drop=True)
