@@ -9,7 +9,7 @@ import shlex
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, number, rate, seconds
+from amal.report.format import integer, number, plural, rate, seconds
 
 HOW_TO = {
     "lr-sweep": "python -m amal.run lr-sweep",
@@ -40,11 +40,6 @@ def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> 
     return {**base, **content}
 
 
-def threads(count) -> str:
-    """'1 torch thread', '2 torch threads'."""
-    return f"{integer(count)} torch thread{'' if count == 1 else 's'}"
-
-
 def setting_value(value) -> str:
     """A setting as text: '–' when missing or empty."""
     if pd.isna(value) or value == "":
@@ -52,21 +47,17 @@ def setting_value(value) -> str:
     return number(value) if isinstance(value, float) else str(value)
 
 
-def shown_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> str:
-    """'normalize minmax, epochs 1000, ...': the settings every run a section shows shares (its newest run's)."""
-    newest, _ = select.newest_settings(df, experiment, settings)
-    return "" if newest is None else ", ".join(f"{name.replace('_', ' ')} {setting_value(value)}"
-                                              for name, value in newest.items())
-
-
-def settings_notes(df: pd.DataFrame, experiment: str, settings: list[str]) -> list[str]:
-    """A note counting the runs left out because they were made with other settings than the section's."""
-    _, others = select.newest_settings(df, experiment, settings)
+def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> tuple[str, list[str]]:
+    """The settings every run a section shows shares, its newest run's ('normalize minmax, epochs 1000, ...'), and
+    a note counting the runs left out because they were made with others (none when there are none)."""
+    newest, others = select.newest_settings(df, experiment, settings)
+    shown = "" if newest is None else ", ".join(f"{name.replace('_', ' ')} {setting_value(value)}"
+                                                for name, value in newest.items())
     if not others:
-        return []
-    return [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
-            f"{'are' if others > 1 else 'is'} not shown: the section compares runs made with the settings above, "
-            "those of the newest run."]
+        return shown, []
+    return shown, [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
+                   f"{'are' if others > 1 else 'is'} not shown: the section compares runs made with the settings "
+                   "above, those of the newest run."]
 
 
 def threshold_finding(outcomes: pd.DataFrame) -> str:
@@ -110,9 +101,8 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; × marks where "
                   "a run diverged. "
                   "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
-    return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1],
-                   settings=shown_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
-                   notes=settings_notes(df, "lr-sweep", select.LR_SWEEP_SETTINGS),
+    settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
+    return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
                    tables=[table("Outcome per learning rate", columns, body)])
 
 
@@ -170,22 +160,22 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     runs = select.batch_runs(rows)
     summary = select.batch_summary(runs)
     _, lr, implementation = select.fig2_rows(rows)
-    epochs = int(rows["epochs"].iloc[0]) if "epochs" in rows else int(runs["epoch"].max())  # asked for (all share it)
+    epochs = select.epochs_asked(rows)
     scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
              seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
              f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})" if s.reached else "not reached",
              seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
+    settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
     return section("batch-size", title, intro, rows, findings=findings,
-                   settings=shown_settings(df, "batch-size", select.BATCH_SETTINGS),
-                   notes=settings_notes(df, "batch-size", select.BATCH_SETTINGS), figures=[
+                   settings=settings, notes=notes, figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
                "band: ± one standard deviation."),
         figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
-               f"({threads(rows['num_threads'].iloc[0])}), log–log: mean over seeds, error bars from "
+               f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: mean over seeds, error bars from "
                "the fastest to the slowest seed."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
@@ -231,7 +221,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                         f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)
-    notes = settings_notes(df, "autoencoder", select.AUTOENCODER_SETTINGS)
+    settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     resumed = rows[rows["resumed_from_epoch"].notna()].groupby("run_id")["resumed_from_epoch"].first()
     notes += [f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
               f"{integer(epoch + 1)} (the epochs before belong to the run that wrote the checkpoint, if it was stored "
@@ -263,7 +253,7 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
-                   settings=shown_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS),
+                   settings=settings,
                    tables=[table("Throughput per configuration: training images per second of training time over all "
                                  "its epochs, and the slowest and fastest epoch",
                                  ["device", "data", "hidden", "loss", "batch size", "images/s",
@@ -286,9 +276,8 @@ def bench_section(df: pd.DataFrame) -> dict:
                             f"faster than {slow['benchmark']} (median round).")
     body = [[s.benchmark, s.bench_group, integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)]
             for s in summary.itertuples()]
-    return section("bench", title, intro, rows, findings=findings,
-                   settings=shown_settings(df, "bench", select.BENCH_SETTINGS),
-                   notes=settings_notes(df, "bench", select.BENCH_SETTINGS), tables=[
+    settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
+    return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes, tables=[
         table("Round times per benchmark case", ["case", "group", "rounds", "median", "IQR", "min"], body,
               align="llrrrr")])
 

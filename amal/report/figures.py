@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
 
 from amal.report import select  # noqa: E402
+from amal.report.format import plural  # noqa: E402
 
 DPI = 130
 STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
@@ -125,10 +126,9 @@ def batch_time_figure(df: pd.DataFrame):
                  markers=True, dashes=False, errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
                  hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
     _batch_axis(ax, runs["batch_size"])
-    epochs = int(runs["epochs"].iloc[0]) if "epochs" in runs else int(runs["epoch"].max())  # asked for
+    epochs = select.epochs_asked(runs)
     scaled = "" if epochs == 1000 else f" (measured over {epochs}, scaled)"
-    threads = int(runs["num_threads"].iloc[0])
-    where = f"{runs['device'].iloc[0]}, {threads} thread{'s' if threads != 1 else ''}"
+    where = f"{runs['device'].iloc[0]}, {plural(runs['num_threads'].iloc[0], 'thread')}"
     ax.set(yscale="log", ylabel="training time of 1000 epochs (s, log scale)",
            title=f"Training time of 1000 epochs{scaled} vs batch size ({where})")
     ax.legend(title="implementation")
@@ -256,8 +256,10 @@ def throughput_figure(df: pd.DataFrame):
                     ls="--" if implementation == "resident" else "-", capsize=3,
                     label=_autoencoder_label(device, implementation, hidden, loss_fn))
     _batch_axis(ax, table["batch_size"], "images")
-    measured = {True: "CPU and GPU", False: "CPU only: GPU not measured"}["cuda" in devices] if "cpu" in devices \
-        else "GPU only: CPU not measured"
+    if "cpu" not in devices:
+        measured = "GPU only: CPU not measured"
+    else:
+        measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
     ax.legend(fontsize=9)

@@ -10,6 +10,11 @@ def missing(value) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
+def plural(count, noun: str) -> str:
+    """'1 torch thread', '2 torch threads': the count (as integer() writes it) and the noun, with an s unless 1."""
+    return f"{integer(count)} {noun}{'' if count == 1 else 's'}"
+
+
 def number(value, digits: int = 3) -> str:
     """`digits` significant figures, an exponent only outside [1e-3, 1e5): 0.2652 -> '0.265', 6.34e8 -> '6.34e+08'."""
     if missing(value):

@@ -115,6 +115,12 @@ def batch_runs(rows: pd.DataFrame) -> pd.DataFrame:
                        reached=last["time_to_target_s"].notna())
 
 
+def epochs_asked(rows: pd.DataFrame) -> int:
+    """The epochs the batch-size runs were asked for (all a section shows share it); the longest run's in rows
+    stored before the column existed."""
+    return int(rows["epochs"].iloc[0]) if "epochs" in rows else int(rows["epoch"].max())
+
+
 def batch_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (implementation, batch size): mean and sd over seeds of the time per 1000 epochs, the time to target
     (mean over the seeds that reached it), how many seeds reached it, the mean step time, and the instrumented parts."""
