@@ -54,6 +54,45 @@ def test_lr_sweep_marks_each_divergence(fixture_df):
     plt.close(fig)
 
 
+def test_lr_sweep_keeps_the_converging_curves_in_view(fixture_df):
+    rows = select.lr_sweep_rows(fixture_df)
+    kept = rows[~rows["lr"].isin(rows.loc[rows["diverged"].eq(True), "lr"])]
+    fig = figures.lr_sweep_figure(fixture_df)
+    curves = fig.axes[0]
+    bottom, top = curves.get_ylim()
+    assert bottom < kept["train_loss"].min() and kept["train_loss"].max() < top  # every kept loss is drawn
+    assert top < rows["train_loss"].max() / 1000  # the diverged runs' 10⁶-fold climb leaves through the top
+    crosses = [line for line in curves.get_lines() if line.get_marker() == "x"]
+    assert all(line.get_ydata()[0] == top and not line.get_clip_on() for line in crosses)
+    plt.close(fig)
+
+
+def test_lr_axis_turns_logarithmic_when_the_rates_span_decades(fixture_df):
+    rows = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    assert rows["lr"].max() / rows["lr"].min() < 100  # the fixture's rates: a linear axis
+    spread = rows.assign(lr=rows["lr"].where(rows["lr"] != rows["lr"].min(), rows["lr"].min() / 100))
+    for df, scale in ((fixture_df, "linear"), (spread, "log")):
+        fig = figures.lr_sweep_figure(df)
+        assert fig.axes[1].get_xscale() == scale
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("count", [2, 7, 12, 20, 25])
+def test_palette_gives_neighbouring_values_distinct_colours(count):
+    colours = list(figures._palette(np.linspace(0.01, 0.3, count)).values())
+    assert len(set(colours)) == count
+    nearest = min(np.abs(np.subtract(a, b)).sum() for a, b in zip(colours[:-1], colours[1:], strict=True))
+    assert nearest > 0.15  # summed RGB distance of neighbours: viridis gives 0.10 at 12 values
+
+
+def test_log_axes_are_labelled_with_plain_numbers(fixture_df):
+    fig = figures.batch_time_figure(fixture_df)
+    figures.png_bytes(fig)  # labels are set when the figure is saved
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert labels and not any("10^" in label or "times" in label for label in labels)
+    assert all(float(label) > 0 for label in labels)
+
+
 def test_few_batch_sizes_spreads_over_the_range():
     assert figures.few_batch_sizes([1, 2, 4, 8, 16, 32, 64, 128, 256, 506]) == [1, 8, 64, 506]
     assert figures.few_batch_sizes([16, 1]) == [1, 16]

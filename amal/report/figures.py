@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, NullLocator  # noqa: E402
 
 from amal.report import select  # noqa: E402
 from amal.report.format import plural  # noqa: E402
@@ -26,8 +26,28 @@ STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labe
 PART_COLOURS = dict(zip(select.STEP_PARTS.values(), sns.color_palette("Set2", 4), strict=True))
 
 
+class _PlainLogFormatter(ticker.LogFormatterSciNotation):
+    """Log-axis tick labels as plain numbers (0.6, 20, 300) where matplotlib would write 6 × 10⁻¹, 2 × 10¹; the
+    same ticks are labelled."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _plain_log_ticks(fig) -> None:
+    """Every log axis still on matplotlib's default labels gets plain-number labels (axes with their own ticks,
+    such as batch sizes, keep them)."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if axis.get_scale() == "log" and type(axis.get_major_formatter()) is ticker.LogFormatterSciNotation:
+                axis.set_major_formatter(_PlainLogFormatter())
+                axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+
+
 def png_bytes(fig) -> bytes:
-    """The figure as PNG bytes, identical for identical figures (no Software or date metadata); closes it."""
+    """The figure as PNG bytes, identical for identical figures (no Software or date metadata), log axes labelled
+    with plain numbers; closes it."""
+    _plain_log_ticks(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
@@ -43,16 +63,35 @@ def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
     """Log x axis ticked at the batch sizes measured; `unit`: what a batch holds."""
     ax.set_xscale("log")
     ax.set_xticks(sorted(set(int(b) for b in batch_sizes)))
-    ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel(f"batch size ({unit} per step, log scale)")
 
 
 def _palette(values) -> dict:
-    """One colour per sorted value, dark to light (viridis), so neighbouring values get neighbouring colours."""
+    """One colour per sorted value, each easy to tell from its neighbours: the values that matter most are often
+    close ones, such as learning rates on both sides of the threshold. tab10's ten hues, then their light shades
+    (tab20) for the next ten."""
     values = sorted(set(values))
-    return dict(zip(values, sns.color_palette("viridis", len(values)), strict=True))
+    if len(values) > 20:  # evenly spaced hues, dealt alternately from the two halves of the wheel
+        hues, half = sns.color_palette("husl", len(values)), (len(values) + 1) // 2
+        return {value: hues[i // 2 + (half if i % 2 else 0)] for i, value in enumerate(values)}
+    shades = sns.color_palette("tab20", 20)  # pairs: dark and light shade of each tab10 hue
+    return {value: shades[2 * (i % 10) + i // 10] for i, value in enumerate(values)}
+
+
+def _loss_range(rows: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[float, float]:
+    """Log-scale y limits for the lr-sweep's loss curves: the losses of the runs that did not diverge, with room
+    above when some did. A diverged run climbs to 10⁶ × its start: drawn whole, it would squash the curves that
+    matter into the bottom of the panel, so it leaves through the top edge."""
+    finite = rows[np.isfinite(rows["train_loss"])]
+    kept = finite[~finite["lr"].isin(outcomes.loc[outcomes["diverged"], "lr"])]
+    if kept.empty:  # every run diverged: show how each started
+        kept = finite.groupby("lr").head(1)
+    if kept.empty:  # and none has a finite loss: any range will do
+        return 1.0, 10.0
+    return kept["train_loss"].min() * 0.85, kept["train_loss"].max() * (3 if outcomes["diverged"].any() else 1.3)
 
 
 def lr_sweep_figure(df: pd.DataFrame):
@@ -61,16 +100,19 @@ def lr_sweep_figure(df: pd.DataFrame):
     outcomes = select.lr_outcomes(rows)
     colours = _palette(outcomes["lr"])
     fig, (curves, bound) = plt.subplots(1, 2, figsize=(9.6, 4.3), gridspec_kw={"width_ratios": [1.5, 1]})
+    bottom, top = _loss_range(rows, outcomes)
     for outcome in outcomes.itertuples():
         run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
         stopped = f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged else ""
         label = f"lr = {outcome.lr:g}{stopped}"
         curves.plot(run["epoch"], run["train_loss"], color=colours[outcome.lr], lw=1.6, label=label)
-        if outcome.diverged:  # the last finite loss, where the run was stopped
-            curves.plot(run["epoch"].iloc[-1:], run["train_loss"].iloc[-1:], marker="x", ms=10, mew=2.5,
-                        color=colours[outcome.lr], zorder=5)
-    curves.set(yscale="log", xlabel="epoch (one full-batch gradient step)",
-               ylabel=r"training MSE ((k\$)², log scale)", title="Training MSE per epoch (× = diverged)")
+        if outcome.diverged:  # where the run was stopped, on the top edge: its loss is off the scale by then
+            curves.plot(run["epoch"].iloc[-1:], [top], marker="x", ms=10, mew=2.5, color=colours[outcome.lr],
+                        clip_on=False, zorder=5)
+    diverged = " (× = diverged, off the scale)" if outcomes["diverged"].any() else ""
+    curves.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one full-batch gradient step)",
+               ylabel=r"training MSE ((k\$)², log scale)", title=f"Training MSE per epoch{diverged}")
+    curves.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8.5)  # below: curves stay seen
     _bound_panel(bound, outcomes, colours)
     fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
@@ -97,8 +139,13 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     else:  # no bracket to shade: the legend still says what was observed
         observed = "none diverged" if unstable is None else ("all diverged" if stable is None else "not monotone")
         ax.plot([], [], " ", label=f"observed: {observed}")
-    ax.set(xlim=(0, outcomes["lr"].max() * 1.08), ylim=(bottom, top), xlabel="learning rate",
-           ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
+    low, high = outcomes["lr"].min(), max(outcomes["lr"].max(), theory)
+    if high / low >= 100:  # rates over decades: on a linear axis the small ones and the threshold band squeeze
+        ax.set(xscale="log", xlim=(low / 1.5, high * 1.5), xlabel="learning rate (log scale)")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
+    else:
+        ax.set(xlim=(0, high * 1.08), xlabel="learning rate")
+    ax.set(ylim=(bottom, top), ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8.5)  # below: no point hidden
 
 
@@ -108,11 +155,12 @@ def batch_loss_figure(df: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sizes = sorted(rows["batch_size"].unique())
     sns.lineplot(data=rows.assign(batch=rows["batch_size"].astype(str)), x="epoch", y="train_loss", hue="batch",
-                 hue_order=[str(b) for b in sizes], palette="viridis", errorbar="sd", ax=ax)
+                 hue_order=[str(b) for b in sizes], errorbar="sd", ax=ax,
+                 palette={str(size): colour for size, colour in _palette(sizes).items()})  # as in Fig. 4
     ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
     ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
            title=f"Training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
@@ -155,7 +203,7 @@ def time_to_target_figure(df: pd.DataFrame):
         wall.set(xscale="log")
     wall.set(yscale="log", xlabel="cumulative training time (s, log scale)",
              ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
-    wall.legend(title="batch size", ncols=2)
+    wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6)  # below: curves seen
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
     if reached.empty:  # a valid result: say it where the curve would be
@@ -232,7 +280,7 @@ def autoencoder_loss_figure(df: pd.DataFrame):
                 Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
     ax.set(xlabel="epoch", ylabel="reconstruction loss (mean per pixel)",
            title="Autoencoder: train (solid) and test (dashed) loss per epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.legend(handles=handles, fontsize=8.5, loc="upper right")
     fig.tight_layout()
     return fig
