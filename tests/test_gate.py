@@ -10,6 +10,7 @@ import pytest
 
 from amal import compare, gate
 from amal.gate import GateConfig, interleave, main, rounds_for, shared_cpus
+from amal.report import select
 
 AMAL = Path(__file__).resolve().parent.parent / "amal"
 
@@ -121,6 +122,7 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
     assert sorted(runs.groupby("tag")["round"].max().items()) == [("gate baseline", 15), ("gate candidate", 15)]
     assert set(runs.loc[runs["tag"] == "gate baseline", "git_commit"]) == {commits["same-case"]}
     assert set(runs["num_threads"]) == {1}  # what the workers ran with (--threads 1), not the gate process's count
+    assert set(select.latest_per(runs, ["benchmark"])["tag"]) == {select.GATE_CANDIDATE}  # what a report shows
     docs = [json.loads(p.read_text()) for p in jsons]
     assert docs[0]["machine_info"]["git_commit"] == commits["same-case"]  # each side names its own commit
     assert docs[1]["machine_info"]["git_commit"] != commits["same-case"]

@@ -15,6 +15,19 @@ def test_latest_per_keeps_the_newest_run_of_each_configuration():
                                                                    (0.2, "20260101T000000Z-a")]
 
 
+def test_of_a_gate_run_the_candidate_side_counts_as_newest():
+    # both sides of a gate start together; their run ids differ only by a random suffix
+    sides = pd.DataFrame({"run_id": ["20260101T000000Z-bench-ffffff", "20260101T000000Z-bench-000000",
+                                     "20251231T000000Z-bench-999999"],
+                          "tag": ["gate baseline", select.GATE_CANDIDATE, select.GATE_CANDIDATE],
+                          "benchmark": "case", "profile": "quick"})
+    assert select.latest_per(sides, ["benchmark"])["tag"].tolist() == [select.GATE_CANDIDATE]
+    assert select.latest_per(sides, ["benchmark"])["run_id"].tolist() == ["20260101T000000Z-bench-000000"]
+    assert select.same_settings(sides, ["tag"]).tolist() == [False, True, True]
+    later = pd.concat([sides, sides.iloc[:1].assign(run_id="20260101T000001Z-bench-000000")], ignore_index=True)
+    assert select.latest_per(later, ["benchmark"])["tag"].tolist() == ["gate baseline"]  # newer start wins
+
+
 def test_lr_outcomes_of_the_real_sweep(fixture_df):
     outcomes = select.lr_outcomes(select.lr_sweep_rows(fixture_df))
     assert outcomes["lr"].tolist() == [0.01, 0.1, 0.26, 0.27, 0.3]

@@ -24,6 +24,7 @@ BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epoc
 AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
 # bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
 BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
+GATE_CANDIDATE = "gate candidate"  # the tag of the candidate side's rounds stored by amal.gate
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -31,17 +32,27 @@ def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return df[df["experiment"] == experiment].reset_index(drop=True)
 
 
+def recency(rows: pd.DataFrame) -> pd.Series:
+    """A key that orders the rows' runs from oldest to newest: the run id, which starts with the run's UTC start
+    time, except that the two sides of one gate run, stamped with the same start, are ordered baseline then
+    candidate: the candidate times the code at hand, so it is the one a report shows."""
+    started = rows["run_id"].str.split("-", n=1).str[0]
+    tags = rows["tag"] if "tag" in rows else pd.Series("", index=rows.index)
+    candidate = np.where(tags.eq(GATE_CANDIDATE).to_numpy(dtype=bool, na_value=False), "1", "0")
+    return started + candidate + rows["run_id"]
+
+
 def latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Rows of the newest run for each combination of `keys` (missing values count as a value)."""
     if df.empty:
         return df
-    newest = df.groupby(keys, dropna=False)["run_id"].transform("max")
-    return df[df["run_id"] == newest].reset_index(drop=True)
+    order = recency(df)
+    return df[order == order.groupby([df[k] for k in keys], dropna=False).transform("max")].reset_index(drop=True)
 
 
 def same_settings(rows: pd.DataFrame, settings: list[str]) -> np.ndarray:
     """True for the rows measured with the newest run's values of `settings` (a missing value matches missing)."""
-    newest = rows.loc[rows["run_id"].idxmax()]
+    newest = rows.loc[recency(rows).idxmax()]
     mask = np.ones(len(rows), dtype=bool)
     for column in settings:
         value = newest[column]
@@ -55,7 +66,7 @@ def newest_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     rows = experiment_rows(df, experiment)
     if rows.empty:
         return None, 0
-    newest = rows.loc[rows["run_id"].idxmax(), settings]
+    newest = rows.loc[recency(rows).idxmax(), settings]
     return newest, rows.loc[~same_settings(rows, settings), "run_id"].nunique()
 
 
