@@ -9,6 +9,8 @@ from amal.report.format import integer, missing, number, rate, seconds
 @pytest.mark.parametrize(("value", "text"), [
     (0.26515, "0.265"), (21.9348, "21.9"), (0.001, "0.001"), (12345.6, "12346"), (6.3395e8, "6.34e+08"),
     (2.5e-5, "2.50e-05"), (0.0, "0"), (None, "–"), (math.nan, "–"), (pd.NA, "–"),
+    # zeros that rounding made significant are shown; exact values keep their short form
+    (21.99, "22.0"), (22.0, "22"), (0.01, "0.01"), (0.2, "0.2"), (0.19999, "0.200"), (100.0, "100"),
 ])
 def test_number(value, text):
     assert number(value) == text
@@ -20,6 +22,9 @@ def test_number_digits():
 
 @pytest.mark.parametrize(("value", "text"), [
     (0.009410550, "9.41 ms"), (3.2e-5, "32 µs"), (75.0, "75 s"), (1.0, "1 s"), (4.2e-9, "4.2 ns"), (None, "–"),
+    # the unit is chosen after rounding: no '1e+03 ms'
+    (0.9996, "1.00 s"), (0.99949, "999 ms"), (999.7, "1,000 s"), (1234.5, "1,230 s"), (0.0209, "20.9 ms"),
+    (0.02099, "21.0 ms"), (0.0, "0 s"),
 ])
 def test_seconds(value, text):
     assert seconds(value) == text

@@ -15,26 +15,38 @@ def plural(count, noun: str) -> str:
     return f"{integer(count)} {noun}{'' if count == 1 else 's'}"
 
 
+def significant(value: float, digits: int = 3) -> str:
+    """`digits` significant figures without an exponent up to 1e5; zeros that rounding made significant are kept
+    (21.99 -> '22.0', 0.9996 -> '1.00') and exact values keep their short form (22.0 -> '22', 0.01 -> '0.01')."""
+    text = f"{value:#.{digits}g}"
+    if "e" in text:  # 1e3 <= |value| < 1e5 at 3 digits: whole units
+        return f"{value:.0f}"
+    return text.rstrip("0").rstrip(".") if float(text) == value else text.rstrip(".")
+
+
 def number(value, digits: int = 3) -> str:
-    """`digits` significant figures, an exponent only outside [1e-3, 1e5): 0.2652 -> '0.265', 6.34e8 -> '6.34e+08'."""
+    """`digits` significant figures (see `significant`), an exponent only outside [1e-3, 1e5): 0.2652 -> '0.265',
+    21.99 -> '22.0', 6.34e8 -> '6.34e+08'."""
     if missing(value):
         return "–"
     value = float(value)
     if value == 0 or 1e-3 <= abs(value) < 1e5:
-        text = f"{value:.{digits}g}"
-        return text if "e" not in text else f"{value:.0f}"
+        return significant(value, digits)
     return f"{value:.{digits - 1}e}"
 
 
 def seconds(value, digits: int = 3) -> str:
-    """A duration with a readable unit: 9.41e-3 -> '9.41 ms', 3.2e-5 -> '32 µs', 75 -> '75 s'."""
+    """A duration with a readable unit, chosen after rounding: 9.41e-3 -> '9.41 ms', 3.2e-5 -> '32 µs', 75 -> '75 s',
+    0.9996 -> '1.00 s', 1234.5 -> '1,234 s'."""
     if missing(value):
         return "–"
     value = float(value)
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {unit}"
-    return f"{value / 1e-9:.{digits}g} ns"
+    rounded = float(f"{value:.{digits}g}")
+    if abs(rounded) >= 1000:
+        return f"{rounded:,.0f} s"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if abs(rounded) >= scale or unit == "ns" or value == 0:
+            return f"{significant(value / scale, digits)} {unit}"
 
 
 def rate(value, digits: int = 3) -> str:
