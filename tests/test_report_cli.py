@@ -216,6 +216,27 @@ def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path, torch_th
         assert '<figure id="fig6c-ae-recon">' in html
 
 
+def test_the_campaign_runs_tiny_models_on_one_thread_and_records_it(tmp_path, monkeypatch, torch_threads):
+    """Without --threads, lr-sweep and batch-size run on 1 thread (threading only slows their 13-feature linear
+    model, and makes its timings noisy), the autoencoder on torch's choice; each run records what it ran with."""
+    import torch
+
+    from amal.experiments import autoencoder, batch_size, lr_sweep
+
+    small = {lr_sweep: lr_sweep.LrSweepConfig(lrs=(0.1,), epochs=3),
+             batch_size: batch_size.BatchSizeConfig(batch_sizes=(506,), implementations=("fused",), epochs=2,
+                                                    seeds=1, decomposition_steps=1),
+             autoencoder: autoencoder.AutoencoderConfig(epochs=1, n_train=256, hidden=(16,), device="cpu")}
+    for module, cfg in small.items():
+        monkeypatch.setitem(module.PROFILES, "quick", cfg)
+    results = tmp_path / "results"
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--format", "html", "--quiet"]) == 0
+    df, _ = store.load(results)
+    assert df.groupby("experiment")["num_threads"].unique().map(list).to_dict() == {
+        "lr-sweep": [1], "batch-size": [1], "autoencoder": [torch_threads]}
+    assert torch.get_num_threads() == torch_threads  # torch's count is given back
+
+
 @pytest.mark.slow
 def test_an_interrupted_campaign_stores_nothing(tmp_path, monkeypatch, capsys):
     """Ctrl-C during the campaign's second experiment: the first one's run is not stored either (a rerun then

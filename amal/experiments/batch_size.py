@@ -379,6 +379,7 @@ def run(cfg: BatchSizeConfig, progress=None) -> pd.DataFrame:
                      optimum_loss=optimum, target_loss=target)
 
 
+CAMPAIGN_THREADS = 1  # the campaign's torch threads: a model this small only loses time to threading
 PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty
     "quick": BatchSizeConfig(batch_sizes=(1, 8, 64, 506), epochs=100, seeds=2, decomposition_steps=256),
     "full": BatchSizeConfig(),

@@ -92,6 +92,7 @@ def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
     return df
 
 
+CAMPAIGN_THREADS = 1  # the campaign's torch threads: a model this small only loses time to threading
 PROFILES = {  # the campaign `python -m amal.report` runs when the store is empty
     "quick": LrSweepConfig(),
     "full": LrSweepConfig(lrs=(0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.26, 0.265, 0.27, 0.28, 0.3)),

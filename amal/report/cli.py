@@ -39,8 +39,9 @@ def build_parser() -> Parser:
                         help="campaign to run when the store is empty (default: %(default)s)")
     parser.add_argument("--no-run", action="store_true", help="never run experiments; report only what is stored")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads of the campaign run on an empty store (default: torch's choice; "
-                             "recorded in the results)")
+                        help="torch CPU threads of the campaign run on an empty store (default: 1 for lr-sweep and "
+                             "batch-size, whose tiny models only lose time to threading, torch's choice for the "
+                             "autoencoder; recorded in the results)")
     parser.add_argument("--format", type=formats, default=FORMATS, metavar="FMT[,FMT...]",
                         help="any of html,tex,pdf (default: all; pdf needs latexmk or pdflatex on the PATH)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,25 +54,33 @@ def check_out_dir(out: str | Path) -> Path:
     return store.check_writable(out, "output directory")
 
 
-def run_campaign(results: Path, profile: str, quiet: bool) -> None:
-    """Run PROFILES[profile] of every registered experiment and store each run (the embedded default)."""
+def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None = None) -> None:
+    """Run PROFILES[profile] of every registered experiment and store each run (the embedded default). `threads`:
+    torch's CPU threads for every experiment; else each experiment's CAMPAIGN_THREADS (None: torch's choice)."""
     from amal.cli import progress_bar, store_run
     from amal.environment import run_start
     from amal.experiments import EXPERIMENTS
+    from amal.timing import set_threads
 
     store.check_writable(results)
     print(f"{results} holds no runs: running the {profile} campaign ({', '.join(EXPERIMENTS)}) first",
           file=sys.stderr)
+    default = set_threads(None)
     done = []  # stored together at the end: an interrupted campaign leaves the store empty, not half filled
-    for name, experiment in EXPERIMENTS.items():
-        configs = experiment.PROFILES[profile]
-        for cfg in configs if isinstance(configs, list | tuple) else [configs]:
-            started = run_start()
-            with progress_bar(experiment.units(cfg), name, quiet) as bar:
-                done.append((name, experiment.run(cfg, progress=bar.update), started))
-    for name, df, started in done:
-        _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
-        print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+    try:
+        for name, experiment in EXPERIMENTS.items():
+            count = set_threads(threads or getattr(experiment, "CAMPAIGN_THREADS", None) or default)
+            configs = experiment.PROFILES[profile]
+            for cfg in configs if isinstance(configs, list | tuple) else [configs]:
+                started = run_start()
+                with progress_bar(experiment.units(cfg), name, quiet) as bar:
+                    done.append((name, experiment.run(cfg, progress=bar.update), started, count))
+        for name, df, started, count in done:
+            set_threads(count)  # the run's environment columns record the threads it ran with
+            _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
+            print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+    finally:
+        set_threads(default)
 
 
 def load_results(results: Path):
@@ -190,13 +199,11 @@ def main(argv=None) -> int:
 
 def report(args, results: Path) -> int:
     try:
-        if args.threads is not None:
-            from amal.timing import set_threads  # imports torch: only when asked
-
-            set_threads(args.threads)
+        if args.threads is not None and args.threads < 1:
+            raise UsageError(f"threads must be at least 1, got {args.threads}")
         out = check_out_dir(args.out)
         if not args.no_run and not store.run_files(results):
-            run_campaign(results, args.profile, args.quiet)
+            run_campaign(results, args.profile, args.quiet, args.threads)
         df = load_results(results)
         written = make_report(df, results, out, args.format, regenerate_command(results))
     except UsageError as exc:
