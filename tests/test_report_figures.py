@@ -200,3 +200,11 @@ def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
     fig = figures.time_to_target_figure(first)
     assert "every run diverged in its first epoch" in [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)
+
+
+def test_batch_loss_title_names_the_seed_when_there_is_one(fixture_df):
+    for df, text in ((fixture_df, "mean ± sd over 2 seeds)"),
+                     (fixture_df[(fixture_df["experiment"] != "batch-size") | (fixture_df["seed"] == 0)], "seed 0)")):
+        fig = figures.batch_loss_figure(df)
+        assert fig.axes[0].get_title().endswith(text)
+        plt.close(fig)

@@ -98,9 +98,11 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     normalize = rows["normalize"].iloc[0]
     fig1 = figure("fig1-lr-sweep", "Training MSE per epoch for each learning rate (lab report Fig. 1)",
                   f"Left: training MSE (log scale) per epoch, "
-                  f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; × marks where "
-                  "a run diverged. "
-                  "Right: final MSE per learning rate next to the theoretical bound lr* = 2/λ_max(H) (dashed).")
+                  f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; the scale "
+                  "spans the runs that did not diverge, a diverging run leaves through the top edge and × marks the "
+                  "epoch it was stopped at. Right: final MSE per learning rate (× on the top edge: diverged, no "
+                  "final MSE) next to the theoretical bound lr* = 2/λ_max(H) (dashed) and the observed threshold "
+                  "(shaded, from the largest lr that did not diverge to the smallest that did).")
     settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
                    tables=[table("Outcome per learning rate", columns, body)])
@@ -168,19 +170,22 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
+    seeds = rows["seed"].nunique()
+    mean, spread = (("mean over seeds", "; band: ± one standard deviation") if seeds > 1
+                    else (f"one seed ({integer(rows['seed'].iloc[0])})", ""))
+    bars = ", error bars from the fastest to the slowest seed" if seeds > 1 else ""
     return section("batch-size", title, intro, rows, findings=findings,
                    settings=settings, notes=notes, figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
-               f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: mean over seeds, "
-               "band: ± one standard deviation."),
+               f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: {mean}"
+               f"{spread}."),
         figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
-               f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: mean over seeds, error bars from "
-               "the fastest to the slowest seed."),
+               f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: {mean}{bars}."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
-               f"Left: training MSE against cumulative training time ({implementation}, seed mean); dotted: the "
-               "target. Right: training time until the target is reached (mean over seeds, error bars from the "
-               "fastest to the slowest); batch sizes that never reach it are left out."),
+               f"Left: training MSE against cumulative training time ({implementation}, {mean}); dotted: the "
+               f"target. Right: training time until the target is reached ({mean}{bars}); batch sizes that never "
+               "reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",
                "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
                "at a few batch sizes (µs per step; each panel has its own scale). The split comes from a separate "

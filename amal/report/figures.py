@@ -149,6 +149,12 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8.5)  # below: no point hidden
 
 
+def _over_seeds(rows: pd.DataFrame) -> str:
+    """What a line of the batch-size figures is: 'mean ± sd over 3 seeds', or 'seed 0' when there is one."""
+    seeds = rows["seed"].unique()
+    return f"mean ± sd over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def batch_loss_figure(df: pd.DataFrame):
     """Seed Fig. 2: MSE per epoch per batch size at lr = 1e-3, mean over seeds with a ± sd band."""
     rows, lr, implementation = select.fig2_rows(select.batch_size_rows(df))
@@ -159,7 +165,7 @@ def batch_loss_figure(df: pd.DataFrame):
                  palette={str(size): colour for size, colour in _palette(sizes).items()})  # as in Fig. 4
     ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
     ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
-           title=f"Training MSE per epoch at lr = {lr:g} ({implementation}, mean ± sd over seeds)")
+           title=f"Training MSE per epoch at lr = {lr:g} ({implementation}, {_over_seeds(rows)})")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -209,6 +215,7 @@ def time_to_target_figure(df: pd.DataFrame):
     if reached.empty:  # a valid result: say it where the curve would be
         target.text(0.5, 0.5, f"no run reached the target loss\nwithin {int(rows['epoch'].max())} epochs",
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
+        target.set_yticks([])  # no time to show: no scale either
     else:
         sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
                      hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
