@@ -101,6 +101,29 @@ def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
         assert "Title:           amal: loss and wall-clock time of PyTorch training" in info
 
 
+@needs_tex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler's pdftotext")
+def test_pdf_floats_stay_in_their_section(fixture_results, tmp_path):
+    """Figures and tables float to fill the pages, but each is set after its section's heading and before the next
+    one (the template's \\floatbarrier)."""
+    from amal.report.context import build_context
+    from amal.store import load
+
+    assert main(["--results", str(fixture_results), "--out", str(tmp_path), "--no-run", "--format", "pdf"]) == 0
+    text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    context = build_context(load(fixture_results)[0], str(fixture_results))
+    headings = [text.index(s["title"][:30]) for s in context["sections"]] + [text.index("Environment of the runs")]
+    assert headings == sorted(headings)
+    counts = {"Figure": 0, "Table": 0}
+    for index, section in enumerate(context["sections"]):
+        for kind, items in (("Figure", section["figures"]), ("Table", section["tables"])):
+            for _ in items:
+                counts[kind] += 1
+                place = text.index(f"{kind} {counts[kind]}:")
+                assert headings[index] < place < headings[index + 1], (kind, counts[kind], section["id"])
+
+
 def test_footer_gives_the_command_with_the_results_used(report, nasty_store, tmp_path):
     html = (report / "report.html").read_text()
     assert f"Regenerate with <code>python -m amal.report --results {nasty_store}</code>" in html
