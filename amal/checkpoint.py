@@ -5,8 +5,12 @@ states are stored as tensors and plain numbers so that they pass that check too.
 """
 
 import io
+import math
 import pickle
 import random
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +60,24 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict, read with weights_only=True; UsageError (one line) for unsafe, corrupt or foreign files."""
+    """The checkpoint dict, read with weights_only=True; UsageError (one line) for unsafe, corrupt or foreign files.
+
+    torch.save writes a zip archive whose members carry CRC-32 checksums, which torch.load does not verify: they are
+    checked first, so that a file damaged on disk is refused instead of trained on."""
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise UsageError(f"checkpoint {path} does not exist") from exc
+    except OSError as exc:
+        raise UsageError(f"checkpoint {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
+    check_archive(path, data)
+    try:
+        with warnings.catch_warnings():  # torch warns (several lines) about some files it then refuses
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # the weights-only unpickler met a class or function: code, not data
+        if "unsupported global" in str(exc).lower():  # the weights-only unpickler met a class or function: code
             raise UsageError(f"checkpoint {path} holds pickled objects other than tensors and plain data; "
                              "refusing to load it (nothing from it was run)") from exc
         raise UsageError(f"checkpoint {path} is corrupt or not a torch checkpoint") from exc
@@ -76,9 +90,27 @@ def load_checkpoint(path: str | Path) -> dict:
         raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
     wrong = [key for key, kind in TYPES.items()
              if not isinstance(checkpoint[key], kind) or isinstance(checkpoint[key], bool)]
+    wrong += [key for key in ("epoch", "iteration") if key not in wrong and checkpoint[key] < 0]
+    elapsed = checkpoint.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or not 0 <= elapsed < math.inf:
+        wrong.append("elapsed_s")
     if wrong:
-        raise UsageError(f"checkpoint {path} holds {', '.join(wrong)} of the wrong type")
+        raise UsageError(f"checkpoint {path} holds {', '.join(wrong)} of the wrong type or value")
     return checkpoint
+
+
+def check_archive(path: Path, data: bytes) -> None:
+    """UsageError unless `data` is a zip archive (torch.save's format) whose every member matches its checksum."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile as exc:
+        raise UsageError(f"checkpoint {path} is truncated, corrupt or not a torch checkpoint "
+                         "(not a zip archive as torch.save writes)") from exc
+    except (OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:  # unreadable members
+        raise UsageError(f"checkpoint {path} is corrupt ({exc.__class__.__name__})") from exc
+    if damaged is not None:
+        raise UsageError(f"checkpoint {path} is corrupt: its member {damaged} fails its checksum")
 
 
 def check_config(path: str | Path, saved: dict, requested: dict, keys: tuple[str, ...]) -> None:

@@ -124,7 +124,18 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
                      "--hidden", "16", "--n-train", "64", "--checkpoint", str(good)]) == 0
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:-100])
-    assert "truncated or corrupt" in refused(tmp_path, capsys, truncated)
+    assert "is truncated, corrupt" in refused(tmp_path, capsys, truncated)
+    flipped = tmp_path / "flipped.pt"  # a byte flipped inside a tensor: torch.load alone would train on it
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+    assert "fails its checksum" in refused(tmp_path, capsys, flipped)
+    checkpoint = load_checkpoint(good)
+    for name, broken in (("no-rng.pt", {**checkpoint, "rng": {}}),
+                         ("bad-rng.pt", {**checkpoint, "rng": {**checkpoint["rng"], "torch": torch.zeros(3)}}),
+                         ("bad-optimizer.pt", {**checkpoint, "optimizer": {"state": {}, "param_groups": "x"}})):
+        save_checkpoint(tmp_path / name, {key: value for key, value in broken.items() if key != "format"})
+        assert "checkpoint" in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")

@@ -55,12 +55,61 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("payload", ["os.system", "subprocess.Popen", "builtins.exec"])
+def test_the_usual_payloads_are_refused_as_code_and_never_run(tmp_path, payload):
+    """os/posix functions are 'blocked' rather than 'unsupported' by torch's unpickler: the same refusal, one line."""
+    import builtins
+    import os
+    import subprocess
+
+    marker = tmp_path / "code-ran"
+    call = {"os.system": (os.system, (f"touch {marker}",)),
+            "subprocess.Popen": (subprocess.Popen, (["touch", str(marker)],)),
+            "builtins.exec": (builtins.exec, (f"open({str(marker)!r}, 'w').close()",))}[payload]
+
+    class Payload:
+        def __reduce__(self):
+            return call
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "model": Payload()}, path)
+    with pytest.raises(UsageError, match="pickled objects other than tensors") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_a_plain_pickle_is_refused_in_one_line_without_warnings(tmp_path, recwarn):
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"format": FORMAT, "model": Touch(marker)}))
+    with pytest.raises(UsageError, match="not a zip archive") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value) and not marker.exists() and len(recwarn) == 0
+
+
+def test_a_file_damaged_on_disk_is_refused_by_its_checksums(tmp_path):
+    """torch.load reads a flipped byte in a tensor's data without complaint; the zip's CRC-32 does not match."""
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"model": {"weight": torch.arange(4096, dtype=torch.float32)}, "optimizer": {},
+                           "epoch": 1, "iteration": 1, "config": {}, "rng": rng_state()})
+    data = bytearray(path.read_bytes())
+    start = bytes(data).index(torch.arange(4096, dtype=torch.float32).numpy().tobytes()[:64])  # inside the tensor
+    data[start + 1000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert torch.load(path, weights_only=True)["epoch"] == 1  # torch alone would have used it
+    with pytest.raises(UsageError, match=r"is corrupt: its member .* fails its checksum"):
+        load_checkpoint(path)
+
+
 def test_truncated_and_garbage_files_are_refused(tmp_path):
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "model": {"w": torch.ones(100)}}, buffer)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(buffer.getvalue()[:200])
-    with pytest.raises(UsageError, match="truncated or corrupt"):
+    with pytest.raises(UsageError, match="is truncated, corrupt"):
         load_checkpoint(truncated)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint" * 10)
@@ -82,6 +131,11 @@ def test_foreign_or_incomplete_dicts_are_refused(tmp_path):
                 "rng": {}}, path)
     with pytest.raises(UsageError, match="holds epoch, config of the wrong type"):
         load_checkpoint(path)
+    for field, value in (("epoch", -3), ("iteration", -1), ("elapsed_s", "x"), ("elapsed_s", float("nan"))):
+        torch.save({"format": FORMAT, "model": {}, "optimizer": {}, "epoch": 4, "iteration": 40, "config": {},
+                    "rng": {}, field: value}, path)
+        with pytest.raises(UsageError, match=f"holds {field} of the wrong type or value"):
+            load_checkpoint(path)
 
 
 def test_config_mismatch_names_the_field():

@@ -191,11 +191,15 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, data_sourc
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # the first mismatch
         raise UsageError(f"checkpoint {cfg.checkpoint} does not fit this model: {detail}") from exc
-    set_rng_state(checkpoint["rng"], generator)
+    try:
+        set_rng_state(checkpoint["rng"], generator)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise UsageError(f"checkpoint {cfg.checkpoint} holds random states this run cannot restore "
+                         f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
             "elapsed_s": checkpoint.get("elapsed_s", 0.0)}
 
