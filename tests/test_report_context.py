@@ -127,11 +127,23 @@ def test_a_section_says_which_runs_it_left_out(fixture_df, context):
     old = fixture_df[fixture_df["experiment"] == "batch-size"]
     newer = old.assign(run_id="20261127T140000Z-batch-size-ffffff", lr=0.01)
     part = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]
-    assert part["notes"] == ["1 batch-size run made with other settings is not shown: the section compares runs made "
-                             "with the settings above, those of the newest run."]
+    assert part["notes"] == ["1 batch-size run made with other settings (lr 0.001 instead of 0.01) is not shown: the "
+                             "section compares runs made with the settings above, those of the newest run."]
     assert part["settings"] == ("device cpu, lr 0.01, normalize minmax, test size –, data source "
                                 "mlxtend:boston_housing_data, epochs 20, num threads 2, host lab-cpu-1, "
                                 "target loss 24.1")
+
+
+def test_the_note_names_each_setting_that_differs_once_with_all_its_other_values(fixture_df):
+    """Two older lr-sweeps, of 300 and 50 epochs, one of them also at another seed: each setting is named once, with
+    every other value seen (the newer left-out run's first), and the note stays one sentence."""
+    lr = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    older = [lr.assign(run_id="20261127T080000Z-lr-sweep-111111", epochs=300),
+             lr.assign(run_id="20261127T070000Z-lr-sweep-222222", epochs=50, seed=1.0)]
+    part = sections(build_context(pd.concat([fixture_df, *older], ignore_index=True), "r"))["lr-sweep"]
+    assert part["notes"] == ["2 lr-sweep runs made with other settings (epochs 300, 50 instead of 1000; seed 1 instead "
+                             "of 0) are not shown: the section compares runs made with the settings above, those of "
+                             "the newest run."]
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
@@ -178,8 +190,8 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     bench = fixture_df[fixture_df["experiment"] == "bench"]
     newer = bench.assign(run_id="20261127T150000Z-bench-111111", num_threads=1, round_s=bench["round_s"] * 3)
     part = sections(build_context(pd.concat([fixture_df, newer], ignore_index=True), "r"))["bench"]
-    assert part["notes"] == ["1 bench run made with other settings is not shown: the section compares runs made "
-                             "with the settings above, those of the newest run."]
+    assert part["notes"] == ["1 bench run made with other settings (num threads 2 instead of 1) is not shown: the "
+                             "section compares runs made with the settings above, those of the newest run."]
     assert part["settings"] == "profile quick, num threads 1, host lab-cpu-1, tag –"
     medians = {row[0]: row[3] for row in part["tables"][0]["rows"]}
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
@@ -214,7 +226,8 @@ def test_batch_size_runs_with_another_target_are_left_out(fixture_df):
     batch = fixture_df[fixture_df["experiment"] == "batch-size"]
     other = batch.assign(run_id="20261127T090000Z-batch-size-999999", target_loss=batch["target_loss"] * 3)
     part = sections(build_context(pd.concat([fixture_df, other], ignore_index=True), "r"))["batch-size"]
-    assert part["notes"][0].startswith("1 batch-size run made with other settings is not shown")
+    assert part["notes"][0].startswith("1 batch-size run made with other settings (target loss 72.3 instead of 24.1) "
+                                       "is not shown")
 
 
 def test_lr_sweep_table_shows_the_test_loss_when_a_split_was_held_out(fixture_df):

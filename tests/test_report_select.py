@@ -160,3 +160,18 @@ def test_a_shorter_lr_sweep_is_not_drawn_beside_longer_ones(fixture_df):
     rows = select.lr_sweep_rows(df)
     assert set(rows["run_id"]) == {"20261127T140000Z-lr-sweep-ffffff"} and rows["epoch"].max() == 5
     assert select.newest_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)[1] == 1
+
+
+def test_other_settings_lists_the_values_the_left_out_runs_differ_in(fixture_df):
+    """Only the settings that differ from the newest run's, each other value once (newest left-out run first); a
+    missing value counts as a value of its own."""
+    lr = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    df = pd.concat([fixture_df, lr.assign(run_id="20261127T080000Z-lr-sweep-111111", epochs=300),
+                    lr.assign(run_id="20261127T070000Z-lr-sweep-222222", epochs=50, normalize=None),
+                    lr.assign(run_id="20261127T060000Z-lr-sweep-333333", epochs=300)], ignore_index=True)
+    others = select.other_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
+    assert others["setting"].tolist() == ["normalize", "epochs", "epochs"]
+    assert pd.isna(others["value"].iloc[0]) and others["value"].tolist()[1:] == [300, 50]
+    assert others["newest"].tolist() == ["minmax", 1000, 1000]
+    assert select.other_settings(fixture_df, "lr-sweep", select.LR_SWEEP_SETTINGS).empty
+    assert select.other_settings(fixture_df, "no-such-experiment", select.LR_SWEEP_SETTINGS).empty

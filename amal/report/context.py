@@ -47,17 +47,31 @@ def setting_value(value) -> str:
     return number(value) if isinstance(value, float) else str(value)
 
 
+def setting_name(column: str) -> str:
+    """'num_threads' -> 'num threads'."""
+    return column.replace("_", " ")
+
+
+def differences(others: pd.DataFrame) -> str:
+    """'epochs 300, 50 instead of 1000; lr 0.01 instead of 0.001' from select.other_settings."""
+    return "; ".join(f"{setting_name(column)} {', '.join(setting_value(v) for v in values['value'])} instead of "
+                     f"{setting_value(values['newest'].iloc[0])}"
+                     for column, values in others.groupby("setting", sort=False))
+
+
 def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> tuple[str, list[str]]:
     """The settings every run a section shows shares, its newest run's ('normalize minmax, epochs 1000, ...'), and
-    a note counting the runs left out because they were made with others (none when there are none)."""
+    a note counting the runs left out because they were made with others, and with which (none when there are
+    none)."""
     newest, others = select.newest_settings(df, experiment, settings)
-    shown = "" if newest is None else ", ".join(f"{name.replace('_', ' ')} {setting_value(value)}"
+    shown = "" if newest is None else ", ".join(f"{setting_name(name)} {setting_value(value)}"
                                                 for name, value in newest.items())
     if not others:
         return shown, []
+    which = differences(select.other_settings(df, experiment, settings))
     return shown, [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
-                   f"{'are' if others > 1 else 'is'} not shown: the section compares runs made with the settings "
-                   "above, those of the newest run."]
+                   f"({which}) {'are' if others > 1 else 'is'} not shown: the section compares runs made with the "
+                   "settings above, those of the newest run."]
 
 
 def threshold_finding(outcomes: pd.DataFrame) -> str:

@@ -70,6 +70,25 @@ def newest_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     return newest, rows.loc[~same_settings(rows, settings), "run_id"].nunique()
 
 
+def other_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> pd.DataFrame:
+    """What the runs of `experiment` left out by `same_settings` were made with: one row (setting, value, newest)
+    per value of a setting that differs from the newest run's, in the order of `settings`, the newest such run's
+    value first; `newest` is the newest run's value. Empty when no run is left out."""
+    rows = experiment_rows(df, experiment)
+    out = []
+    if not rows.empty:
+        newest = rows.loc[recency(rows).idxmax()]
+        left_out = rows[~same_settings(rows, settings)]
+        left_out = left_out.loc[recency(left_out).sort_values(ascending=False, kind="stable").index]
+        for column in settings:
+            value = newest[column]
+            differs = left_out[column].notna() if pd.isna(value) else ~left_out[column].eq(value)
+            others = left_out.loc[differs, column]
+            for other in pd.unique(others.to_numpy(dtype=object)):
+                out.append({"setting": column, "value": other, "newest": value})
+    return pd.DataFrame(out, columns=["setting", "value", "newest"])
+
+
 def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
     """lr-sweep rows made with the newest run's LR_SWEEP_SETTINGS, newest run per learning rate, sorted by lr and
     epoch."""
