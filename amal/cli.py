@@ -58,9 +58,12 @@ def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     new_folders = store.missing_folders(args.results or store.default_results_dir())
-    code = run(args)
-    if code != 0:  # nothing was stored: no empty results folder left behind either
-        store.remove_empty(new_folders)
+    code = 1
+    try:
+        code = run(args)
+    finally:  # failed or crashed, nothing was stored: no empty results folder left behind either
+        if code != 0:
+            store.remove_empty(new_folders)
     return code
 
 
@@ -79,6 +82,10 @@ def run(args) -> int:
     except UsageError as exc:
         print(f"python -m amal.run {args.experiment}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a file system gone read-only: the run cannot go on, nothing was stored
+        print(f"python -m amal.run {args.experiment}: error: {exc.strerror or exc}"
+              f"{f': {exc.filename}' if exc.filename else ''}; nothing was stored", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was stored", file=sys.stderr)
         checkpoint = getattr(cfg, "checkpoint", "")

@@ -5,6 +5,7 @@ of all experiments at once. Files are written to a hidden temp file and renamed,
 beside its rows (images, checkpoints) go under `_artifacts/<run_id>/`, which parquet readers skip (leading underscore).
 """
 
+import glob
 import os
 import secrets
 from datetime import UTC, datetime
@@ -143,10 +144,36 @@ def remove_empty(folders: list[Path]) -> None:
             pass
 
 
+def temp_name(path: Path, pid: int | None = None) -> str:
+    """The hidden temp file `atomic_write_bytes` writes beside `path` in process `pid` (default: this one)."""
+    return f".{Path(path).name}.tmp{os.getpid() if pid is None else pid}"
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files of `path` left by writers that were killed mid-write (their process is gone)."""
+    path, removed = Path(path), []
+    prefix = f".{path.name}.tmp"  # temp_name(path) without its pid
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = tmp.name.removeprefix(prefix)
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except PermissionError:  # alive, another user's
+            pass
+    return removed
+
+
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path:
-    """Write `data` to `path` via a hidden temp file and a rename; refuse to replace a file unless `overwrite`."""
+    """Write `data` to `path` via a hidden temp file and a rename; refuse to replace a file unless `overwrite`. A file
+    written over and over (a checkpoint) also sheds the temp files of earlier writers killed mid-write."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(temp_name(path))
+    if overwrite:
+        remove_stale_temps(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

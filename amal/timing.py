@@ -22,13 +22,17 @@ def clock_s() -> float:
 
 
 def resolve_device(name: str) -> torch.device:
-    """'cpu', 'cuda' or 'auto' (cuda when available) as a torch.device; UsageError for anything else."""
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available) as a torch.device; UsageError for anything else."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UsageError(f"unknown device {name!r}; choose cpu, cuda or auto")
+    index = name.removeprefix("cuda:") if name.startswith("cuda:") else None
+    if name not in ("cpu", "cuda") and not (index is not None and index.isdigit()):
+        raise UsageError(f"unknown device {name!r}; choose cpu, cuda, cuda:N (a GPU's number) or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    if index is not None and int(index) >= torch.cuda.device_count():
+        raise UsageError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s), "
+                         "numbered from 0")
     return torch.device(name)
 
 

@@ -83,6 +83,8 @@ def no_files(folder: Path) -> bool:
     ["--data-root", "/nonexistent/mnist"], ["--resume", "--checkpoint", "/nonexistent/c.pt"],
     ["--checkpoint", "/nonexistent/dir/c.pt"], ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
     ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
+    ["--lr", "1e39"], ["--data-on-device", "--num-workers", "2"], ["--device", "cuda:abc"],
+    ["--checkpoint", f"/tmp/{'c' * 250}.pt"], ["--checkpoint", f"{__file__}/c.pt"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     results = tmp_path / "results"
@@ -90,6 +92,49 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     err = capsys.readouterr().err
     assert err.startswith("python -m amal.run autoencoder: error: ") and err.count("\n") == 1
     assert no_files(results)
+
+
+def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
+    results, checkpoint = tmp_path / "results", tmp_path / "c.pt"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "4",
+                     "--hidden", "16", "--n-train", "64", "--lr", "1e30", "--checkpoint", str(checkpoint)]) == 0
+    assert "diverged at epoch 1 (training loss nan): training stopped" in capsys.readouterr().err
+    rows = pd.read_parquet(results)
+    assert rows["epoch"].tolist() == [1] and rows["diverged"].tolist() == [True]
+    assert rows["diverged_epoch"].tolist() == [1] and rows["epochs"].tolist() == [4]
+    assert not checkpoint.exists()  # a NaN model is not worth resuming: no checkpoint replaces the last good one
+    healthy = tmp_path / "healthy"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(healthy), "--epochs", "1",
+                     "--hidden", "16", "--n-train", "64"]) == 0
+    stored = pd.read_parquet(healthy)
+    assert not stored["diverged"].any() and stored["diverged_epoch"].isna().all()
+
+
+def test_a_crash_leaves_no_results_folder(tmp_path, monkeypatch):
+    from amal.experiments import autoencoder
+
+    def crash(cfg, progress=None):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(autoencoder, "run", crash)
+    results = tmp_path / "new" / "results"
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results)])
+    assert not (tmp_path / "new").exists()
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path):
+    from amal.store import atomic_write_bytes, temp_name
+
+    path = tmp_path / "c.pt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process that no longer exists: its pid names the leftover
+    leftover = tmp_path / temp_name(path, dead.pid)
+    leftover.write_bytes(b"half a checkpoint")
+    alive = tmp_path / temp_name(path, os.getppid())  # a writer still running: left alone
+    alive.write_bytes(b"being written")
+    atomic_write_bytes(path, b"checkpoint", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "c.pt"])
 
 
 @pytest.mark.parametrize("args", [["--hidden", "x"], ["--epochs", "1.5"]])

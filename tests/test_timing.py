@@ -146,9 +146,15 @@ def test_resolve_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+    for name in ("cuda:abc", "cuda:-1", "cuda:", "cuda0"):  # torch.device would raise its own error on these
+        with pytest.raises(UsageError, match="unknown device"):
+            resolve_device(name)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA is not available"):
             resolve_device("cuda")
+    else:
+        with pytest.raises(UsageError, match="GPU\\(s\\), numbered from 0"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
 
 
 def test_use_device_makes_a_numbered_gpu_current():

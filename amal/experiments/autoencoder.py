@@ -2,6 +2,9 @@
 
 import copy
 import io
+import math
+import os
+import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -53,7 +56,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=d.num_workers,
                         help="DataLoader workers (default: %(default)s)")
-    parser.add_argument("--device", default=d.device, help="cpu, cuda or auto (default: %(default)s)")
+    parser.add_argument("--device", default=d.device,
+                        help="cpu, cuda, cuda:N (GPU number N) or auto (default: %(default)s)")
     parser.add_argument("--data-on-device", action="store_true",
                         help="copy the training set to the device once instead of every batch")
     parser.add_argument("--checkpoint", default=d.checkpoint, metavar="PATH", help="checkpoint written every epoch")
@@ -75,9 +79,15 @@ def config_from_args(args) -> AutoencoderConfig:
     check_positive("--batch-size", [cfg.batch_size])
     check_positive("--hidden", cfg.hidden)
     check_positive("--lr", [cfg.lr])
+    if cfg.lr > torch.finfo(torch.float32).max:  # Adam's step is computed in the parameters' float32
+        raise UsageError(f"--lr must be at most {torch.finfo(torch.float32).max:.3g} (the largest float32), got "
+                         f"{cfg.lr:g}")
     check_choice("--loss", cfg.loss_fn, LOSSES)
     if cfg.num_workers < 0:
         raise UsageError(f"--num-workers must be >= 0, got {cfg.num_workers}")
+    if cfg.num_workers and cfg.data_on_device:
+        raise UsageError("--num-workers has no use with --data-on-device: resident batches are drawn on the device, "
+                         "without a DataLoader")
     if cfg.n_train < 0:
         raise UsageError(f"--n-train must be >= 0, got {cfg.n_train}")
     check_seed("--seed", cfg.seed)
@@ -101,9 +111,15 @@ def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
         raise UsageError(f"--resume: checkpoint {path} does not exist")
     if not cfg.resume and path.exists():
         raise UsageError(f"checkpoint {path} exists; pass --resume to continue from it or choose another path")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UsageError(f"checkpoint folder {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise UsageError(f"checkpoint folder {path.parent} does not exist")
     store.check_writable(path.parent, "checkpoint folder")  # now, not after the first epoch
+    longest = os.pathconf(path.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    if len(store.temp_name(path).encode()) > longest:  # the temp file written beside it, renamed over it each epoch
+        raise UsageError(f"checkpoint file name {path.name[:40]}... is too long ({len(path.name.encode())} bytes; "
+                         f"at most {longest - len(store.temp_name(path).encode()) + len(path.name.encode())} here)")
 
 
 def hidden_text(hidden: tuple[int, ...]) -> str:
@@ -254,11 +270,22 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         rows.append({"epoch": epoch, "elapsed_s": state["elapsed_s"], "epoch_s": epoch_s,
                      "samples_per_s": stats["samples"] / epoch_s, "transfer_s": transfer_s,
                      **losses(model, train_set, test_set, cfg.loss_fn, device)})
+        if not math.isfinite(rows[-1]["train_loss"]):  # diverged: nothing to learn from more epochs of NaN
+            rows[-1].update(diverged=True, diverged_epoch=epoch)
+            print(f"diverged at epoch {epoch} (training loss {rows[-1]['train_loss']}): training stopped"
+                  + (f"; the checkpoint keeps epoch {epoch - 1}" if cfg.checkpoint and epoch > 1 else ""),
+                  file=sys.stderr)
+            if progress is not None:
+                progress(cfg.epochs - epoch + 1)
+            break
         if cfg.checkpoint:
             save_checkpoint(cfg.checkpoint, checkpoint_dict(cfg, model, optimizer, generator, state, images.source))
         if progress is not None:
             progress(1)
-    df = pd.DataFrame(rows).assign(
+    df = pd.DataFrame(rows)
+    df = df.assign(diverged=df.get("diverged", pd.Series(False, index=df.index)).eq(True),
+                   diverged_epoch=pd.array(df.get("diverged_epoch", [None] * len(df)), dtype="Int64"))
+    df = df.assign(
         implementation=implementation(cfg), seed=cfg.seed, device=device.type,
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,

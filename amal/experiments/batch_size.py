@@ -82,7 +82,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--test-size", type=float, default=BatchSizeConfig.test_size,
                         help="held-out fraction, 0 trains on all rows (default: %(default)s)")
     parser.add_argument("--device", default=BatchSizeConfig.device,
-                        help="cpu, cuda or auto (default: %(default)s)")
+                        help="cpu, cuda, cuda:N (GPU number N) or auto (default: %(default)s)")
     parser.add_argument("--target-ratio", type=float, default=BatchSizeConfig.target_ratio,
                         help="time-to-target: first epoch with train loss <= RATIO × least-squares optimum "
                              "(default: %(default)s)")
