@@ -132,11 +132,18 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
         if missing:
             raise UsageError(f"data root {root} holds no complete MNIST copy in MNIST/raw/ "
                              f"(missing {', '.join(missing)})")
+    from amal.store import missing_folders, remove_empty
+
+    new_folders = missing_folders(raw)  # what a failed download would otherwise leave behind, empty
     try:
         train = MNIST(str(root), train=True, download=download)
         test = MNIST(str(root), train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError, EOFError, ValueError... on partial or corrupt files
-        raise UsageError(f"could not read MNIST under {root}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
+        remove_empty(new_folders)
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]  # a download error: what, then why
+        detail = lines[0] + (f" {lines[-1]}" if len(lines) > 1 else "") if lines else ""
+        raise UsageError(f"could not {'download' if download else 'read'} MNIST under {root}: "
+                         f"{exc.__class__.__name__}: {detail}") from exc
     if len(train.data) != 60000 or len(test.data) != 10000:
         raise UsageError(f"MNIST under {root} is partial: {len(train.data)} train / {len(test.data)} test images")
     return Images(train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(),

@@ -128,3 +128,21 @@ def test_truncated_file_is_a_usage_error(mnist_root):
     path.write_bytes(path.read_bytes()[: 1000])
     with pytest.raises(UsageError, match="could not read MNIST"):
         data.load_mnist(mnist_root)
+
+
+def test_a_failed_download_gives_its_cause_in_one_line_and_leaves_no_folders(tmp_path, monkeypatch):
+    """torchvision creates MNIST/raw, then fails with 'Error downloading ...:' and the cause lines below it."""
+    import torchvision.datasets
+
+    def offline(root, train=True, download=False):
+        (tmp_path / "mnist" / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a, got:\n"
+                           "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(UsageError) as info:
+        data.load_mnist(tmp_path / "mnist", download=True)
+    assert str(info.value) == (f"could not download MNIST under {tmp_path / 'mnist'}: RuntimeError: Error downloading "
+                               "train-images-idx3-ubyte.gz: <urlopen error [Errno -3] Temporary failure in name "
+                               "resolution>")
+    assert list(tmp_path.iterdir()) == []
