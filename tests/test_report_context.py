@@ -154,6 +154,16 @@ def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
     assert [f.split(":")[0] for f in lowest] == ["Lowest final test loss (bce)", "Lowest final test loss (mse)"]
 
 
+def test_fig6a_caption_names_the_loss_or_gives_each_its_panel(fixture_df, context):
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    captions = [{f["key"]: f["caption"] for f in sections(part)["autoencoder"]["figures"]}["fig6a-ae-loss"]
+                for part in (context, build_context(pd.concat([fixture_df, ae.assign(
+                    run_id="20261127T140000Z-autoencoder-ffffff", loss_fn="mse")]), "r"))]
+    assert captions[0] == ("Train (solid) and test (dashed) BCE reconstruction loss per epoch for each configuration "
+                           "(the mean over seeds where several were run).")
+    assert captions[1].endswith(", one panel per loss function (BCE, MSE): their values are on different scales.")
+
+
 def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)

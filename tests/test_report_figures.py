@@ -172,9 +172,34 @@ def test_autoencoder_loss_draws_the_mean_over_seeds_one_line_per_configuration(f
     assert all((np.diff(line.get_xdata()) > 0).all() for line in lines)
     assert len(lines) == 2 * 4  # train and test of cpu/cuda × batch 64/256
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cpu, hidden 256,64, bce, batch 256 (mean of 2 seeds)" in labels
+    assert "cpu, hidden 256,64, batch 256 (mean of 2 seeds)" in labels
     first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
     assert any(np.allclose(line.get_ydata(), first + 0.05) for line in lines)
+    plt.close(fig)
+
+
+def test_autoencoder_loss_draws_each_loss_function_on_its_own_axis_with_the_legend_below(fixture_df):
+    """BCE (about 0.2 here) and MSE (a hundredth of it) on one axis would flatten the MSE curves at the bottom: each
+    loss function gets a panel whose y label names it, and no legend lies over the curves."""
+    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+    df = autoencoder_variant(fixture_df, "20261127T130000Z-autoencoder-dddddd", loss_fn="mse",
+                             train_loss=fixture_df.loc[cpu, "train_loss"] / 100,
+                             test_loss=fixture_df.loc[cpu, "test_loss"] / 100)
+    for data, ylabels in ((fixture_df, ["BCE reconstruction loss (mean per pixel)"]),
+                          (df, [f"{loss} reconstruction loss (mean per pixel)" for loss in ("BCE", "MSE")])):
+        fig = figures.autoencoder_loss_figure(data)
+        fig.canvas.draw()
+        assert [ax.get_ylabel() for ax in fig.axes] == ylabels
+        for ax in fig.axes:
+            drawn = np.concatenate([line.get_ydata() for line in ax.get_lines() if len(line.get_xdata())])
+            bottom, top = ax.get_ylim()
+            assert top - bottom < 2 * (drawn.max() - drawn.min())  # the scale spans this panel's curves only
+            assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0  # legend under the axes
+        plt.close(fig)
+    fig = figures.autoencoder_loss_figure(df)
+    mse_lines = [line for line in fig.axes[1].get_lines() if len(line.get_xdata())]
+    assert len(mse_lines) == 2 * 2  # train and test of the copied CPU run's batch 64 and 256
+    assert all(line.get_ydata().max() < 0.01 for line in mse_lines)
     plt.close(fig)
 
 

@@ -242,6 +242,16 @@ def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
     return commands
 
 
+def loss_caption(loss_fns: pd.Series) -> str:
+    """Fig. 6a's caption: which loss it draws, or that each loss function has a panel of its own."""
+    losses = sorted(loss_fns.dropna().unique())
+    mean = "for each configuration (the mean over seeds where several were run)"
+    if len(losses) == 1:
+        return f"Train (solid) and test (dashed) {losses[0].upper()} reconstruction loss per epoch {mean}."
+    return (f"Train (solid) and test (dashed) reconstruction loss per epoch {mean}, one panel per loss function "
+            f"({', '.join(loss.upper() for loss in losses)}): their values are on different scales.")
+
+
 def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
@@ -278,9 +288,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
              number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
     recon = rows.loc[rows["recon_png"].notna() & (rows["recon_png"] != ""), ["run_id", "recon_png"]]
     figures = [
-        figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch",
-               "Train (solid) and test (dashed) reconstruction loss per epoch for each configuration (the mean "
-               "over seeds where several were run)."),
+        figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch", loss_caption(rows["loss_fn"])),
         figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",
                "Training images per second of training time by batch size, one line per device and configuration "
                "(error bars from the slowest to the fastest epoch); the GPU appears only where it was measured."),

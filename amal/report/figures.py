@@ -267,28 +267,41 @@ def _autoencoder_label(device: str, implementation: str, hidden: str, loss_fn: s
 
 
 def autoencoder_loss_figure(df: pd.DataFrame):
-    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration, mean over seeds."""
+    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration, mean over seeds;
+    one panel per loss function (BCE and MSE are on different scales), legends below the curves."""
     rows = select.autoencoder_rows(df)
     keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
     means = rows.groupby([*keys, "epoch"], sort=True).agg(
         train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"), seeds=("seed", "nunique")).reset_index()
-    fig, ax = plt.subplots(figsize=(8.5, 4.4))
+    losses = sorted(means["loss_fn"].unique())
+    fig, axes = plt.subplots(1, len(losses), figsize=(11, 5.2) if len(losses) > 1 else (8.5, 4.8), squeeze=False)
     configs = list(means.groupby(keys, sort=True))
-    colours = sns.color_palette("tab10", len(configs))
-    handles = []
-    for colour, ((device, implementation, hidden, loss_fn, size), curve) in zip(colours, configs, strict=True):
-        ax.plot(curve["epoch"], curve["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
-        ax.plot(curve["epoch"], curve["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
-        seeds = int(curve["seeds"].max())
-        label = (f"{_autoencoder_label(device, implementation, hidden, loss_fn)}, batch {size}"
-                 + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))
-        handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
-    handles += [Line2D([], [], color="0.3", marker="o", label="train"),
-                Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
-    ax.set(xlabel="epoch", ylabel="reconstruction loss (mean per pixel)",
-           title="Autoencoder: train (solid) and test (dashed) loss per epoch")
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    ax.legend(handles=handles, fontsize=8.5, loc="upper right")
+    colours = dict(zip([key for key, _ in configs], sns.color_palette("tab10", len(configs)), strict=True))
+    for ax, loss in zip(axes.flat, losses, strict=True):
+        handles = []
+        for (device, implementation, hidden, loss_fn, size), curve in configs:
+            if loss_fn != loss:
+                continue
+            colour = colours[(device, implementation, hidden, loss_fn, size)]
+            ax.plot(curve["epoch"], curve["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
+            ax.plot(curve["epoch"], curve["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
+            seeds = int(curve["seeds"].max())
+            label = (f"{device}{', resident' if implementation == 'resident' else ''}, hidden {hidden}, batch {size}"
+                     + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))  # the loss: the panel's
+            handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
+        handles += [Line2D([], [], color="0.3", marker="o", label="train"),
+                    Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
+        ax.set(xlabel="epoch", ylabel=f"{loss.upper()} reconstruction loss (mean per pixel)")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.legend(handles=handles, fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+                  ncols=2)  # below: no curve hidden
+    title = "Autoencoder: train (solid) and test (dashed) loss per epoch"
+    if len(losses) > 1:
+        for ax, loss in zip(axes.flat, losses, strict=True):
+            ax.set_title(f"{loss.upper()} loss")
+        fig.suptitle(title)
+    else:
+        axes[0][0].set_title(title)
     fig.tight_layout()
     return fig
 
