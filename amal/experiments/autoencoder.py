@@ -2,6 +2,7 @@
 
 import copy
 import io
+import itertools
 import math
 import os
 import sys
@@ -196,11 +197,22 @@ def reconstruction_png(model, vectors: torch.Tensor, device: torch.device) -> by
     return buffer.getvalue()
 
 
-def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, data_source: str) -> dict:
-    """Load the checkpoint into model, optimiser and RNGs; UsageError (nothing overwritten) when it cannot be used."""
+def in_effect(config: dict, available: int) -> dict:
+    """A config's RESUME_KEYS as they take effect: n_train 0 is all `available` images, a data root its absolute
+    path (so --n-train 0 resumes a checkpoint made with --n-train 4000 of 4000 images, and ./mnist one of mnist)."""
+    root = config.get("data_root") or ""
+    return {**config, "n_train": config.get("n_train") or available,
+            "data_root": str(Path(root).resolve()) if root else ""}
+
+
+def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) -> dict:
+    """Load the checkpoint into model, optimiser and RNGs; UsageError (nothing overwritten) when it cannot be used.
+    `images`: the MNIST copy this run reads (its source must be the checkpoint's)."""
     checkpoint = load_checkpoint(cfg.checkpoint)
-    check_config(cfg.checkpoint, checkpoint["config"], asdict(cfg), RESUME_KEYS)
-    check_config(cfg.checkpoint, checkpoint, {"data_source": data_source}, ("data_source",))
+    available = len(images.train_images)
+    check_config(cfg.checkpoint, in_effect(checkpoint["config"], available), in_effect(asdict(cfg), available),
+                 RESUME_KEYS)
+    check_config(cfg.checkpoint, checkpoint, {"data_source": images.source}, ("data_source",))
     if checkpoint["epoch"] >= cfg.epochs:
         raise UsageError(f"checkpoint {cfg.checkpoint} is already at epoch {checkpoint['epoch']}; "
                          f"ask for more --epochs than that to continue")
@@ -237,7 +249,15 @@ def build(cfg: AutoencoderConfig, device: torch.device):
     if cfg.batch_size > len(train_set):
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train_set)} training images")
     torch.manual_seed(cfg.seed)
-    model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
+    try:
+        model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
+    except (MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, MemoryError | torch.OutOfMemoryError) and "alloc" not in str(exc):
+            raise
+        sizes = (PIXELS, *cfg.hidden)
+        weights = sum(a * b for a, b in itertools.pairwise(sizes))
+        raise UsageError(f"--hidden {hidden_text(cfg.hidden)}: the model's {weights:,} weights do not fit in "
+                         f"{device.type} memory") from exc
     return images, train_set, model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
@@ -250,7 +270,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
     resumed_from = None
     if cfg.resume:
-        state = resume_state(cfg, model, optimizer, generator, images.source)
+        state = resume_state(cfg, model, optimizer, generator, images)
         resumed_from = state["epoch"]
         if progress is not None:
             progress(resumed_from)
