@@ -53,6 +53,8 @@ def test_autoencoder_findings_and_recon_from_the_newest_run(context):
                                         "19.7× (95 % CI ")
     assert ae["findings"][1].endswith(" over the epochs of one run per device, run-to-run variation not included), "
                                       "NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
+    throughput = {f["key"]: f["caption"] for f in ae["figures"]}["fig6b-ae-throughput"]
+    assert "one colour per configuration, dashed with circles on the CPU, solid with squares on the GPU" in throughput
     recon = ae["figures"][-1]
     assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
     assert recon["caption"].endswith("after 3 epochs (run 20261127T120000Z-autoencoder-4f5a6b: hidden 256,64, bce, "

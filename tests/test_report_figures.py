@@ -40,6 +40,8 @@ def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
         fig = figures.throughput_figure(df)
         ax = fig.axes[0]
         assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, hidden 256,64, bce" for d in devices]
+        assert [bars.lines[0].get_linestyle() for bars in ax.containers] == [
+            {"cpu": "--", "cuda": "-"}[d] for d in devices]  # the device is told by the line: dashed CPU, solid GPU
         assert ax.get_title().endswith(title)
         plt.close(fig)
 
@@ -233,3 +235,24 @@ def test_batch_loss_title_names_the_seed_when_there_is_one(fixture_df):
         fig = figures.batch_loss_figure(df)
         assert fig.axes[0].get_title().endswith(text)
         plt.close(fig)
+
+
+def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars_apart(fixture_df):
+    """bce and mse on the CPU at the same batch sizes: two colours, and their bars side by side (each still spanning
+    its slowest to fastest epoch) instead of one on top of the other at the same x."""
+    df = autoencoder_variant(fixture_df, "20261127T130000Z-autoencoder-dddddd", loss_fn="mse")
+    table = select.throughput(select.autoencoder_rows(df)).query("device == 'cpu'")
+    fig = figures.throughput_figure(df)
+    ax = fig.axes[0]
+    bars = dict(zip([t.get_text() for t in ax.get_legend().get_texts()], ax.containers, strict=True))
+    bce, mse = bars["cpu, hidden 256,64, bce"], bars["cpu, hidden 256,64, mse"]
+    assert bce.lines[0].get_color() != mse.lines[0].get_color()
+    for size in (64, 256):
+        xs = []
+        for loss, container in (("bce", bce), ("mse", mse)):
+            [segment] = [seg for seg in container.lines[2][0].get_segments() if abs(np.log(seg[0, 0] / size)) < 0.2]
+            expected = table[(table["loss_fn"] == loss) & (table["batch_size"] == size)].iloc[0]
+            assert sorted(segment[:, 1]) == pytest.approx([expected["slowest"], expected["fastest"]])
+            xs.append(segment[0, 0])
+        assert xs[0] != xs[1]  # apart, each within 20 % of its batch size's tick
+    plt.close(fig)

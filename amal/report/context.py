@@ -291,7 +291,9 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
         figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch", loss_caption(rows["loss_fn"])),
         figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",
                "Training images per second of training time by batch size, one line per device and configuration "
-               "(error bars from the slowest to the fastest epoch); the GPU appears only where it was measured."),
+               "(error bars from the slowest to the fastest epoch): one colour per configuration, dashed with "
+               "circles on the CPU, solid with squares on the GPU, which appears only where it was measured. The "
+               "lines' points are shifted slightly apart along the batch size so that their bars stay visible."),
     ]
     if not recon.empty:  # the newest run's grid, with the settings that made it
         run = rows[rows["run_id"] == recon["run_id"].max()].iloc[-1]

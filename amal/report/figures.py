@@ -24,6 +24,7 @@ DPI = 130
 STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
          "xtick.labelsize": 9.5, "ytick.labelsize": 9.5, "figure.titlesize": 13, "svg.hashsalt": "amal"}
 PART_COLOURS = dict(zip(select.STEP_PARTS.values(), sns.color_palette("Set2", 4), strict=True))
+DEVICE_LINES = {"cpu": {"ls": "--", "marker": "o"}}  # Fig. 6b; any other device (a GPU): solid, square markers
 
 
 class _PlainLogFormatter(ticker.LogFormatterSciNotation):
@@ -306,22 +307,32 @@ def autoencoder_loss_figure(df: pd.DataFrame):
     return fig
 
 
+def _dodge(count: int, step: float = 1.04, widest: float = 1.2) -> list[float]:
+    """Factors that shift `count` lines' points apart on a log x axis, centred on 1: each `step` times the one
+    before, all within [1/widest, widest] (so that a point stays by its batch size's tick)."""
+    if count < 2:
+        return [1.0] * count
+    spread = min(np.log(step) * (count - 1) / 2, np.log(widest))
+    return np.exp(np.linspace(-spread, spread, count)).tolist()
+
+
 def throughput_figure(df: pd.DataFrame):
     """Training images per second of training time by batch size, one line per device and configuration (GPU only
-    where measured), error bars from the slowest to the fastest epoch."""
+    where measured), error bars from the slowest to the fastest epoch. A configuration has one colour; the device
+    is told by the line (dashed with circles: CPU; solid with squares: GPU); the lines' points are shifted a little
+    apart in x so that bars at one batch size do not hide each other."""
     table = select.throughput(select.autoencoder_rows(df))
-    fig, ax = plt.subplots(figsize=(8.5, 4.4))
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
     devices = sorted(table["device"].unique())
-    colours = dict(zip(devices, sns.color_palette("tab10", len(devices)), strict=True))
     models = sorted(set(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True)))
-    markers = dict(zip(models, "osD^vP*Xph" * len(models), strict=False))  # one marker per model, either device
-    for (device, implementation, hidden, loss_fn), line in table.groupby(
-            ["device", "implementation", "hidden", "loss_fn"], sort=True):
+    colours = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
+    lines = list(table.groupby(["device", "implementation", "hidden", "loss_fn"], sort=True))
+    for shift, ((device, implementation, hidden, loss_fn), line) in zip(_dodge(len(lines)), lines, strict=True):
         line = line.sort_values("batch_size")
         rate = line["samples_per_s"]
-        ax.errorbar(line["batch_size"], rate, yerr=[rate - line["slowest"], line["fastest"] - rate],
-                    color=colours[device], marker=markers[(implementation, hidden, loss_fn)], ms=6, lw=1.8,
-                    ls="--" if implementation == "resident" else "-", capsize=3,
+        ax.errorbar(line["batch_size"] * shift, rate, yerr=[rate - line["slowest"], line["fastest"] - rate],
+                    color=colours[(implementation, hidden, loss_fn)], ms=6, lw=1.8, capsize=3,
+                    **DEVICE_LINES.get(device, {"ls": "-", "marker": "s"}),
                     label=_autoencoder_label(device, implementation, hidden, loss_fn))
     _batch_axis(ax, table["batch_size"], "images")
     if "cpu" not in devices:
@@ -330,7 +341,7 @@ def throughput_figure(df: pd.DataFrame):
         measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)  # below: no bar hidden
     fig.tight_layout()
     return fig
 
