@@ -166,6 +166,21 @@ def test_fig6a_caption_names_the_loss_or_gives_each_its_panel(fixture_df, contex
     assert captions[1].endswith(", one panel per loss function (BCE, MSE): their values are on different scales.")
 
 
+def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, context):
+    """The CPU's batch 256 with its second epoch 5× slower (3.23 s instead of 0.645 s): epoch times 4.9× apart, the
+    median epoch at 6,000 images/s, 12,000 images in 4.55 s over all epochs; the fixture's steady epochs get no note."""
+    assert not [note for note in sections(context)["autoencoder"]["notes"] if note.startswith("Epoch times")]
+    slow = ((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+            & (fixture_df["batch_size"] == 256) & (fixture_df["epoch"] == 2))
+    df = fixture_df.assign(epoch_s=fixture_df["epoch_s"].where(~slow, fixture_df["epoch_s"] * 5),
+                           samples_per_s=fixture_df["samples_per_s"].where(~slow, fixture_df["samples_per_s"] / 5))
+    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
+    assert [note for note in notes if note.startswith("Epoch times")] == [
+        "Epoch times of cpu, dataloader, hidden 256,64, bce, batch size 256 varied 4.9×: the median epoch ran at 6,000 "
+        "images/s against 2,640 over all epochs; the machine was probably busy (rerun on an idle machine, or with "
+        "--threads 1)."]
+
+
 def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)

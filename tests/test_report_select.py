@@ -175,3 +175,24 @@ def test_other_settings_lists_the_values_the_left_out_runs_differ_in(fixture_df)
     assert others["newest"].tolist() == ["minmax", 1000, 1000]
     assert select.other_settings(fixture_df, "lr-sweep", select.LR_SWEEP_SETTINGS).empty
     assert select.other_settings(fixture_df, "no-such-experiment", select.LR_SWEEP_SETTINGS).empty
+
+
+def epochs_of(config: dict, seconds: list[float], images: int = 4000) -> pd.DataFrame:
+    """Autoencoder rows of one configuration, one per epoch of `seconds`, each of `images` training images."""
+    return pd.DataFrame({"run_id": "20261127T110000Z-autoencoder-aaaaaa", "epoch": range(1, len(seconds) + 1),
+                         "epoch_s": seconds, "samples_per_s": [images / s for s in seconds], "transfer_s": 0.0,
+                         "cuda_device": None, **config})
+
+
+def test_noisy_epochs_flags_a_spread_above_three_times_with_the_median_epochs_rate():
+    """13 epochs of 4,000 images at 0.05 s (80,000 images/s) and two slow ones (2.1 s, 0.85 s): 42× apart, median
+    80,000 images/s, 60,000 images in 3.6 s over all epochs; a spread of exactly 3× is not flagged."""
+    config = {"device": "cpu", "implementation": "dataloader", "hidden": "64", "loss_fn": "bce"}
+    rows = pd.concat([epochs_of({**config, "batch_size": 256}, [0.05] * 6 + [2.1] + [0.05] * 6 + [0.85, 0.05]),
+                      epochs_of({**config, "batch_size": 64}, [1.0, 3.0, 2.0])], ignore_index=True)
+    noisy = select.noisy_epochs(rows)
+    assert noisy["batch_size"].tolist() == [256]
+    assert noisy["spread"].iloc[0] == pytest.approx(42)
+    assert noisy["median_per_s"].iloc[0] == pytest.approx(80000)
+    assert noisy["samples_per_s"].iloc[0] == pytest.approx(60000 / 3.6)
+    assert select.noisy_epochs(rows, ratio=2.9)["batch_size"].tolist() == [64, 256]

@@ -252,6 +252,15 @@ def loss_caption(loss_fns: pd.Series) -> str:
             f"({', '.join(loss.upper() for loss in losses)}): their values are on different scales.")
 
 
+def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
+    """For each configuration of select.noisy_epochs, how much its epoch times varied and what its median epoch ran
+    at, beside the rate over all epochs the table shows."""
+    return [f"Epoch times of {n.device}, {n.implementation}, hidden {n.hidden}, {n.loss_fn}, batch size {n.batch_size} "
+            f"varied {number(n.spread, 2)}×: the median epoch ran at {rate(n.median_per_s)} images/s against "
+            f"{rate(n.samples_per_s)} over all epochs; the machine was probably busy (rerun on an idle machine, or "
+            "with --threads 1)." for n in noisy.itertuples()]
+
+
 def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
@@ -272,6 +281,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     notes += [f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
               f"{integer(epoch + 1)} (the epochs before belong to the run that wrote the checkpoint, if it was stored "
               "at all: an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
+    notes += noisy_epoch_notes(select.noisy_epochs(rows))
     if speedups.empty:
         commands = gpu_commands(rows, results_dir)
         findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."

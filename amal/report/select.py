@@ -25,6 +25,9 @@ AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
 # bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
 BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
 GATE_CANDIDATE = "gate candidate"  # the tag of the candidate side's rounds stored by amal.gate
+# an autoencoder configuration whose slowest epoch took this many times as long as its fastest was timed on a busy
+# machine: its throughput over all epochs (exact, but dragged down by the slow ones) gets a note
+NOISY_EPOCHS = 3.0
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -208,6 +211,17 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
         transfer_s=("transfer_s", "sum"), cuda_device=("cuda_device", "first"))
     return summary.reset_index().assign(samples_per_s=lambda t: t["images"] / t["epoch_s"],
                                         transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
+
+
+def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
+    """The configurations (as in `throughput`) whose slowest epoch took more than `ratio` times as long as their
+    fastest, with that spread (slowest over fastest epoch time), the median epoch's images per second and the
+    rate over all epochs (`throughput`'s, which a few slow epochs drag down)."""
+    keys = ["device", *AUTOENCODER_CONFIG]
+    epochs = rows.groupby(keys, sort=True).agg(slowest_s=("epoch_s", "max"), fastest_s=("epoch_s", "min"),
+                                               median_per_s=("samples_per_s", "median")).reset_index()
+    table = throughput(rows).merge(epochs, on=keys).assign(spread=lambda t: t["slowest_s"] / t["fastest_s"])
+    return table.loc[table["spread"] > ratio, [*keys, "spread", "median_per_s", "samples_per_s"]].reset_index(drop=True)
 
 
 def speedup(gpu_s: np.ndarray, cpu_s: np.ndarray, level: float = 0.95) -> tuple[float, float | None, float | None]:
