@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 from chromium import chromium_binary, inspect_page
 
 from amal import store
+from amal.report import select
 from amal.report.cli import main, regenerate_command
 
 NASTY = r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}"
@@ -311,3 +313,20 @@ def test_figures_of_an_earlier_report_that_this_one_lacks_are_removed(fixture_re
                                                                     "notes.txt"]
     assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "html,tex"]) == 0
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["fig1-lr-sweep.png", "notes.txt"]
+
+
+def test_help_says_which_runs_a_report_shows(capsys):
+    """--help names the rule (newest run per configuration, a section's runs share its newest run's settings) and,
+    per experiment, exactly the settings the report compares by."""
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the newest run of each configuration" in text
+    assert "A section shows only runs made with the settings of its newest run" in text
+    parts = re.split(r"\b(lr-sweep|batch-size|autoencoder|bench) ", text.split("Runs of a section share:", 1)[1])
+    listed = {name: block.split(" (")[0].strip().split(", ") for name, block in
+              zip(parts[1::2], parts[2::2], strict=True)}
+    assert listed == {name: [column.replace("_", " ") for column in settings] for name, settings in (
+        ("lr-sweep", select.LR_SWEEP_SETTINGS), ("batch-size", select.BATCH_SETTINGS),
+        ("autoencoder", select.AUTOENCODER_SETTINGS), ("bench", select.BENCH_SETTINGS))}

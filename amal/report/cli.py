@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,21 @@ from amal.errors import Parser, UsageError
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
+# written out rather than built from amal.report.select (its scipy import would slow --help down); a test keeps the
+# lists equal to select's *_SETTINGS
+WHICH_RUNS = """\
+which runs a report shows:
+  the newest run of each configuration (a configuration run again replaces
+  its older run). A section shows only runs made with the settings of its
+  newest run; a note under it counts the others and names the settings they
+  differ in. Runs of a section share:
+    lr-sweep     normalize, epochs, test size, seed, data source
+    batch-size   device, lr, normalize, test size, data source, epochs,
+                 num threads, host, target loss
+    autoencoder  lr, data source, n train, epochs, num workers (device, host
+                 and threads may differ: CPU and GPU may be two machines)
+    bench        profile, num threads, host, tag
+"""
 
 
 def formats(text: str) -> tuple[str, ...]:
@@ -32,7 +48,10 @@ def formats(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description=__doc__.split(":", 1)[1].strip())
+    description = "\n\n".join(textwrap.fill(" ".join(paragraph.split()), 79)  # the epilog's lines stay as written
+                                for paragraph in __doc__.split(":", 1)[1].strip().split("\n\n"))
+    parser = Parser(prog=PROG, description=description, epilog=WHICH_RUNS,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=None, help="results directory (default: $AMAL_RESULTS or ./results)")
     parser.add_argument("--out", default="reports", help="where the report goes (default: %(default)s)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
