@@ -178,7 +178,10 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     checkpoint = load_checkpoint(good)
     for name, broken in (("no-rng.pt", {**checkpoint, "rng": {}}),
                          ("bad-rng.pt", {**checkpoint, "rng": {**checkpoint["rng"], "torch": torch.zeros(3)}}),
-                         ("bad-optimizer.pt", {**checkpoint, "optimizer": {"state": {}, "param_groups": "x"}})):
+                         ("bad-optimizer.pt", {**checkpoint, "optimizer": {"state": {}, "param_groups": "x"}}),
+                         ("bad-history.pt", {**checkpoint, "history": "x"}),
+                         ("gap-in-history.pt", {**checkpoint, "history": [{"epoch": 5}]}),
+                         ("odd-history.pt", {**checkpoint, "history": [{"epoch": 1, "shell": 1.0}]})):
         save_checkpoint(tmp_path / name, {key: value for key, value in broken.items() if key != "format"})
         assert "checkpoint" in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
@@ -201,6 +204,30 @@ def test_resume_accepts_settings_that_mean_the_same(tmp_path, capsys):
     assert "made with n_train=4000, this run asks for n_train=3999" in refused(tmp_path, capsys, checkpoint,
                                                                             "--n-train", "3999", "--hidden", "8",
                                                                             "--batch-size", "500")
+
+
+def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path):
+    """The checkpoint's earlier epochs join the resumed run's rows when they were measured as the rest are; with
+    another thread count their times would not compare, and the run starts at the resumed epoch."""
+    import torch
+
+    threads = torch.get_num_threads()
+    base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--batch-size", "64"]
+    try:
+        for name, resume_threads, epochs in (("same", "1", [1, 2, 3]), ("other", "2", [3])):
+            checkpoint, results = tmp_path / f"{name}.pt", tmp_path / name
+            assert cli.main([*base, "--threads", "1", "--epochs", "2", "--checkpoint", str(checkpoint),
+                             "--results", str(tmp_path / f"{name}-first")]) == 0
+            assert cli.main([*base, "--threads", resume_threads, "--epochs", "3", "--checkpoint", str(checkpoint),
+                             "--resume", "--results", str(results)]) == 0
+            rows = pd.read_parquet(results).sort_values("epoch")
+            assert rows["epoch"].tolist() == epochs, name
+            first = pd.read_parquet(tmp_path / f"{name}-first").sort_values("epoch")
+            if name == "same":  # the first two rows are the first run's, as it measured them
+                columns = ["epoch", "elapsed_s", "epoch_s", "train_loss", "test_loss", "eval_s"]
+                assert rows[columns].head(2).reset_index(drop=True).equals(first[columns].reset_index(drop=True))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def command(device: str, *args) -> list[str]:
@@ -235,8 +262,12 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
         for key, tensor in state.items():
             assert torch.equal(resumed["optimizer"]["state"][index][key], tensor), (index, key)
     assert torch.equal(resumed["rng"]["loader"], expected["rng"]["loader"])
-    rows = pd.read_parquet(tmp_path / "r3")
-    assert rows["epoch"].tolist() == list(range(killed_at + 1, 31))
+    rows = pd.read_parquet(tmp_path / "r3").sort_values("epoch")
+    full_rows = pd.read_parquet(tmp_path / "r1").sort_values("epoch")
+    # stored whole: the killed run's epochs come from the checkpoint (same machine and settings), the rest from here
+    assert rows["epoch"].tolist() == list(range(1, 31))
+    assert rows["train_loss"].tolist() == full_rows["train_loss"].tolist()  # bit for bit, every epoch
+    assert rows["elapsed_s"].is_monotonic_increasing
     assert (rows["resumed_from_epoch"] == killed_at).all()
 
 

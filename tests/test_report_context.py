@@ -186,8 +186,13 @@ def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)
     notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
     assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at epoch 2 "
-            "(the epochs before belong to the run that wrote the checkpoint, if it was stored at all: an interrupted "
-            "run stores no rows).") in notes
+            "(the epochs before were measured elsewhere, on another machine, device or thread count, and belong to "
+            "the run that wrote the checkpoint, if it was stored at all: an interrupted run stores no rows).") in notes
+    whole = ae.assign(run_id="20261127T140000Z-autoencoder-eeeeee", resumed_from_epoch=1.0)  # earlier epochs kept
+    notes = sections(build_context(pd.concat([fixture_df, whole]), "r"))["autoencoder"]["notes"]
+    assert ("Run 20261127T140000Z-autoencoder-eeeeee was resumed from a checkpoint at epoch 1; its epoch 1 was "
+            "measured by the run that wrote the checkpoint, on the same machine and device with the same threads, "
+            "and come from the checkpoint.") in notes
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):

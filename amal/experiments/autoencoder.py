@@ -17,12 +17,15 @@ from amal import store
 from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from amal.data import load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
+from amal.environment import environment
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
 NAME = "autoencoder"
+# the columns of an epoch's row that a checkpoint keeps, so that a resumed run can store its earlier epochs too
+HISTORY_KEYS = ("epoch", "elapsed_s", "epoch_s", "samples_per_s", "transfer_s", "train_loss", "test_loss", "eval_s")
 # what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
 RESUME_KEYS = ("hidden", "loss_fn", "lr", "batch_size", "seed", "n_train", "data_root")
 
@@ -229,14 +232,40 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) ->
         raise UsageError(f"checkpoint {cfg.checkpoint} holds random states this run cannot restore "
                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
-            "elapsed_s": checkpoint.get("elapsed_s", 0.0)}
+            "elapsed_s": checkpoint.get("elapsed_s", 0.0), "measured_on": checkpoint.get("measured_on"),
+            "history": check_history(cfg.checkpoint, checkpoint.get("history", []), checkpoint["epoch"])}
 
 
-def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_source: str) -> dict:
+def check_history(path, history, epoch: int) -> list[dict]:
+    """The checkpoint's per-epoch rows, checked: plain dicts of HISTORY_KEYS for consecutive epochs up to `epoch`."""
+    if not isinstance(history, list) or not all(isinstance(row, dict) and row.keys() <= set(HISTORY_KEYS)
+                                                and isinstance(row.get("epoch"), int) for row in history):
+        raise UsageError(f"checkpoint {path} holds a history of the wrong type")
+    epochs = [row["epoch"] for row in history]
+    if epochs and epochs != list(range(epochs[0], epoch + 1)):
+        raise UsageError(f"checkpoint {path} holds a history of epochs {epochs[0]}–{epochs[-1]}, not up to {epoch}")
+    return history
+
+
+def measured_on(cfg: AutoencoderConfig, device: torch.device) -> dict:
+    """What an epoch's time depends on: the machine, torch's threads, the device and the data path."""
+    env = environment(device)
+    return {**{key: env[key] if isinstance(env[key], int) else str(env[key])  # plain str: torch's version is not
+               for key in ("host", "cpu_model", "num_threads", "cuda_device", "torch_version")},
+            "device": device.type, "implementation": implementation(cfg)}
+
+
+def history_rows(rows: list[dict]) -> list[dict]:
+    """The rows as a checkpoint keeps them: HISTORY_KEYS only, as plain Python numbers (weights_only loads them)."""
+    return [{key: int(row[key]) if key == "epoch" else float(row[key]) for key in HISTORY_KEYS} for row in rows]
+
+
+def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_source: str, history: list[dict],
+                    where: dict) -> dict:
     """The plain dict a checkpoint holds (format in the README)."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": progress["epoch"],
             "iteration": progress["iteration"], "elapsed_s": progress["elapsed_s"], "config": asdict(cfg),
-            "data_source": data_source, "rng": rng_state(generator)}
+            "data_source": data_source, "rng": rng_state(generator), "history": history, "measured_on": where}
 
 
 def build(cfg: AutoencoderConfig, device: torch.device):
@@ -262,16 +291,19 @@ def build(cfg: AutoencoderConfig, device: torch.device):
 
 
 def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAutoencoder, torch.Tensor, torch.device]:
-    """Train (or resume) for cfg.epochs; one row per epoch trained here; checkpoint after each epoch."""
+    """Train (or resume) for cfg.epochs; checkpoint after each epoch. One row per epoch: those trained here and, on
+    resume, the checkpoint's earlier ones where they were measured as this run's are (same machine, threads, device
+    and data path), so that an interrupted and resumed run is stored whole."""
     device = resolve_device(cfg.device)
     images, train_set, model, optimizer = build(cfg, device)
     test_set = MnistVectors(images.test_images)
     generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
-    resumed_from = None
+    resumed_from, earlier, where = None, [], measured_on(cfg, device)
     if cfg.resume:
         state = resume_state(cfg, model, optimizer, generator, images)
         resumed_from = state["epoch"]
+        earlier = state["history"] if state["measured_on"] == where else []  # else timed elsewhere: not mixed in
         if progress is not None:
             progress(resumed_from)
     warm_up(model, cfg, train_set.vectors[:cfg.batch_size], device)
@@ -299,17 +331,18 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
                 progress(cfg.epochs - epoch + 1)
             break
         if cfg.checkpoint:
-            save_checkpoint(cfg.checkpoint, checkpoint_dict(cfg, model, optimizer, generator, state, images.source))
+            save_checkpoint(cfg.checkpoint, checkpoint_dict(cfg, model, optimizer, generator, state, images.source,
+                                                            history_rows(earlier + rows), where))
         if progress is not None:
             progress(1)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(earlier + rows)
     df = df.assign(diverged=df.get("diverged", pd.Series(False, index=df.index)).eq(True),
                    diverged_epoch=pd.array(df.get("diverged_epoch", [None] * len(df)), dtype="Int64"))
     df = df.assign(
         implementation=implementation(cfg), seed=cfg.seed, device=device.type,
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
-        num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(rows), dtype="Int64"))
+        num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(df), dtype="Int64"))
     first_of_each_digit = [int((images.test_labels == digit).nonzero()[0][0]) for digit in range(cfg.grid_images)]
     return df, model, test_set.vectors[first_of_each_digit], device
 

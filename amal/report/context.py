@@ -261,6 +261,21 @@ def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
             "with --threads 1)." for n in noisy.itertuples()]
 
 
+def resumed_note(run_id: str, run: pd.DataFrame) -> str:
+    """What a resumed run's rows are: whole (its checkpoint carried the earlier epochs, measured alike), or from the
+    resumed epoch on (the earlier ones were timed on another machine, device or thread count, or by an older amal)."""
+    epoch, first = int(run["resumed_from_epoch"].iloc[0]), int(run["epoch"].min())
+    if first == 1:
+        earlier = "epoch 1 was" if epoch == 1 else f"epochs 1–{integer(epoch)} were"
+        return (f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; its {earlier} measured by "
+                "the run that wrote the checkpoint, on the same machine and device with the same threads, and come "
+                "from the checkpoint.")
+    return (f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
+            f"{integer(first)} (the epochs before were measured elsewhere, on another machine, device or thread "
+            "count, and belong to the run that wrote the checkpoint, if it was stored at all: an interrupted run "
+            "stores no rows).")
+
+
 def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
@@ -277,10 +292,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
-    resumed = rows[rows["resumed_from_epoch"].notna()].groupby("run_id")["resumed_from_epoch"].first()
-    notes += [f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
-              f"{integer(epoch + 1)} (the epochs before belong to the run that wrote the checkpoint, if it was stored "
-              "at all: an interrupted run stores no rows)." for run_id, epoch in resumed.items()]
+    notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     notes += noisy_epoch_notes(select.noisy_epochs(rows))
     if speedups.empty:
         commands = gpu_commands(rows, results_dir)
