@@ -281,3 +281,19 @@ def test_batch_size_captions_speak_of_seeds_only_when_there_are_several(fixture_
     captions = {f["key"]: f["caption"] for f in sections(build_context(one, "r"))["batch-size"]["figures"]}
     assert captions["fig2-batch-loss"].endswith("line: one seed (0).")
     assert all("over seeds" not in text and "error bars" not in text for text in captions.values())
+
+
+def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
+    from amal.cli import main as run_main
+    from amal.report import figures
+
+    results = str(tmp_path / "results")
+    assert run_main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "3", "--hidden", "8", "--n-train", "128",
+                     "--lr", "1e30", "--results", results]) == 0
+    df = pd.read_parquet(results)
+    ae = sections(build_context(df, results))["autoencoder"]
+    [note] = [n for n in ae["notes"] if "diverged at epoch" in n]
+    assert note == (f"Run {df['run_id'].iloc[0]} diverged at epoch 1 (training loss no longer finite) and stopped "
+                    "there: its curves end before it; its learning rate was too large.")
+    pngs = figures.render(df, ["fig6a-ae-loss", "fig6b-ae-throughput"])
+    assert all(png.startswith(b"\x89PNG") for png in pngs.values())

@@ -257,8 +257,17 @@ def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
     at, beside the rate over all epochs the table shows."""
     return [f"Epoch times of {n.device}, {n.implementation}, hidden {n.hidden}, {n.loss_fn}, batch size {n.batch_size} "
             f"varied {number(n.spread, 2)}×: the median epoch ran at {rate(n.median_per_s)} images/s against "
-            f"{rate(n.samples_per_s)} over all epochs; the machine was probably busy (rerun on an idle machine, or "
-            "with --threads 1)." for n in noisy.itertuples()]
+            f"{rate(n.samples_per_s)} over all epochs; the machine was probably busy (rerun on an idle machine"
+            f"{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
+
+
+def diverged_notes(rows: pd.DataFrame) -> list[str]:
+    """'Run ... diverged at epoch 3 (training loss no longer finite) and stopped there.' for each such run."""
+    if "diverged" not in rows:
+        return []
+    diverged = rows[rows["diverged"].eq(True)].groupby("run_id", sort=True)["epoch"].min()
+    return [f"Run {run_id} diverged at epoch {integer(epoch)} (training loss no longer finite) and stopped there: "
+            "its curves end before it; its learning rate was too large." for run_id, epoch in diverged.items()]
 
 
 def resumed_note(run_id: str, run: pd.DataFrame) -> str:
@@ -293,7 +302,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
-    notes += noisy_epoch_notes(select.noisy_epochs(rows))
+    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
     if speedups.empty:
         commands = gpu_commands(rows, results_dir)
         findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
