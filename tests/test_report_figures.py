@@ -256,3 +256,12 @@ def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars
             xs.append(segment[0, 0])
         assert xs[0] != xs[1]  # apart, each within 20 % of its batch size's tick
     plt.close(fig)
+
+
+def test_an_lr_whose_first_loss_is_not_finite_is_marked_where_it_stopped(fixture_df):
+    first = fixture_df[(fixture_df["experiment"] == "lr-sweep") & (fixture_df["epoch"] == 1)].iloc[:1]
+    blown = first.assign(lr=1e200, train_loss=float("nan"), diverged=True, diverged_epoch=1)
+    fig = figures.lr_sweep_figure(pd.concat([fixture_df, blown], ignore_index=True))
+    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert sorted(int(line.get_xdata()[0]) for line in crosses) == [1, 31, 196]  # where each run was stopped
+    plt.close(fig)

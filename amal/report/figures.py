@@ -108,7 +108,7 @@ def lr_sweep_figure(df: pd.DataFrame):
         label = f"lr = {outcome.lr:g}{stopped}"
         curves.plot(run["epoch"], run["train_loss"], color=colours[outcome.lr], lw=1.6, label=label)
         if outcome.diverged:  # where the run was stopped, on the top edge: its loss is off the scale by then
-            curves.plot(run["epoch"].iloc[-1:], [top], marker="x", ms=10, mew=2.5, color=colours[outcome.lr],
+            curves.plot([outcome.diverged_epoch], [top], marker="x", ms=10, mew=2.5, color=colours[outcome.lr],
                         clip_on=False, zorder=5)
     diverged = " (× = diverged, off the scale)" if outcomes["diverged"].any() else ""
     curves.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one full-batch gradient step)",
