@@ -65,17 +65,11 @@ def load_checkpoint(path: str | Path) -> dict:
     torch.save writes a zip archive whose members carry CRC-32 checksums, which torch.load does not verify: they are
     checked first, so that a file damaged on disk is refused instead of trained on."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"checkpoint {path} does not exist") from exc
-    except OSError as exc:
-        raise UsageError(f"checkpoint {path} cannot be read ({exc.strerror or exc.__class__.__name__})") from exc
-    check_archive(path, data)
+    check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns (several lines) about some files it then refuses
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():  # the weights-only unpickler met a class or function: code
             raise UsageError(f"checkpoint {path} holds pickled objects other than tensors and plain data; "
@@ -99,11 +93,13 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def check_archive(path: Path, data: bytes) -> None:
-    """UsageError unless `data` is a zip archive (torch.save's format) whose every member matches its checksum."""
+def check_archive(path: Path) -> None:
+    """UsageError unless `path` is a zip archive (torch.save's format) whose every member matches its checksum."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
+    except FileNotFoundError as exc:
+        raise UsageError(f"checkpoint {path} does not exist") from exc
     except zipfile.BadZipFile as exc:
         raise UsageError(f"checkpoint {path} is truncated, corrupt or not a torch checkpoint "
                          "(not a zip archive as torch.save writes)") from exc

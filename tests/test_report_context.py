@@ -84,8 +84,8 @@ def test_gpu_command_gives_a_cuda_run_the_report_sets_beside_the_cpu_run(tmp_pat
     from amal.report.context import gpu_commands
 
     results = str(tmp_path / "results")
-    assert run_main(["autoencoder", "--epochs", "2", "--n-train", "256", "--hidden", "16", "--batch-size", "128",
-                     "--lr", "0.002", "--results", results]) == 0
+    assert run_main(["autoencoder", "--device", "cpu", "--epochs", "2", "--n-train", "256", "--hidden", "16",
+                     "--batch-size", "128", "--lr", "0.00123456789", "--results", results]) == 0  # %g would round it
     df = pd.read_parquet(results)
     [command] = gpu_commands(df, results)
     words = command.split()
@@ -185,14 +185,15 @@ def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)
     notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
-    assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at epoch 2 "
-            "(the epochs before were measured elsewhere, on another machine, device or thread count, and belong to "
-            "the run that wrote the checkpoint, if it was stored at all: an interrupted run stores no rows).") in notes
+    assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at "
+            "epoch 2. Its checkpoint did not carry the epochs before as measured alike (they were timed on another "
+            "machine or device, with other threads or workers, or the checkpoint predates that record); they belong "
+            "to the run that wrote it, if it was stored at all: an interrupted run stores no rows.") in notes
     whole = ae.assign(run_id="20261127T140000Z-autoencoder-eeeeee", resumed_from_epoch=1.0)  # earlier epochs kept
     notes = sections(build_context(pd.concat([fixture_df, whole]), "r"))["autoencoder"]["notes"]
     assert ("Run 20261127T140000Z-autoencoder-eeeeee was resumed from a checkpoint at epoch 1; its epoch 1 was "
-            "measured by the run that wrote the checkpoint, on the same machine and device with the same threads, "
-            "and come from the checkpoint.") in notes
+            "measured by the run that wrote the checkpoint, on the same machine and device with the same threads "
+            "and workers, and comes from the checkpoint.") in notes
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):
@@ -295,5 +296,6 @@ def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
     [note] = [n for n in ae["notes"] if "diverged at epoch" in n]
     assert note == (f"Run {df['run_id'].iloc[0]} diverged at epoch 1 (training loss no longer finite) and stopped "
                     "there: its curves end before it; its learning rate was too large.")
+    assert "fig6c-ae-recon" not in [f["key"] for f in ae["figures"]]  # its grid is of a model of NaN weights
     pngs = figures.render(df, ["fig6a-ae-loss", "fig6b-ae-throughput"])
     assert all(png.startswith(b"\x89PNG") for png in pngs.values())

