@@ -93,34 +93,34 @@ class Stopwatch:
 class StreamStopwatch:
     """Accumulates the device time of the work queued inside `with` blocks, without making the host wait per block.
 
-    On CUDA each block is bracketed by two events on the current stream; reading `total_s` (once, after the loop)
-    waits for the last event and sums the intervals. The loop thus runs as it would unmeasured: no sync between its
-    steps, copies and kernels still queued ahead. On the CPU the host does the work, and this is a Stopwatch.
+    On CUDA each block is bracketed by two events on the stream current when the stopwatch was made; reading
+    `total_s` (once, after the loop, and after the loop's own clock: it is not cheap) waits for the last event and
+    sums the intervals. The loop thus runs as it would unmeasured: no sync between its steps, copies and kernels
+    still queued ahead; per block the host only creates two events and records them (the stream is looked up once).
+    On the CPU the host does the work, and this is a Stopwatch.
     """
 
     def __init__(self, device: torch.device | str | None = None):
         self.device = device
         self._watch = None if is_cuda(device) else Stopwatch(device)
+        self._stream = None if self._watch is not None else torch.cuda.current_stream(device)  # of `device`, not GPU 0
         self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
-        self._start = None
         self.laps = 0
 
     def __enter__(self):
         if self._watch is not None:
             self._watch.__enter__()
         else:
-            self._start = torch.cuda.Event(enable_timing=True)
-            self._start.record(torch.cuda.current_stream(self.device))  # the stream of `device`, not of GPU 0
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(self._stream)
+            self._events.append((start, end))
         return self
 
     def __exit__(self, *exc):
         if self._watch is not None:
             self._watch.__exit__(*exc)
         else:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record(torch.cuda.current_stream(self.device))
-            self._events.append((self._start, end))
-            self._start = None
+            self._events[-1][1].record(self._stream)
         self.laps += 1
         return False
 

@@ -37,7 +37,7 @@ def time_rounds(grid: dict, rounds: int) -> dict:
             clock = Stopwatch(device)
             with clock:
                 result = one_epoch()
-            rounds_of[name].append((clock.total_s, result["transfer_s"], result["samples"]))
+            rounds_of[name].append((clock.total_s, result["transfer"].total_s, result["samples"]))  # read after
     return rounds_of
 
 

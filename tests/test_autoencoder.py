@@ -333,7 +333,7 @@ def test_bench_cases_cover_device_batch_and_model():
     assert {case.device for case in cases.values()} == {"cpu", "cuda"}
     assert cases["autoencoder/cpu/b256/h64"].params["hidden"] == "64"
     stats = cases["autoencoder/cpu/b256/h64"].setup()()  # one round: one real epoch over the training set
-    assert stats["samples"] == 4000 and stats["steps"] == 16 and stats["transfer_s"] == 0.0
+    assert stats["samples"] == 4000 and stats["steps"] == 16 and stats["transfer"].total_s == 0.0
     assert len(bench_cases("full")) > len(cases)
 
 

@@ -163,7 +163,7 @@ def make_batches(train: MnistVectors, cfg: AutoencoderConfig, device: torch.devi
 
 def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:
     """One pass over `batches` with Adam; host → device copies (each batch's, or a resident set's shuffled order)
-    timed on the GPU's stream (none on the CPU)."""
+    timed on the GPU's stream (none on the CPU): `transfer`, a StreamStopwatch to read after the epoch's clock."""
     transfer = StreamStopwatch(device)
     samples = steps = 0
     for x in batches.epoch(transfer) if isinstance(batches, ResidentBatches) else batches:
@@ -176,7 +176,7 @@ def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -
         optimizer.step()
         samples += len(x)
         steps += 1
-    return {"samples": samples, "steps": steps, "transfer_s": transfer.total_s}
+    return {"samples": samples, "steps": steps, "transfer": transfer}
 
 
 @torch.no_grad()
@@ -321,7 +321,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         clock = Stopwatch(device)
         with clock:
             stats = train_epoch(model, batches, optimizer, cfg.loss_fn, device)
-        epoch_s, transfer_s, pending_s = clock.total_s + pending_s, stats["transfer_s"] + pending_s, 0.0
+        epoch_s, transfer_s, pending_s = clock.total_s + pending_s, stats["transfer"].total_s + pending_s, 0.0
         state = {"epoch": epoch, "iteration": state["iteration"] + stats["steps"],
                  "elapsed_s": state["elapsed_s"] + epoch_s}
         rows.append({"epoch": epoch, "elapsed_s": state["elapsed_s"], "epoch_s": epoch_s,
