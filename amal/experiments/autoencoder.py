@@ -311,7 +311,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         earlier = state["history"] if state["measured_on"] == where else []  # else timed elsewhere: not mixed in
         if progress is not None:
             progress(resumed_from)
-    warm_up(model, cfg, train_set.vectors[:cfg.batch_size], device)
+    warm_up(model, cfg, train_set.vectors, device)
     upload = Stopwatch(device)
     with upload:  # the one copy of a resident training set: counted in the first epoch trained here
         batches = make_batches(train_set, cfg, device, generator)
@@ -358,17 +358,19 @@ def losses(model, train_set: MnistVectors, test_set: MnistVectors, loss_fn: str,
     return {"train_loss": train_loss, "test_loss": test_loss, "eval_s": clock.total_s}
 
 
-def warm_up(model, cfg: AutoencoderConfig, batch: torch.Tensor, device: torch.device) -> None:
-    """A few untimed steps on a copy (own optimiser, no RNG drawn), the batch fed as the run feeds its batches
-    (resident, or from pinned host memory copied each step on CUDA): allocators, copies and kernels settle, the run
-    unchanged."""
+def warm_up(model, cfg: AutoencoderConfig, vectors: torch.Tensor, device: torch.device) -> None:
+    """A few untimed steps on a copy (own optimiser, no RNG drawn) with a full batch and, where the epoch ends with
+    a shorter one, a batch of that size, fed as the run feeds its batches (resident, or from pinned host memory
+    copied each step on CUDA): allocators, copies and kernels of both shapes settle, the run unchanged."""
     spare = copy.deepcopy(model)
     spare_optimizer = torch.optim.Adam(spare.parameters(), lr=cfg.lr)
+    batches = [vectors[:cfg.batch_size]] + ([vectors[:len(vectors) % cfg.batch_size]]
+                                            if len(vectors) % cfg.batch_size else [])
     if cfg.data_on_device:
-        batch = batch.to(device)
+        batches = [batch.to(device) for batch in batches]
     elif device.type == "cuda":
-        batch = batch.pin_memory()
-    warmup(lambda: train_epoch(spare, [batch], spare_optimizer, cfg.loss_fn, device), cfg.warmup_steps, device)
+        batches = [batch.pin_memory() for batch in batches]
+    warmup(lambda: train_epoch(spare, batches, spare_optimizer, cfg.loss_fn, device), cfg.warmup_steps, device)
 
 
 def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
