@@ -297,8 +297,8 @@ def build(cfg: AutoencoderConfig, device: torch.device):
 
 def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAutoencoder, torch.Tensor, torch.device]:
     """Train (or resume) for cfg.epochs; checkpoint after each epoch. One row per epoch: those trained here and, on
-    resume, the checkpoint's earlier ones where they were measured as this run's are (same machine, threads, device
-    and data path), so that an interrupted and resumed run is stored whole."""
+    resume, the checkpoint's earlier ones where they were measured as this run's are (same machine, threads, device,
+    data path and workers: `measured_on`), so that an interrupted and resumed run is stored whole."""
     device = resolve_device(cfg.device)
     images, train_set, model, optimizer = build(cfg, device)
     test_set = MnistVectors(images.test_images)
