@@ -249,10 +249,16 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
             message = f"{path}: unreadable parquet file ({exc})".splitlines()[0]
         else:
             missing = [name for name in ("run_id", "experiment") if name not in table.column_names]
-            if not missing:
-                tables.append(table.select([n for n in table.column_names if n in COLUMNS]))
-                continue
-            message = f"{path}: not an amal run file (no {', '.join(missing)} column)"
+            known = table.select([n for n in table.column_names if n in COLUMNS])
+            try:  # the schema's types: a file rewritten by other tools may hold large_string for string, say
+                known = known.cast(pa.schema([SCHEMA.field(name) for name in known.column_names]))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                message = f"{path}: columns of other types than amal's ({exc})".splitlines()[0]
+            else:
+                if not missing:
+                    tables.append(known)
+                    continue
+                message = f"{path}: not an amal run file (no {', '.join(missing)} column)"
         if not skip_bad:
             raise UsageError(message)
         problems.append(message)

@@ -1,6 +1,7 @@
 import os
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -113,3 +114,18 @@ def test_artifacts_are_written_and_referenced_by_their_column(tmp_path):
     assert (tmp_path / out["recon_png"].iloc[0]).read_bytes() == b"\x89PNG..."
     with pytest.raises(ValueError, match="plain file names"):
         store.save_artifacts(df, tmp_path, {"recon_png": ("../escape.png", b"")})
+
+
+def test_a_run_file_rewritten_by_pandas_still_loads(tmp_path):
+    """pandas writes strings as large_string: the store reads them as the schema's strings."""
+    df = pd.DataFrame({"run_id": ["20260101T000000Z-lr-sweep-aaaaaa"], "experiment": ["lr-sweep"], "epoch": [1]})
+    first = tmp_path / "20260101T000000Z-lr-sweep-aaaaaa.parquet"
+    store.save(df, tmp_path)
+    second = tmp_path / "20260102T000000Z-lr-sweep-bbbbbb.parquet"
+    pa_table = pa.Table.from_pandas(df.assign(run_id="20260102T000000Z-lr-sweep-bbbbbb"), preserve_index=False)
+    pq.write_table(pa_table.cast(pa.schema([pa.field("run_id", pa.large_string()),
+                                            pa.field("experiment", pa.large_string()),
+                                            pa.field("epoch", pa.int64())])), second)
+    loaded, problems = store.load(tmp_path)
+    assert first.exists() and problems == [] and sorted(loaded["run_id"]) == [
+        "20260101T000000Z-lr-sweep-aaaaaa", "20260102T000000Z-lr-sweep-bbbbbb"]
