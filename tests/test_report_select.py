@@ -196,3 +196,16 @@ def test_noisy_epochs_flags_a_spread_above_three_times_with_the_median_epochs_ra
     assert noisy["median_per_s"].iloc[0] == pytest.approx(80000)
     assert noisy["samples_per_s"].iloc[0] == pytest.approx(60000 / 3.6)
     assert select.noisy_epochs(rows, ratio=2.9)["batch_size"].tolist() == [64, 256]
+
+
+def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_settings(fixture_df):
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    good = ae[ae["run_id"] == ae["run_id"].max()]
+    blown = good.iloc[:1].assign(run_id="20991231T000000Z-autoencoder-ffffff", lr=1e30, train_loss=float("nan"),
+                                 diverged=True, diverged_epoch=1)
+    df = pd.concat([fixture_df, blown], ignore_index=True)
+    newest, left_out = select.newest_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
+    assert newest["lr"] != 1e30 and left_out == 1  # the newest good run sets them; the diverged one is left out
+    assert blown["run_id"].iloc[0] not in set(select.autoencoder_rows(df)["run_id"])
+    alone = pd.concat([fixture_df[fixture_df["experiment"] != "autoencoder"], blown], ignore_index=True)
+    assert set(select.autoencoder_rows(alone)["run_id"]) == {blown["run_id"].iloc[0]}  # shown where nothing else

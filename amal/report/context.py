@@ -229,7 +229,7 @@ def cli_number(value) -> str:
     """A stored setting as a command-line value that gives it back exactly: 4000.0 -> '4000', 0.00123456789 ->
     '0.00123456789' (not '%g''s 0.00123457, which would make the new run one of other settings)."""
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
 
 
@@ -237,7 +237,9 @@ def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
     """The `amal.run autoencoder` command that measures on the GPU each CPU configuration shown, with the settings the
     section's runs share, so that the report can set the two side by side; stored where this report reads."""
     commands = []
-    for _, run in rows[rows["device"] == "cpu"].groupby(select.AUTOENCODER_CONFIG, sort=True).tail(1).iterrows():
+    failed = rows["run_id"].isin(rows.loc[rows["diverged"].eq(True), "run_id"]) if "diverged" in rows else False
+    cpu = rows[(rows["device"] == "cpu") & ~failed]  # a diverged configuration is not worth GPU time
+    for _, run in cpu.groupby(select.AUTOENCODER_CONFIG, sort=True).tail(1).iterrows():
         options = {"--epochs": run["epochs"], "--batch-size": run["batch_size"], "--hidden": run["hidden"],
                    "--loss": run["loss_fn"], "--lr": run["lr"], "--n-train": run["n_train"],
                    "--num-workers": run["num_workers"]}

@@ -38,11 +38,17 @@ def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
 def recency(rows: pd.DataFrame) -> pd.Series:
     """A key that orders the rows' runs from oldest to newest: the run id, which starts with the run's UTC start
     time, except that the two sides of one gate run, stamped with the same start, are ordered baseline then
-    candidate: the candidate times the code at hand, so it is the one a report shows."""
+    candidate (the candidate times the code at hand, so it is the one a report shows), and that an autoencoder run
+    that diverged counts as older than every one that did not: it neither replaces a good run of its configuration
+    nor sets the settings its section shows (it is shown only where nothing else was run)."""
     started = rows["run_id"].str.split("-", n=1).str[0]
     tags = rows["tag"] if "tag" in rows else pd.Series("", index=rows.index)
     candidate = np.where(tags.eq(GATE_CANDIDATE).to_numpy(dtype=bool, na_value=False), "1", "0")
-    return started + candidate + rows["run_id"]
+    failed = pd.Series(False, index=rows.index)
+    if "diverged" in rows and "experiment" in rows:
+        diverged = rows["diverged"].eq(True) & rows["experiment"].eq("autoencoder")
+        failed = diverged.astype(bool).groupby(rows["run_id"]).transform("any")
+    return np.where(failed.to_numpy(dtype=bool), "0", "1") + started + candidate + rows["run_id"]
 
 
 def latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
