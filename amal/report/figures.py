@@ -42,7 +42,12 @@ def _plain_log_ticks(fig) -> None:
         for axis in (ax.xaxis, ax.yaxis):
             if axis.get_scale() == "log" and type(axis.get_major_formatter()) is ticker.LogFormatterSciNotation:
                 axis.set_major_formatter(_PlainLogFormatter())
-                axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+                low, high = sorted(abs(v) for v in (ax.get_xlim() if axis is ax.xaxis else ax.get_ylim()))
+                narrow = low > 0 and high / low < 10  # under a decade: minor ticks need labels to read the scale
+                # side by side on an x axis, minor labels ('0.0002', '0.0003') run into each other
+                wide_x = axis is ax.xaxis and not narrow
+                axis.set_minor_formatter(ticker.NullFormatter() if wide_x else
+                                         _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
 
 def png_bytes(fig) -> bytes:
@@ -199,7 +204,7 @@ def time_to_target_figure(df: pd.DataFrame):
     fig, (wall, target) = plt.subplots(1, 2, figsize=(9.6, 4.3))
     means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
     means = means[np.isfinite(means["train_loss"])]  # a diverged run's last epoch has no loss to draw
-    colours = _palette(means["batch_size"])
+    colours = _palette(chosen["batch_size"])  # every batch size shown in Fig. 2, diverged or not: same colours
     for size, curve in means.groupby("batch_size"):
         wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=str(size))
     wall.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target")
