@@ -127,17 +127,24 @@ def lr_sweep_figure(df: pd.DataFrame):
 
 
 def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
-    """Final MSE per lr; diverged lrs as × on the top edge; lr* dashed; the observed bracket shaded."""
+    """Final MSE per lr; diverged lrs as × on the top edge; lr* dashed; the observed bracket shaded. The lr axis
+    reaches the smallest lr that diverged (or lr*, or the largest that did not): larger ones sit on its right edge."""
     stable, unstable = select.divergence_threshold(outcomes)
     finite = outcomes[~outcomes["diverged"]]
+    theory = outcomes["lr_max_theory"].iloc[0]
+    low = outcomes["lr"].min()
+    high = max(v for v in (stable, unstable, theory, low) if v is not None and np.isfinite(v))
+    logarithmic = high / low >= 100  # rates over decades: on a linear axis the small ones and the band squeeze
+    edge = high * (1.5 if logarithmic else 1.08)
     ax.scatter(finite["lr"], finite["final_loss"], c=[colours[v] for v in finite["lr"]], s=45, zorder=3,
                label="final MSE")
     top = finite["final_loss"].max() * 1.2 if not finite.empty else 1.0
     bottom = finite["final_loss"].min() * 0.85 if not finite.empty else 0.1
     diverged = outcomes[outcomes["diverged"]]
-    ax.scatter(diverged["lr"], [top] * len(diverged), marker="x", s=70, linewidths=2.5,
-               c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3, label="diverged")
-    theory = outcomes["lr_max_theory"].iloc[0]
+    beyond = diverged["lr"] > edge
+    ax.scatter(diverged["lr"].clip(upper=edge), [top] * len(diverged), marker="x", s=70, linewidths=2.5,
+               c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3,
+               label="diverged" + (" (larger lr: on the right edge)" if beyond.any() else ""))
     ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4g}")
     if stable is not None and unstable is not None and stable < unstable:
         ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,
@@ -145,14 +152,14 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     else:  # no bracket to shade: the legend still says what was observed
         observed = "none diverged" if unstable is None else ("all diverged" if stable is None else "not monotone")
         ax.plot([], [], " ", label=f"observed: {observed}")
-    low, high = outcomes["lr"].min(), max(outcomes["lr"].max(), theory)
-    if high / low >= 100:  # rates over decades: on a linear axis the small ones and the threshold band squeeze
-        ax.set(xscale="log", xlim=(low / 1.5, high * 1.5), xlabel="learning rate (log scale)")
+    if logarithmic:
+        ax.set(xscale="log", xlim=(low / 1.5, edge), xlabel="learning rate (log scale)")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
     else:
-        ax.set(xlim=(0, high * 1.08), xlabel="learning rate")
+        ax.set(xlim=(0, edge), xlabel="learning rate")
     ax.set(ylim=(bottom, top), ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=8.5)  # below: no point hidden
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2,  # below: no point
+              fontsize=8.5)  # hidden; in one column when a label is long, clear of the other panel's legend
 
 
 def _over_seeds(rows: pd.DataFrame) -> str:
