@@ -278,3 +278,14 @@ def test_the_lr_axis_ends_past_the_threshold_and_larger_diverged_rates_sit_on_it
     assert crosses[0].get_offsets()[:, 0].max() == pytest.approx(right)
     assert crosses[0].get_label() == "diverged (larger lr: on the right edge)"
     plt.close(fig)
+
+
+def test_one_batch_size_gets_room_on_its_axis(fixture_df):
+    ae = fixture_df[fixture_df["experiment"] == "autoencoder"]
+    one = pd.concat([fixture_df[fixture_df["experiment"] != "autoencoder"],
+                     ae[ae["batch_size"] == ae["batch_size"].min()]], ignore_index=True)
+    fig = figures.throughput_figure(one)
+    low, high = fig.axes[0].get_xlim()
+    size = ae["batch_size"].min()
+    assert low == pytest.approx(size / 2) and high == pytest.approx(size * 2)
+    plt.close(fig)

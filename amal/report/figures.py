@@ -66,9 +66,13 @@ def _plain_number(value, _position=None) -> str:
 
 
 def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
-    """Log x axis ticked at the batch sizes measured; `unit`: what a batch holds."""
+    """Log x axis ticked at the batch sizes measured; `unit`: what a batch holds. One batch size gets a factor of 2
+    either side (autoscaled, points a few % apart would look like different batch sizes)."""
     ax.set_xscale("log")
-    ax.set_xticks(sorted(set(int(b) for b in batch_sizes)))
+    sizes = sorted(set(int(b) for b in batch_sizes))
+    ax.set_xticks(sizes)
+    if len(sizes) == 1:
+        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
