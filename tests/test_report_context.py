@@ -183,17 +183,26 @@ def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, con
 
 def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
-    resumed = ae[ae["epoch"] > 1].assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=1.0)
-    notes = sections(build_context(pd.concat([fixture_df, resumed]), "r"))["autoencoder"]["notes"]
-    assert ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 1: its curves start at "
-            "epoch 2. Its checkpoint did not carry the epochs before as measured alike (they were timed on another "
-            "machine or device, with other threads or workers, or the checkpoint predates that record); they belong "
-            "to the run that wrote it, if it was stored at all: an interrupted run stores no rows.") in notes
-    whole = ae.assign(run_id="20261127T140000Z-autoencoder-eeeeee", resumed_from_epoch=1.0)  # earlier epochs kept
-    notes = sections(build_context(pd.concat([fixture_df, whole]), "r"))["autoencoder"]["notes"]
-    assert ("Run 20261127T140000Z-autoencoder-eeeeee was resumed from a checkpoint at epoch 1; its epoch 1 was "
-            "measured by the run that wrote the checkpoint, on the same machine and device with the same threads "
-            "and workers, and comes from the checkpoint.") in notes
+    ae = ae[ae["run_id"] == ae["run_id"].max()]  # one run, epochs 1–3
+
+    def note(rows, resumed_from):
+        run = rows.assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=float(resumed_from))
+        notes = sections(build_context(pd.concat([fixture_df, run]), "r"))["autoencoder"]["notes"]
+        return next(n for n in notes if n.startswith("Run 20261127T140000Z-autoencoder-ffffff"))
+
+    earlier = ("timed on another machine or device, with other threads or workers, or before checkpoints carried "
+               "their epochs; they belong to the run that measured them, if it was stored at all: an interrupted run "
+               "stores no rows.")
+    assert note(ae[ae["epoch"] > 1], 1) == ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at "
+                                            f"epoch 1: its curves start at epoch 2. Its epoch 1 was {earlier}")
+    assert note(ae, 2) == ("Run 20261127T140000Z-autoencoder-ffffff was resumed from a checkpoint at epoch 2; its "
+                           "epochs 1–2 were measured before the resume, on the same machine and device with the same "
+                           "threads and workers, and come from the checkpoint.")
+    # resumed twice, the second time with other threads: the checkpoint carried only the epochs since the first
+    assert note(ae[ae["epoch"] > 1], 2) == (
+        "Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 2: its epoch 2 was measured "
+        "before the resume, on the same machine and device with the same threads and workers, and comes from the "
+        f"checkpoint. Its epoch 1 was {earlier}")
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):

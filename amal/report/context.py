@@ -279,19 +279,28 @@ def diverged_notes(rows: pd.DataFrame) -> list[str]:
             "its curves end before it; its learning rate was too large." for run_id, epoch in diverged.items()]
 
 
+def epochs_text(first: int, last: int) -> str:
+    """'epoch 3' or 'epochs 1–4'."""
+    return f"epoch {integer(first)}" if first == last else f"epochs {integer(first)}–{integer(last)}"
+
+
 def resumed_note(run_id: str, run: pd.DataFrame) -> str:
-    """What a resumed run's rows are: whole (its checkpoint carried the earlier epochs, measured alike), or from the
-    resumed epoch on (the earlier ones were timed otherwise, or its checkpoint predates carrying them)."""
+    """What a resumed run's rows are: whole (its checkpoint carried every earlier epoch, measured alike), from some
+    epoch on (it carried those measured alike), or from the resumed epoch on."""
     epoch, first = int(run["resumed_from_epoch"].iloc[0]), int(run["epoch"].min())
+    one = first == epoch
+    carried = (f"its {epochs_text(first, epoch)} {'was' if one else 'were'} measured before the resume, on the same "
+               f"machine and device with the same threads and workers, and {'comes' if one else 'come'} from the "
+               "checkpoint")
     if first == 1:
-        earlier = ("epoch 1 was", "comes") if epoch == 1 else (f"epochs 1–{integer(epoch)} were", "come")
-        return (f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; its {earlier[0]} measured "
-                "by the run that wrote the checkpoint, on the same machine and device with the same threads and "
-                f"workers, and {earlier[1]} from the checkpoint.")
+        return f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; {carried}."
+    before = (f"Its {epochs_text(1, first - 1)} {'was' if first == 2 else 'were'} timed on another machine or device, "
+              "with other threads or workers, or before checkpoints carried their epochs; they belong to the run "
+              "that measured them, if it was stored at all: an interrupted run stores no rows.")
+    if first <= epoch:
+        return f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: {carried}. {before}"
     return (f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: its curves start at epoch "
-            f"{integer(first)}. Its checkpoint did not carry the epochs before as measured alike (they were timed on "
-            "another machine or device, with other threads or workers, or the checkpoint predates that record); "
-            "they belong to the run that wrote it, if it was stored at all: an interrupted run stores no rows.")
+            f"{integer(first)}. {before}")
 
 
 def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
