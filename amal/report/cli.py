@@ -1,4 +1,5 @@
-"""`python -m amal.report`: figures, report.html, report.tex and report.pdf from every run in the results store.
+"""`python -m amal.report`: Figures, report.html, report.tex and report.pdf from the runs in the results store (which
+of them: see below).
 
 When the store holds no runs (and without --no-run) it first runs each registered experiment's quick (or --profile
 full) campaign and stores it. A corrupt parquet file in the store stops the report (one line naming it, exit 2):
@@ -52,12 +53,13 @@ def build_parser() -> Parser:
                                 for paragraph in __doc__.split(":", 1)[1].strip().split("\n\n"))
     parser = Parser(prog=PROG, description=description, epilog=WHICH_RUNS,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default=None, help="results directory (default: $AMAL_RESULTS or ./results)")
-    parser.add_argument("--out", default="reports", help="where the report goes (default: %(default)s)")
+    parser.add_argument("--results", default=None, metavar="DIR",
+                        help="results directory (default: $AMAL_RESULTS or ./results)")
+    parser.add_argument("--out", default="reports", metavar="DIR", help="where the report goes (default: %(default)s)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="campaign to run when the store is empty (default: %(default)s)")
     parser.add_argument("--no-run", action="store_true", help="never run experiments; report only what is stored")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads of the campaign run on an empty store (default: 1 for lr-sweep and "
                              "batch-size, whose tiny models only lose time to threading, torch's choice for the "
                              "autoencoder; recorded in the results)")
