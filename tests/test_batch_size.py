@@ -205,3 +205,14 @@ def test_cuda_run_matches_cpu():
     cpu = batch_size.run(cfg)
     cpu_full = cpu[cpu["batch_size"] == 506].sort_values(["implementation", "epoch"])
     np.testing.assert_allclose(full["train_loss"], cpu_full["train_loss"], rtol=1e-4)
+
+
+def test_a_loss_that_explodes_counts_as_divergence_before_it_overflows():
+    """lr 0.5 at full batch: the MSE climbs past 10^6 x its start (as lr-sweep's rule) long before it is inf."""
+    from amal.experiments import batch_size
+
+    cfg = batch_size.BatchSizeConfig(batch_sizes=(506,), implementations=("fused",), epochs=30, seeds=1, lr=0.5,
+                                     decomposition_steps=1)
+    df = batch_size.run(cfg)
+    assert df["diverged"].all() and df["diverged_epoch"].iloc[0] == len(df) < 30
+    assert np.isfinite(df["train_loss"]).all()  # stopped on the blow-up rule, not on an overflow

@@ -49,6 +49,7 @@ class BatchSizeConfig:
     target_ratio: float = 1.10  # time-to-target threshold: target_ratio × the least-squares optimum
     warmup_epochs: int = 2  # uncounted epochs on a throwaway copy before timing
     decomposition_steps: int = 512  # instrumented steps (whole epochs, at least one) for the step decomposition
+    blowup: float = 1e6  # a loss above blowup x the initial loss counts as divergence (as in lr-sweep)
 
 
 def batch_sizes(text: str) -> tuple[int | str, ...]:
@@ -326,7 +327,8 @@ def train_run(implementation: str, data, batch_size: int, seed: int, cfg: BatchS
     spare = make_trainer(implementation, x, y, batch_size, seed, cfg.lr)
     warmup(spare.epoch, cfg.warmup_epochs, device)
     trainer = make_trainer(implementation, x, y, batch_size, seed, cfg.lr)
-    clock, rows = Stopwatch(device), []
+    initial = full_mse(x, y, *trainer.params())
+    clock, rows, diverged = Stopwatch(device), [], False
     for epoch in range(1, cfg.epochs + 1):
         with clock:
             trainer.epoch()
@@ -337,10 +339,10 @@ def train_run(implementation: str, data, batch_size: int, seed: int, cfg: BatchS
             test_loss = full_mse(x_test, y_test, w, b) if data.has_test else math.nan
         rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
                      "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
-        if not math.isfinite(train_loss):
+        diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
+        if diverged:
             break
     df = pd.DataFrame(rows)
-    diverged = not math.isfinite(df["train_loss"].iloc[-1])
     df["diverged"] = diverged
     df["diverged_epoch"] = pd.array([len(df) if diverged else None] * len(df), dtype="Int64")
     steps = steps_per_epoch(len(x), batch_size)
