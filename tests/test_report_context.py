@@ -235,7 +235,8 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     assert part["notes"] == ["1 bench run made with other settings (num threads 2 instead of 1) is not shown: the "
                              "section compares runs made with the settings above, those of the newest run."]
     assert part["settings"] == "profile quick, num threads 1, host lab-cpu-1, tag –"
-    medians = {row[0]: row[3] for row in part["tables"][0]["rows"]}
+    medians = {row[0]: row[4] for row in part["tables"][0]["rows"]}
+    assert {row[0]: row[2] for row in part["tables"][0]["rows"]}["lr-sweep/manual/cpu"] == "100 epochs"
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
 
 

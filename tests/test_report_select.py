@@ -144,6 +144,7 @@ def test_bench_summary_median_and_iqr(fixture_df):
     assert case["median_s"] == pytest.approx(0.0121)
     assert case["iqr_s"] == pytest.approx(0.0002)
     assert case["min_s"] == pytest.approx(0.0119)
+    assert case["epochs"] == 100  # what one round trains: 100 full-batch steps of the sweep's manual loop
 
 
 def test_runs_table_one_row_per_run(fixture_df):

@@ -376,12 +376,13 @@ def bench_section(df: pd.DataFrame) -> dict:
             quick, slow = cases.loc[cases["median_s"].idxmin()], cases.loc[cases["median_s"].idxmax()]
             findings.append(f"{group}: {quick['benchmark']} is {number(slow['median_s'] / quick['median_s'])}× "
                             f"faster than {slow['benchmark']} (median round).")
-    body = [[s.benchmark, s.bench_group, integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)]
-            for s in summary.itertuples()]
+    body = [[s.benchmark, s.bench_group, "–" if pd.isna(s.epochs) else plural(s.epochs, "epoch"),
+             integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)] for s in summary.itertuples()]
     settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
     return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes, tables=[
-        table("Round times per benchmark case", ["case", "group", "rounds", "median", "IQR", "min"], body,
-              align="llrrrr")])
+        table("Round times per benchmark case; one round trains the case's model for the epochs given (an lr-sweep "
+              "epoch is one full-batch step)", ["case", "group", "one round", "rounds", "median", "IQR", "min"], body,
+              align="llrrrrr")])
 
 
 def utc_time(timestamp: str) -> str:

@@ -267,15 +267,16 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
 
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
-    (q3 − q1) and min of the round times, in seconds."""
+    (q3 − q1) and min of the round times, in seconds, and the epochs one round trains (NA where not recorded)."""
     rows = experiment_rows(df, "bench")
     rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
     if rows.empty:
-        return pd.DataFrame(columns=["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s"])
-    grouped = rows.groupby(["bench_group", "benchmark"], sort=True)["round_s"]
-    summary = grouped.agg(rounds="size", median_s="median", min_s="min",
-                          iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
-    return summary.reset_index()[["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s"]]
+        return pd.DataFrame(columns=["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs"])
+    grouped = rows.groupby(["bench_group", "benchmark"], sort=True)
+    summary = grouped["round_s"].agg(rounds="size", median_s="median", min_s="min",
+                                     iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
+    summary["epochs"] = grouped["epochs"].first().astype("Int64")  # first: the first non-missing value
+    return summary.reset_index()[["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs"]]
 
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
