@@ -345,8 +345,9 @@ def throughput_figure(df: pd.DataFrame):
     lines = list(table.groupby(["device", "implementation", "hidden", "loss_fn"], sort=True))
     for shift, ((device, implementation, hidden, loss_fn), line) in zip(_dodge(len(lines)), lines, strict=True):
         line = line.sort_values("batch_size")
-        rate = line["samples_per_s"]
-        ax.errorbar(line["batch_size"] * shift, rate, yerr=[rate - line["slowest"], line["fastest"] - rate],
+        rate = line["samples_per_s"].to_numpy()  # arrays: pandas 2 warns when matplotlib floats a 1-row Series
+        ax.errorbar(line["batch_size"].to_numpy() * shift, rate,
+                    yerr=[rate - line["slowest"].to_numpy(), line["fastest"].to_numpy() - rate],
                     color=colours[(implementation, hidden, loss_fn)], ms=6, lw=1.8, capsize=3,
                     **DEVICE_LINES.get(device, {"ls": "-", "marker": "s"}),
                     label=_autoencoder_label(device, implementation, hidden, loss_fn))
