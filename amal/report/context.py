@@ -237,8 +237,7 @@ def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
     """The `amal.run autoencoder` command that measures on the GPU each CPU configuration shown, with the settings the
     section's runs share, so that the report can set the two side by side; stored where this report reads."""
     commands = []
-    failed = rows["run_id"].isin(rows.loc[rows["diverged"].eq(True), "run_id"]) if "diverged" in rows else False
-    cpu = rows[(rows["device"] == "cpu") & ~failed]  # a diverged configuration is not worth GPU time
+    cpu = rows[(rows["device"] == "cpu") & ~select.in_diverged_run(rows)]  # a diverged one is not worth GPU time
     for _, run in cpu.groupby(select.AUTOENCODER_CONFIG, sort=True).tail(1).iterrows():
         options = {"--epochs": run["epochs"], "--batch-size": run["batch_size"], "--hidden": run["hidden"],
                    "--loss": run["loss_fn"], "--lr": run["lr"], "--n-train": run["n_train"],
@@ -336,8 +335,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
              f"{integer(t.epochs)} ({integer(t.runs)})",
              number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
     shown = rows["recon_png"].notna() & (rows["recon_png"] != "")
-    if "diverged" in rows:  # a diverged run's grid shows a model of NaN weights
-        shown &= ~rows["run_id"].isin(rows.loc[rows["diverged"].eq(True), "run_id"])
+    shown &= ~select.in_diverged_run(rows)  # a diverged run's grid shows a model of NaN weights
     recon = rows.loc[shown, ["run_id", "recon_png"]]
     figures = [
         figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch", loss_caption(rows["loss_fn"])),

@@ -35,6 +35,13 @@ def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return df[df["experiment"] == experiment].reset_index(drop=True)
 
 
+def in_diverged_run(rows: pd.DataFrame) -> pd.Series:
+    """True for each row of a run with a diverged row (an autoencoder run flags only the epoch it stopped at)."""
+    if "diverged" not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows["diverged"].eq(True).astype(bool).groupby(rows["run_id"]).transform("any")
+
+
 def recency(rows: pd.DataFrame) -> pd.Series:
     """A key that orders the rows' runs from oldest to newest: the run id, which starts with the run's UTC start
     time, except that the two sides of one gate run, stamped with the same start, are ordered baseline then
@@ -44,10 +51,7 @@ def recency(rows: pd.DataFrame) -> pd.Series:
     started = rows["run_id"].str.split("-", n=1).str[0]
     tags = rows["tag"] if "tag" in rows else pd.Series("", index=rows.index)
     candidate = np.where(tags.eq(GATE_CANDIDATE).to_numpy(dtype=bool, na_value=False), "1", "0")
-    failed = pd.Series(False, index=rows.index)
-    if "diverged" in rows and "experiment" in rows:
-        diverged = rows["diverged"].eq(True) & rows["experiment"].eq("autoencoder")
-        failed = diverged.astype(bool).groupby(rows["run_id"]).transform("any")
+    failed = in_diverged_run(rows) & (rows["experiment"].eq("autoencoder") if "experiment" in rows else False)
     return np.where(failed.to_numpy(dtype=bool), "0", "1") + started + candidate + rows["run_id"]
 
 
