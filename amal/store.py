@@ -145,8 +145,9 @@ def remove_empty(folders: list[Path]) -> None:
             pass
 
 
-def temp_name(path: Path, pid: int | None = None) -> str:
-    """The hidden temp file `atomic_write_bytes` writes beside `path` in process `pid` (default: this one)."""
+def temp_name(path: Path, pid: int | str | None = None) -> str:
+    """The hidden temp file `atomic_write_bytes` writes beside `path` in process `pid` (default: this one; '' gives
+    the name's prefix, common to every process)."""
     return f".{Path(path).name}.tmp{os.getpid() if pid is None else pid}"
 
 
@@ -155,7 +156,7 @@ def remove_stale_temps(path: Path, min_age_s: float = 60.0) -> list[Path]:
     than `min_age_s` (a writer in another PID namespace or on another host sharing the folder may look gone)."""
     path, removed = Path(path), []
     now = time.time()
-    prefix = f".{path.name}.tmp"  # temp_name(path) without its pid
+    prefix = temp_name(path, pid="")
     for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
         pid = tmp.name.removeprefix(prefix)
         if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():

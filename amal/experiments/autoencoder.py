@@ -122,9 +122,10 @@ def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
         raise UsageError(f"checkpoint folder {path.parent} does not exist")
     store.check_writable(path.parent, "checkpoint folder")  # now, not after the first epoch
     longest = os.pathconf(path.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
-    if len(store.temp_name(path).encode()) > longest:  # the temp file written beside it, renamed over it each epoch
-        raise UsageError(f"checkpoint file name {path.name[:40]}... is too long ({len(path.name.encode())} bytes; "
-                         f"at most {longest - len(store.temp_name(path).encode()) + len(path.name.encode())} here)")
+    name, temp = len(path.name.encode()), len(store.temp_name(path).encode())  # the temp file renamed over it
+    if temp > longest:
+        raise UsageError(f"checkpoint file name {path.name[:40]}... is too long ({name} bytes; at most "
+                         f"{longest - (temp - name)} here)")
 
 
 def hidden_text(hidden: tuple[int, ...]) -> str:
