@@ -258,19 +258,22 @@ def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars
     plt.close(fig)
 
 
-def test_an_lr_whose_first_loss_is_not_finite_is_marked_where_it_stopped(fixture_df):
+def with_lr_1e200(fixture_df) -> pd.DataFrame:
+    """The fixtures plus an lr-sweep rate of 1e200, whose first loss is already not finite."""
     first = fixture_df[(fixture_df["experiment"] == "lr-sweep") & (fixture_df["epoch"] == 1)].iloc[:1]
     blown = first.assign(lr=1e200, train_loss=float("nan"), diverged=True, diverged_epoch=1)
-    fig = figures.lr_sweep_figure(pd.concat([fixture_df, blown], ignore_index=True))
+    return pd.concat([fixture_df, blown], ignore_index=True)
+
+
+def test_an_lr_whose_first_loss_is_not_finite_is_marked_where_it_stopped(fixture_df):
+    fig = figures.lr_sweep_figure(with_lr_1e200(fixture_df))
     crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
     assert sorted(int(line.get_xdata()[0]) for line in crosses) == [1, 31, 196]  # where each run was stopped
     plt.close(fig)
 
 
 def test_the_lr_axis_ends_past_the_threshold_and_larger_diverged_rates_sit_on_its_edge(fixture_df):
-    first = fixture_df[(fixture_df["experiment"] == "lr-sweep") & (fixture_df["epoch"] == 1)].iloc[:1]
-    huge = first.assign(lr=1e200, train_loss=float("nan"), diverged=True, diverged_epoch=1)
-    fig = figures.lr_sweep_figure(pd.concat([fixture_df, huge], ignore_index=True))
+    fig = figures.lr_sweep_figure(with_lr_1e200(fixture_df))
     bound = fig.axes[1]
     right = bound.get_xlim()[1]
     assert right < 1  # the fixture's threshold lies at 0.26–0.27: the axis is not stretched to 1e200
