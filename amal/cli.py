@@ -13,6 +13,8 @@ from amal.errors import Parser, UsageError
 from amal.experiments import EXPERIMENTS
 from amal.timing import set_threads, use_device
 
+PROG_REPORT = "python -m amal.report"
+
 
 def build_parser() -> Parser:
     parser = Parser(prog="python -m amal.run", description=__doc__.split(":", 1)[1].strip())
@@ -21,8 +23,11 @@ def build_parser() -> Parser:
     for name, experiment in EXPERIMENTS.items():
         sub = commands.add_parser(name, help=experiment.__doc__.splitlines()[0], description=experiment.__doc__)
         experiment.add_arguments(sub)
-        sub.add_argument("--threads", type=int, default=None,
-                         help="torch CPU threads (default: torch's choice, recorded in the results)")
+        threads = getattr(experiment, "CAMPAIGN_THREADS", None)  # a run by hand is timed as the campaign's is
+        default = threads or "torch's choice"
+        sub.add_argument("--threads", type=int, default=threads, metavar="N",
+                         help=f"torch CPU threads (default: {default}, as in the campaign of {PROG_REPORT}; "
+                              "recorded in the results)")
         sub.add_argument("--results", default=None,
                          help="results directory (default: $AMAL_RESULTS or ./results)")
         sub.add_argument("--tag", default="", help="free text stored with every row")

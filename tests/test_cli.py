@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from amal import cli, store
 
@@ -40,11 +41,17 @@ def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
     assert df["lr_max_theory"].round(4).unique().tolist() == [0.2652]
 
 
-def test_threads_option_is_applied_and_recorded(results, capsys):
-    code, _, err = _run(["lr-sweep", "--lr", "0.1", "--epochs", "5", "--threads", "1", "--results", str(results)],
-                        capsys)
+@pytest.mark.parametrize(("option", "recorded"), [([], 1), (["--threads", "2"], 2)])
+def test_threads_option_is_applied_and_recorded(results, capsys, option, recorded):
+    # without --threads, lr-sweep runs on the campaign's thread count, so a run by hand meets the campaign's runs
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # neither value the test expects
+    try:
+        code, _, err = _run(["lr-sweep", "--lr", "0.1", "--epochs", "5", *option, "--results", str(results)], capsys)
+    finally:
+        torch.set_num_threads(before)
     assert code == 0, err
-    assert pd.read_parquet(results)["num_threads"].unique().tolist() == [1]
+    assert pd.read_parquet(results)["num_threads"].unique().tolist() == [recorded]
 
 
 @pytest.mark.slow
