@@ -1,3 +1,4 @@
+import html
 import os
 import re
 import shutil
@@ -241,11 +242,9 @@ def test_empty_store_runs_the_registered_quick_campaign_first(tmp_path, torch_th
         assert '<figure id="fig6c-ae-recon">' in html
 
 
-def test_the_campaign_runs_tiny_models_on_one_thread_and_records_it(tmp_path, monkeypatch, torch_threads):
-    """Without --threads, lr-sweep and batch-size run on 1 thread (threading only slows their 13-feature linear
-    model, and makes its timings noisy), the autoencoder on torch's choice; each run records what it ran with."""
-    import torch
-
+@pytest.fixture
+def small_campaign(monkeypatch):
+    """A quick campaign of a few seconds: one tiny run per experiment."""
     from amal.experiments import autoencoder, batch_size, lr_sweep
 
     small = {lr_sweep: lr_sweep.LrSweepConfig(lrs=(0.1,), epochs=3),
@@ -254,6 +253,13 @@ def test_the_campaign_runs_tiny_models_on_one_thread_and_records_it(tmp_path, mo
              autoencoder: autoencoder.AutoencoderConfig(epochs=1, n_train=256, hidden=(16,), device="cpu")}
     for module, cfg in small.items():
         monkeypatch.setitem(module.PROFILES, "quick", cfg)
+
+
+def test_the_campaign_runs_tiny_models_on_one_thread_and_records_it(tmp_path, small_campaign, torch_threads):
+    """Without --threads, lr-sweep and batch-size run on 1 thread (threading only slows their 13-feature linear
+    model, and makes its timings noisy), the autoencoder on torch's choice; each run records what it ran with."""
+    import torch
+
     torch.set_num_threads(2)  # torch's choice here, whatever this machine's is: not 1, so the test can tell
     results = tmp_path / "results"
     assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--format", "html", "--quiet"]) == 0
@@ -331,3 +337,45 @@ def test_help_says_which_runs_a_report_shows(capsys):
     assert listed == {name: [column.replace("_", " ") for column in settings] for name, settings in (
         ("lr-sweep", select.LR_SWEEP_SETTINGS), ("batch-size", select.BATCH_SETTINGS),
         ("autoencoder", select.AUTOENCODER_SETTINGS), ("bench", select.BENCH_SETTINGS))}
+
+
+def page_text(path: Path) -> str:
+    """An HTML page's text, tags dropped, entities decoded, white space collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", path.read_text())).split())
+
+
+def test_tag_reports_only_the_runs_it_names(fixture_results, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--format", "html",
+                 "--tag", "synthetic fixture"]) == 0
+    text = page_text(out / "report.html")
+    assert f"1 run, 360 rows from {fixture_results} (tagged 'synthetic fixture'; 4 other runs stored)" in text
+    assert f"Regenerate with python -m amal.report --results {fixture_results} --tag 'synthetic fixture'" in text
+    assert sorted(p.stem for p in (out / "figures").iterdir()) == ["fig2-batch-loss", "fig3-batch-time",
+                                                                    "fig4-time-to-target", "fig5-overhead"]
+    # a missing section's command stores a run this report will show; pytest bench's runs are untagged
+    assert ("No lr-sweep results tagged 'synthetic fixture' in the store. To produce them, run: python -m amal.run "
+            f"lr-sweep --results {fixture_results} --tag 'synthetic fixture'") in text
+    assert f"pytest bench --benchmark-autosave --results {fixture_results} " in text
+    assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--format", "html",
+                 "--tag", ""]) == 0  # the untagged runs: all but the batch-size run
+    text = page_text(out / "report.html")
+    assert "4 runs, " in text and "(tagged ''; 1 other run stored)" in text
+    assert "No batch-size results tagged '' in the store" in text and "No lr-sweep results" not in text
+
+
+def test_tag_that_no_run_carries_is_refused_in_one_line(fixture_results, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--tag", "lab 2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is tagged 'lab 2'; its tags: '', 'synthetic fixture'" in err
+    assert not out.exists()
+
+
+def test_a_campaign_run_with_tag_stores_its_runs_with_that_tag(tmp_path, small_campaign, torch_threads):
+    results = tmp_path / "results"
+    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--format", "html", "--quiet",
+                 "--tag", "lab 2"]) == 0
+    df, _ = store.load(results)
+    assert set(df["experiment"]) == {"lr-sweep", "batch-size", "autoencoder"}
+    assert df["tag"].unique().tolist() == ["lab 2"]

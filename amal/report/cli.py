@@ -25,7 +25,7 @@ PROG = "python -m amal.report"
 # written out rather than built from amal.report.select (its scipy import would slow --help down); a test keeps the
 # lists equal to select's *_SETTINGS
 WHICH_RUNS = """\
-which runs a report shows:
+which runs a report shows (of those --tag chooses):
   the newest run of each configuration (a configuration run again replaces
   its older run). A section shows only runs made with the settings of its
   newest run; a note under it counts the others and names the settings they
@@ -63,6 +63,11 @@ def build_parser() -> Parser:
                         help="torch CPU threads of the campaign run on an empty store (default: 1 for lr-sweep and "
                              "batch-size, whose tiny models only lose time to threading, torch's choice for the "
                              "autoencoder; recorded in the results)")
+    parser.add_argument("--tag", action="append", default=None, metavar="TEXT",
+                        help="report only the runs stored with this tag (python -m amal.run --tag; repeat for "
+                             "several; '' for untagged runs, such as pytest bench's); the campaign's runs carry "
+                             f"'{PROG} --profile quick' (or full), or the first --tag when it ran them. "
+                             "Default: every run")
     parser.add_argument("--format", type=formats, default=FORMATS, metavar="FMT[,FMT...]",
                         help="any of html,tex,pdf (default: all; pdf needs latexmk or pdflatex on the PATH)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -75,9 +80,10 @@ def check_out_dir(out: str | Path) -> Path:
     return store.check_writable(out, "output directory")
 
 
-def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None = None) -> None:
+def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None = None, tag: str | None = None) -> None:
     """Run PROFILES[profile] of every registered experiment and store each run (the embedded default). `threads`:
-    torch's CPU threads for every experiment; else each experiment's CAMPAIGN_THREADS (None: torch's choice)."""
+    torch's CPU threads for every experiment; else each experiment's CAMPAIGN_THREADS (None: torch's choice).
+    `tag`: stored with every row (default: the command that ran the campaign)."""
     from amal.cli import progress_bar, store_run
     from amal.environment import run_start
     from amal.experiments import EXPERIMENTS
@@ -98,7 +104,7 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
                     done.append((name, experiment.run(cfg, progress=bar.update), started, count))
         for name, df, started, count in done:
             set_threads(count)  # the run's environment columns record the threads it ran with
-            _, path = store_run(df, name, f"{PROG} --profile {profile}", results, started)
+            _, path = store_run(df, name, f"{PROG} --profile {profile}" if tag is None else tag, results, started)
             print(f"stored {len(df)} rows in {path}", file=sys.stderr)
     finally:
         set_threads(default)
@@ -163,18 +169,34 @@ def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], 
         return (build / "report.pdf").read_bytes()
 
 
-def regenerate_command(results: Path) -> str:
+def regenerate_command(results: Path, tags: list[str] | None = None) -> str:
     """The command line that writes this report's content again, with the --results it read (always: the default
-    depends on $AMAL_RESULTS); --out and --format change where and in which formats, not what the report says."""
-    return f"{PROG} --results {shlex.quote(str(results))}"
+    depends on $AMAL_RESULTS) and its --tag choice; --out and --format change where and in which formats, not what
+    the report says."""
+    return f"{PROG} --results {shlex.quote(str(results))}" + "".join(f" --tag {shlex.quote(tag)}" for tag in tags or [])
 
 
-def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: str = PROG) -> list[Path]:
-    """Render everything in memory, then write figures, report.tex, report.html (each atomically), then the PDF."""
+def select_tags(df, tags: list[str] | None, results: Path):
+    """The rows of the runs tagged one of `tags` (all rows when None); UsageError naming the stored tags if none is."""
+    from amal.report.select import tagged
+
+    shown = tagged(df, tags)
+    if shown.empty:
+        stored = sorted(df["tag"].fillna("").unique())
+        listed = ", ".join(repr(tag) for tag in stored[:8])
+        listed += f" and {len(stored) - 8} more" if len(stored) > 8 else ""
+        raise UsageError(f"no run in {results} is tagged {' or '.join(repr(tag) for tag in tags)}; its tags: {listed}")
+    return shown
+
+
+def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: str = PROG,
+                tags: list[str] | None = None, stored_runs: int | None = None) -> list[Path]:
+    """Render everything in memory, then write figures, report.tex, report.html (each atomically), then the PDF.
+    `df`: the runs to show (those tagged one of `tags`, of `stored_runs` runs in the store)."""
     from amal.report import figures, render
     from amal.report.context import build_context
 
-    context = build_context(df, str(results), command)
+    context = build_context(df, str(results), command, tags, stored_runs)
     keys = [fig["key"] for section in context["sections"] for fig in section["figures"]]
     stored = stored_images(context, results)
     images = {**figures.render(df, keys), **figures.render_grids(stored)}
@@ -224,9 +246,11 @@ def report(args, results: Path) -> int:
             raise UsageError(f"threads must be at least 1, got {args.threads}")
         out = check_out_dir(args.out)
         if not args.no_run and not store.run_files(results):
-            run_campaign(results, args.profile, args.quiet, args.threads)
+            run_campaign(results, args.profile, args.quiet, args.threads, args.tag[0] if args.tag else None)
         df = load_results(results)
-        written = make_report(df, results, out, args.format, regenerate_command(results))
+        shown = select_tags(df, args.tag, results)
+        written = make_report(shown, results, out, args.format, regenerate_command(results, args.tag), args.tag,
+                              df["run_id"].nunique())
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

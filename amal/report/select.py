@@ -35,6 +35,13 @@ def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return df[df["experiment"] == experiment].reset_index(drop=True)
 
 
+def tagged(df: pd.DataFrame, tags: list[str] | None) -> pd.DataFrame:
+    """The rows of the runs stored with one of `tags` (a missing tag counts as ''); every row when `tags` is None."""
+    if tags is None:
+        return df
+    return df[df["tag"].fillna("").isin(tags)].reset_index(drop=True)
+
+
 def in_diverged_run(rows: pd.DataFrame) -> pd.Series:
     """True for each row of a run with a diverged row (an autoencoder run flags only the epoch it stopped at)."""
     if "diverged" not in rows:
