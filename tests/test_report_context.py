@@ -184,6 +184,18 @@ def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, con
         "--threads 1)."]
 
 
+def test_the_autoencoder_section_says_where_each_device_was_timed_and_what_it_left_out(fixture_df, context):
+    assert sections(context)["autoencoder"]["settings"].endswith(
+        "; cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads); cuda on gpu-node-1 (NVIDIA H100 80GB HBM3, 16 threads)")
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    older = [ae.assign(run_id=f"20261127T10000{i}Z-autoencoder-00000{i}", num_threads=1, host=host, batch_size=32)
+             for i, host in enumerate(["lab-cpu-1", "laptop"])]
+    part = sections(build_context(pd.concat([fixture_df, *older], ignore_index=True), "r"))["autoencoder"]
+    assert part["notes"] == ["2 cpu runs timed on another machine or thread count (host laptop instead of lab-cpu-1; "
+                             "num threads 1 instead of 2) are not shown: the times of a device all come from the "
+                             "machine of its newest run."]
+
+
 def test_a_resumed_autoencoder_run_is_noted(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     ae = ae[ae["run_id"] == ae["run_id"].max()]  # one run, epochs 1–3

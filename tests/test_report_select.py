@@ -87,6 +87,19 @@ def test_autoencoder_runs_on_two_machines_are_compared_but_not_runs_of_other_len
     assert set(rows["run_id"]) == {"20261127T140000Z-autoencoder-ffffff"}
 
 
+def test_a_device_s_runs_all_come_from_the_machine_of_its_newest_run(fixture_df):
+    """An older CPU run of another configuration timed on 1 thread is not averaged with the newest CPU run's 2
+    threads; the GPU run, from another machine, stays."""
+    ae = fixture_df[fixture_df["experiment"] == "autoencoder"]
+    cpu = ae[ae["device"] == "cpu"]
+    one_thread = cpu.assign(run_id="20261127T100000Z-autoencoder-000000", num_threads=1, batch_size=32)
+    rows = select.autoencoder_rows(pd.concat([fixture_df, one_thread], ignore_index=True))
+    assert set(rows["run_id"]) == set(ae["run_id"])
+    newer = one_thread.assign(run_id="20261127T230000Z-autoencoder-000000")  # now the newest CPU run: it alone
+    rows = select.autoencoder_rows(pd.concat([fixture_df, newer], ignore_index=True))
+    assert set(rows["run_id"]) == {newer["run_id"].iloc[0], *ae.loc[ae["device"] == "cuda", "run_id"]}
+
+
 def test_fastest_to_target_is_manual_at_batch_size_16(fixture_df):
     summary = select.batch_summary(select.batch_runs(select.batch_size_rows(fixture_df)))
     fastest = select.fastest_to_target(summary)

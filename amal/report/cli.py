@@ -30,11 +30,14 @@ which runs a report shows (of those --tag chooses):
   its older run). A section shows only runs made with the settings of its
   newest run; a note under it counts the others and names the settings they
   differ in. Runs of a section share:
-    lr-sweep     normalize, epochs, test size, seed, data source
+    lr-sweep     normalize, epochs, test size, seed, data source, num
+                 threads, host
     batch-size   device, lr, normalize, test size, data source, epochs,
                  num threads, host, target loss
     autoencoder  lr, data source, n train, epochs, num workers (device, host
-                 and threads may differ: CPU and GPU may be two machines)
+                 and threads may differ: CPU and GPU may be two machines;
+                 a device's runs share the machine and threads of its
+                 newest run)
     bench        profile, num threads, host, tag
 """
 

@@ -74,6 +74,32 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
                    "settings above, those of the newest run."]
 
 
+def machines(rows: pd.DataFrame) -> list[str]:
+    """Where each device's runs were timed: 'cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads)', 'cuda on gpu-node-1
+    (NVIDIA H100 80GB HBM3, 16 threads)'."""
+    out = []
+    for device, run in rows.groupby("device", sort=True).first().iterrows():
+        unit = run["cuda_device"] if device == "cuda" and run["cuda_device"] else run["cpu_model"]
+        threads = integer(run["num_threads"])
+        out.append(f"{device} on {run['host']} ({unit}, {threads} thread{'s' if threads != '1' else ''})")
+    return out
+
+
+def machine_notes(df: pd.DataFrame) -> list[str]:
+    """Per device, a note counting the autoencoder runs (of the section's settings) left out because they were timed
+    on another machine or thread count than that device's newest run, and on which."""
+    rows = select.autoencoder_shared(df)
+    notes = []
+    for device, group in rows.groupby("device", sort=True) if len(rows) else []:
+        others = group.loc[~select.same_settings(group, select.AUTOENCODER_MACHINE), "run_id"].nunique()
+        if others:
+            which = differences(select.other_settings(group, "autoencoder", select.AUTOENCODER_MACHINE))
+            notes.append(f"{integer(others)} {device} run{'s' if others > 1 else ''} timed on another machine or "
+                         f"thread count ({which}) {'are' if others > 1 else 'is'} not shown: the times of a device "
+                         "all come from the machine of its newest run.")
+    return notes
+
+
 def threshold_finding(outcomes: pd.DataFrame) -> str:
     """'diverges between 0.26 and 0.27; theory lr* = 0.2652' from the sweep's outcomes."""
     stable, unstable = select.divergence_threshold(outcomes)
@@ -325,6 +351,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
                         f"{integer(best['epoch'])} epochs).")
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
+    settings += "; " + "; ".join(machines(rows))
+    notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
     if speedups.empty:

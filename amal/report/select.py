@@ -18,10 +18,12 @@ PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for 
 AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # one autoencoder configuration, any device
 # what runs must share to be drawn together (their times or losses are otherwise not comparable); the autoencoder's
 # device, host and threads may differ: comparing a CPU machine with a GPU machine is what its section is for
-LR_SWEEP_SETTINGS = ["normalize", "epochs", "test_size", "seed", "data_source"]
+LR_SWEEP_SETTINGS = ["normalize", "epochs", "test_size", "seed", "data_source", "num_threads", "host"]
 BATCH_SETTINGS = ["device", "lr", "normalize", "test_size", "data_source", "epochs", "num_threads", "host",
                   "target_loss"]
 AUTOENCODER_SETTINGS = ["lr", "data_source", "n_train", "epochs", "num_workers"]
+# ...but the runs of one device are timed on one machine: that of the newest run on this device
+AUTOENCODER_MACHINE = ["host", "cpu_model", "num_threads", "cuda_device"]
 # bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
 BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
 GATE_CANDIDATE = "gate candidate"  # the tag of the candidate side's rounds stored by amal.gate
@@ -78,6 +80,15 @@ def same_settings(rows: pd.DataFrame, settings: list[str]) -> np.ndarray:
         value = newest[column]
         same = rows[column].isna() if pd.isna(value) else rows[column].eq(value)
         mask &= same.to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def same_settings_per(rows: pd.DataFrame, by: str, settings: list[str]) -> np.ndarray:
+    """`same_settings` within each value of `by`: True for the rows measured with the `settings` of the newest run
+    that has their value of `by`."""
+    mask = np.zeros(len(rows), dtype=bool)
+    for _, group in rows.groupby(by, sort=False, dropna=False):
+        mask[rows.index.get_indexer(group.index)] = same_settings(group, settings)
     return mask
 
 
@@ -204,14 +215,21 @@ def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float
     return at_lr[at_lr["implementation"] == implementation], chosen, implementation
 
 
-def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """autoencoder rows made with the newest run's AUTOENCODER_SETTINGS, newest run per (device, implementation,
-    hidden, loss, batch size, seed), sorted."""
-    keys = ["device", *AUTOENCODER_CONFIG, "seed"]
+def autoencoder_shared(df: pd.DataFrame) -> pd.DataFrame:
+    """autoencoder rows made with the newest run's AUTOENCODER_SETTINGS, whatever their machine."""
     rows = experiment_rows(df, "autoencoder")
+    return rows[same_settings(rows, AUTOENCODER_SETTINGS)].reset_index(drop=True) if len(rows) else rows
+
+
+def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """autoencoder rows made with the newest run's AUTOENCODER_SETTINGS and, per device, on the machine (host, CPU,
+    threads, GPU) of that device's newest run; newest run per (device, implementation, hidden, loss, batch size,
+    seed), sorted."""
+    keys = ["device", *AUTOENCODER_CONFIG, "seed"]
+    rows = autoencoder_shared(df)
     if rows.empty:
         return rows
-    rows = latest_per(rows[same_settings(rows, AUTOENCODER_SETTINGS)], keys)
+    rows = latest_per(rows[same_settings_per(rows, "device", AUTOENCODER_MACHINE)], keys)
     rows = rows.astype({"batch_size": "int64"})
     return rows.sort_values([*keys, "epoch"], ignore_index=True)
 
