@@ -175,8 +175,11 @@ def remove_stale_temps(path: Path, min_age_s: float = 60.0) -> list[Path]:
 
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path:
     """Write `data` to `path` via a hidden temp file and a rename; refuse to replace a file unless `overwrite`. A file
-    written over and over (a checkpoint) also sheds the temp files of earlier writers killed mid-write."""
-    path = Path(path)
+    written over and over (a checkpoint) also sheds the temp files of earlier writers killed mid-write; a symlink
+    is written through (the file it points to is replaced, the link kept)."""
+    given = path = Path(path)
+    if overwrite and path.is_symlink():
+        path = path.resolve()
     tmp = path.with_name(temp_name(path))
     if overwrite:
         remove_stale_temps(path)
@@ -192,7 +195,7 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path
             tmp.unlink()
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    return given
 
 
 def save(df: pd.DataFrame, results_dir: str | Path) -> Path:

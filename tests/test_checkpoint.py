@@ -142,3 +142,16 @@ def test_config_mismatch_names_the_field():
     check_config("c.pt", {"hidden": (64,), "lr": 0.1}, {"hidden": (64,), "lr": 0.1}, ("hidden", "lr"))
     with pytest.raises(UsageError, match=r"made with lr=0.1, this run asks for lr=0.01"):
         check_config("c.pt", {"hidden": (64,), "lr": 0.1}, {"hidden": (64,), "lr": 0.01}, ("hidden", "lr"))
+
+
+def test_a_checkpoint_path_that_is_a_symlink_stays_one(tmp_path):
+    """The file the link points to is replaced (atomically, as any checkpoint), the link kept."""
+    (tmp_path / "shared").mkdir()
+    target = tmp_path / "shared" / "ae.pt"
+    link = tmp_path / "ae.pt"
+    link.symlink_to(target)
+    for epoch in (1, 2):
+        save_checkpoint(link, {"format": FORMAT, "epoch": epoch})
+    assert link.is_symlink() and link.resolve() == target
+    assert torch.load(target, weights_only=True)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.pt", "shared"]  # no temp file beside the link
