@@ -119,6 +119,23 @@ def test_a_model_too_large_for_memory_is_refused_in_one_line(tmp_path, capsys, m
     assert not (tmp_path / "results").exists()
 
 
+def test_a_run_that_would_not_fit_in_free_memory_is_refused_before_allocating(tmp_path, capsys):
+    """784 × 10⁷ weights: about 260 GB with gradients, Adam's moments and the warm-up's copy, on any machine that
+    runs these tests; refused from the estimate, nothing allocated."""
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--hidden", "10000000", "--results",
+                     str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--hidden 10000000: training needs about 261.4 GB" in err and "GB free" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_memory_needed_counts_the_weights_eight_times():
+    from amal.experiments.autoencoder import AutoencoderConfig, memory_needed
+
+    weights = 784 * 64 + 64 + 784  # one layer: the tied weight and both biases
+    assert memory_needed(AutoencoderConfig(hidden=(64,), batch_size=1)) == 4 * (8 * weights + 4 * (784 + 64))
+
+
 def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(tmp_path, capsys):
     results, checkpoint = tmp_path / "results", tmp_path / "c.pt"
     assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "4",

@@ -274,6 +274,36 @@ def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_sourc
             "data_source": data_source, "rng": rng_state(generator), "history": history, "measured_on": where}
 
 
+def memory_needed(cfg: AutoencoderConfig) -> int:
+    """Bytes a run holds at once, to first order: the float32 weights and biases, their gradients and Adam's two
+    moments, twice (the warm-up trains a copy), and one batch's activations and their gradients."""
+    sizes = (PIXELS, *cfg.hidden)
+    parameters = sum(a * b + b for a, b in itertools.pairwise(sizes)) + PIXELS
+    return 4 * (2 * 4 * parameters + 2 * 2 * cfg.batch_size * sum(sizes))
+
+
+def memory_available(device: torch.device) -> int | None:
+    """Bytes free for a run: the GPU's free memory on CUDA, the kernel's MemAvailable on the CPU (None where it
+    is not known)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def check_memory(cfg: AutoencoderConfig, device: torch.device) -> None:
+    """UsageError when the run would not fit in the device's free memory (it would end in a traceback, or in the
+    kernel killing the process, after minutes of allocating)."""
+    needed, available = memory_needed(cfg), memory_available(device)
+    if available is not None and needed > available:
+        raise UsageError(f"--hidden {hidden_text(cfg.hidden)}: training needs about {needed / 1e9:,.1f} GB (weights, "
+                         f"their gradients and Adam's moments, twice for the warm-up's copy) and {device.type} has "
+                         f"{available / 1e9:,.1f} GB free")
+
+
 def build(cfg: AutoencoderConfig, device: torch.device):
     """What a run and a benchmark round start from: the MNIST images, the training set, the seeded model and Adam."""
     images = load_mnist(cfg.data_root or None, cfg.download, cfg.seed)
@@ -283,8 +313,9 @@ def build(cfg: AutoencoderConfig, device: torch.device):
     train_set = MnistVectors(images.train_images[:cfg.n_train or None])
     if cfg.batch_size > len(train_set):
         raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train_set)} training images")
+    check_memory(cfg, device)
     torch.manual_seed(cfg.seed)
-    try:
+    try:  # the estimate is to first order: an allocation that fails anyway is refused the same way
         model = TiedAutoencoder(PIXELS, cfg.hidden).to(device)
     except (MemoryError, torch.OutOfMemoryError, RuntimeError) as exc:
         if not isinstance(exc, MemoryError | torch.OutOfMemoryError) and "alloc" not in str(exc):
