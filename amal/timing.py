@@ -147,7 +147,9 @@ class Sections:
 
     @contextmanager
     def __call__(self, name: str):
-        watch = self.watches.setdefault(name, Stopwatch(self.device))
+        watch = self.watches.get(name)
+        if watch is None:  # made once per name, not per lap
+            watch = self.watches[name] = Stopwatch(self.device)
         with watch:
             yield
 
