@@ -223,3 +223,16 @@ def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_set
     assert blown["run_id"].iloc[0] not in set(select.autoencoder_rows(df)["run_id"])
     alone = pd.concat([fixture_df[fixture_df["experiment"] != "autoencoder"], blown], ignore_index=True)
     assert set(select.autoencoder_rows(alone)["run_id"]) == {blown["run_id"].iloc[0]}  # shown where nothing else
+
+
+def test_final_test_loss_is_the_mean_over_seeds_of_their_last_epoch():
+    """Seeds 0.10 and 0.30 (mean 0.20) beat 0.25 and 0.25; a configuration with a diverged seed has no mean."""
+    def run(hidden, seed, loss):
+        return {"device": "cpu", "implementation": "dataloader", "hidden": hidden, "loss_fn": "bce", "batch_size": 64,
+                "seed": seed, "epoch": 2, "test_loss": loss}
+
+    rows = pd.DataFrame([run("64", 0, 0.10), run("64", 1, 0.30), run("256,64", 0, 0.25), run("256,64", 1, 0.25),
+                         run("32", 0, 0.01), run("32", 1, float("nan"))])
+    final = select.final_test_loss(rows).set_index("hidden")
+    assert final.loc["64", "test_loss"] == pytest.approx(0.20) and final.loc["256,64", "test_loss"] == 0.25
+    assert np.isnan(final.loc["32", "test_loss"]) and final["seeds"].tolist() == [2, 2, 2]

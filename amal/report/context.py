@@ -342,13 +342,14 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
              "throughput counts training images per second of training time.")
     if rows.empty:
         return section("autoencoder", title, intro, rows)
-    last = rows.groupby(["device", *select.AUTOENCODER_CONFIG], sort=True).tail(1)
+    final = select.final_test_loss(rows)
     findings = []
-    for loss_fn, runs in last[last["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
+    for loss_fn, runs in final[final["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
         best = runs.loc[runs["test_loss"].idxmin()]
+        seeds = f", mean of {integer(best['seeds'])} seeds" if best["seeds"] > 1 else ""
         findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} (hidden "
                         f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
-                        f"{integer(best['epoch'])} epochs).")
+                        f"{integer(best['epoch'])} epochs{seeds}).")
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     settings += "; " + "; ".join(machines(rows))

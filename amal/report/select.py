@@ -234,6 +234,15 @@ def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values([*keys, "epoch"], ignore_index=True)
 
 
+def final_test_loss(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (device, implementation, hidden, loss, batch size): the test loss of each seed's last epoch, averaged over
+    the seeds (NaN when one of them has none: a diverged seed), the seeds and the last epoch."""
+    keys = ["device", *AUTOENCODER_CONFIG]
+    last = rows.groupby([*keys, "seed"], sort=True).tail(1)
+    return last.groupby(keys, sort=True).agg(test_loss=("test_loss", lambda s: s.mean(skipna=False)),
+                                             seeds=("seed", "nunique"), epoch=("epoch", "max")).reset_index()
+
+
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (device, implementation, hidden, loss, batch size): training images per second of training time (all its
     epochs together: images over seconds, not a mean of per-epoch rates), the slowest and the fastest epoch's rate,
