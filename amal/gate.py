@@ -161,13 +161,18 @@ class BaselineFailed(Exception):
 
 
 def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
-    """Set the case up in both workers, warm both up (interleaved), then time interleaved rounds."""
-    try:
-        a.request("setup", name=name)
-    except UsageError as exc:
-        raise BaselineFailed(str(exc)) from exc
+    """Set the case up in both workers, warm both up (interleaved), then time interleaved rounds. BaselineFailed
+    when the baseline's setup or one of its rounds raises; the candidate's errors go up as they are."""
+
+    def baseline(op: str, **fields) -> dict:
+        try:
+            return a.request(op, **fields)
+        except UsageError as exc:
+            raise BaselineFailed(str(exc)) from exc
+
+    baseline("setup", name=name)
     b.request("setup", name=name)
-    round_a, round_b = (lambda: a.request("round")["seconds"]), (lambda: b.request("round")["seconds"])
+    round_a, round_b = (lambda: baseline("round")["seconds"]), (lambda: b.request("round")["seconds"])
     try:
         warm_a, warm_b = interleave(round_a, round_b, cfg.warmup_rounds)
         rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)

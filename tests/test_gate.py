@@ -33,11 +33,13 @@ class Case:
 
 def cases(profile="quick"):
     def setup():
-        if {broken}:
+        if "{broken}" == "setup":
             raise RuntimeError("broken on purpose")
         log = os.environ.get("GATE_ORDER_LOG")
 
         def one_round():
+            if "{broken}" == "round":
+                raise RuntimeError("broken in a round")
             sum(i * i for i in range(20000 * WORK))
             if log:
                 with open(log, "a") as fh:
@@ -60,8 +62,8 @@ def commit(repo: Path, message: str) -> str:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """Commits: no cases; a case 'work/old' only; 'work/sum' raising; 'work/sum' at 1x. Working tree: 'work/sum' at
-    3x (a regression)."""
+    """Commits: no cases; a case 'work/old' only; 'work/sum' raising in its setup, then in its rounds; 'work/sum' at
+    1x. Working tree: 'work/sum' at 3x (a regression)."""
     repo = tmp_path_factory.mktemp("repo")
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / "amal").mkdir()
@@ -69,13 +71,15 @@ def repo(tmp_path_factory):
     shutil.copy(AMAL / "timing.py", repo / "amal")  # the real timing module and what it imports
     shutil.copy(AMAL / "errors.py", repo / "amal")
     commits = {"no-cases": commit(repo, "package without cases")}
-    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/old", broken=False))
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/old", broken=""))
     commits["other-case"] = commit(repo, "a case of another name")
-    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=True))
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="setup"))
     commits["broken-case"] = commit(repo, "the case, raising")
-    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=False))
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="round"))
+    commits["broken-round"] = commit(repo, "the case, raising in a round")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=""))
     commits["same-case"] = commit(repo, "the case, 1x work")
-    (repo / "amal" / "cases.py").write_text(CASES.format(work=3, name="work/sum", broken=False))
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=3, name="work/sum", broken=""))
     return repo, commits
 
 
@@ -133,7 +137,8 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("baseline, reason", [("no-cases", "has no benchmark cases"),
                                               ("other-case", "no benchmark case in common"),
-                                              ("broken-case", "every case failed in the baseline")])
+                                              ("broken-case", "every case failed in the baseline"),
+                                              ("broken-round", "every case failed in the baseline")])
 def test_gate_skips_when_there_is_nothing_to_compare(repo, tmp_path, capsys, baseline, reason):
     repo, commits = repo
     assert main(gate_args(repo, commits[baseline], tmp_path)) == 0
