@@ -7,7 +7,8 @@ from amal.samples import benchmark_names
 
 ROUND_BUDGET_S = {"quick": 1.0, "full": 20.0}  # timed seconds aimed at per case
 # medians need a few rounds even when one round is long; quick's 10 let amal.compare reach significance after
-# Holm's correction over all 45 cases (two-sided Mann-Whitney p 1.8e-4 at best, x 45 < 0.01), which 5 could not
+# Holm's correction over all 37 quick cases (exact two-sided Mann-Whitney p 1.1e-5 at best, x 37 < 0.01; 8 is the
+# least that could), which 5 could not
 MIN_ROUNDS = {"quick": 10, "full": 3}
 MAX_ROUNDS = 100  # short cases stop here: a round of a few ms is already stable, and the store gets a row per round
 

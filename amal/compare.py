@@ -88,10 +88,15 @@ def ratio_ci(baseline: np.ndarray, candidate: np.ndarray, confidence: float, res
 
 
 def rank_test_p(baseline: np.ndarray, candidate: np.ndarray) -> float:
-    """Two-sided Mann–Whitney U p-value (exact for small samples without ties, normal approximation otherwise)."""
+    """Two-sided Mann–Whitney U p-value: exact when no two rounds tie (round times in ns seldom do; under a
+    millisecond for 100 rounds a side), the normal approximation with tie correction otherwise. scipy's default
+    is exact only up to 8 rounds a side, and the approximation's tails are too heavy for Holm's small levels (at 10
+    against 10 fully separated rounds: 1.8e-4 instead of 1.1e-5), so more rounds could flag less."""
     if len(baseline) < 2 or len(candidate) < 2:
         return 1.0  # one round says nothing about noise
-    return float(mannwhitneyu(candidate, baseline, alternative="two-sided").pvalue)
+    pooled = np.concatenate([baseline, candidate])
+    method = "exact" if len(np.unique(pooled)) == len(pooled) else "asymptotic"
+    return float(mannwhitneyu(candidate, baseline, alternative="two-sided", method=method).pvalue)
 
 
 def holm(p_values) -> np.ndarray:
