@@ -101,20 +101,39 @@ def machine_notes(df: pd.DataFrame) -> list[str]:
 
 
 def threshold_finding(outcomes: pd.DataFrame) -> str:
-    """'diverges between 0.26 and 0.27; theory lr* = 0.2652' from the sweep's outcomes."""
+    """'diverges between 0.26 and 0.27; theory lr* = 0.2652' from the sweep's outcomes (a run still below the stop
+    rule whose loss was rising when it ended counts as diverging, and is named)."""
     stable, unstable = select.divergence_threshold(outcomes)
     theory = outcomes["lr_max_theory"].iloc[0]
     bound = f"theory lr* = 2/λ_max(H) = {number(theory, 4)}"
     if stable is None:
-        return f"Every learning rate tried diverged (smallest {number(unstable)}); {bound}."
-    if unstable is None:
-        return f"No learning rate tried diverged (largest {number(stable)}); {bound}."
-    if stable > unstable:
-        return (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
+        text = f"Every learning rate tried diverged (smallest {number(unstable)}); {bound}."
+    elif unstable is None:
+        text = f"No learning rate tried diverged (largest {number(stable)}); {bound}."
+    elif stable > unstable:
+        text = (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
                 f"did not; {bound}.")
-    agrees = "as theory predicts" if stable <= theory <= unstable else "theory disagrees"
-    return (f"Gradient descent does not diverge up to lr = {number(stable)} and diverges from lr = {number(unstable)}: "
-            f"the observed threshold lies between {number(stable)} and {number(unstable)}; {bound} ({agrees}).")
+    else:
+        agrees = "as theory predicts" if stable <= theory <= unstable else "theory disagrees"
+        text = (f"Gradient descent does not diverge up to lr = {number(stable)} and diverges from lr = "
+                f"{number(unstable)}: the observed threshold lies between {number(stable)} and {number(unstable)}; "
+                f"{bound} ({agrees}).")
+    return text + growing_clause(outcomes)
+
+
+def growing_clause(outcomes: pd.DataFrame) -> str:
+    """' lr = 0.27 was not stopped within 100 epochs, but its loss ended 1,078× above its lowest: diverging, more
+    slowly than the stop rule catches.' for the lrs that were diverging when their run ended; '' when none was."""
+    growing = outcomes[outcomes["growing"]]
+    if growing.empty:
+        return ""
+    lrs = ", ".join(number(lr) for lr in growing["lr"])
+    epochs = integer(growing["epochs_run"].max())
+    one = len(growing) == 1
+    ended = (f"its loss ended {number(growing['growth'].iloc[0])}× above its lowest" if one
+             else "their losses ended above their lowest")
+    return (f" lr = {lrs} {'was' if one else 'were'} not stopped within {epochs} epochs, but {ended}: diverging, "
+            "more slowly than the stop rule catches.")
 
 
 def lr_sweep_section(df: pd.DataFrame) -> dict:
@@ -125,13 +144,14 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     if rows.empty:
         return section("lr-sweep", title, intro, rows)
     outcomes = select.lr_outcomes(rows)
-    best = outcomes[~outcomes["diverged"]].sort_values("final_loss").head(1)
+    best = outcomes[~outcomes["unstable"]].sort_values("final_loss").head(1)
     findings = [threshold_finding(outcomes)]
     if not best.empty:
         findings.append(f"Lowest final training MSE: {number(best['final_loss'].iloc[0])} at lr = "
                         f"{number(best['lr'].iloc[0])} after {integer(best['epochs_run'].iloc[0])} epochs.")
     held_out = outcomes["final_test_loss"].notna().any()  # a test split was held out: its loss gets a column
-    body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else number(o.final_loss),
+    body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else
+             f"{number(o.final_loss)} (growing: {number(o.growth)}× its lowest)" if o.growing else number(o.final_loss),
              *([number(o.final_test_loss) if not o.diverged else "–"] if held_out else []),
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
     columns = ["lr", "final training MSE", *(["final test MSE"] if held_out else []), "epochs", "training time"]
@@ -140,9 +160,10 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   f"Left: training MSE (log scale) per epoch, "
                   f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; the scale "
                   "spans the runs that did not diverge, a diverging run leaves through the top edge and × marks the "
-                  "epoch it was stopped at. Right: final MSE per learning rate (× on the top edge: diverged, no "
-                  "final MSE) next to the theoretical bound lr* = 2/λ_max(H) (dashed) and the observed threshold "
-                  "(shaded, from the largest lr that did not diverge to the smallest that did).")
+                  "epoch it was stopped at. Right: final MSE per learning rate (× on the top edge: diverged, or "
+                  "growing when its run ended, no final MSE to compare) next to the theoretical bound "
+                  "lr* = 2/λ_max(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
+                  "diverge to the smallest that did).")
     settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
                    tables=[table("Outcome per learning rate", columns, body)])

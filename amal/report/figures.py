@@ -96,12 +96,12 @@ def _loss_range(rows: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[float, floa
     above when some did. A diverged run climbs to 10⁶ × its start: drawn whole, it would squash the curves that
     matter into the bottom of the panel, so it leaves through the top edge."""
     finite = rows[np.isfinite(rows["train_loss"])]
-    kept = finite[~finite["lr"].isin(outcomes.loc[outcomes["diverged"], "lr"])]
+    kept = finite[~finite["lr"].isin(outcomes.loc[outcomes["unstable"], "lr"])]  # growing ones leave the top too
     if kept.empty:  # every run diverged: show how each started
         kept = finite.groupby("lr").head(1)
     if kept.empty:  # and none has a finite loss: any range will do
         return 1.0, 10.0
-    return kept["train_loss"].min() * 0.85, kept["train_loss"].max() * (3 if outcomes["diverged"].any() else 1.3)
+    return kept["train_loss"].min() * 0.85, kept["train_loss"].max() * (3 if outcomes["unstable"].any() else 1.3)
 
 
 def lr_sweep_figure(df: pd.DataFrame):
@@ -113,7 +113,8 @@ def lr_sweep_figure(df: pd.DataFrame):
     bottom, top = _loss_range(rows, outcomes)
     for outcome in outcomes.itertuples():
         run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
-        stopped = f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged else ""
+        stopped = (f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged
+                   else " (growing, not stopped)" if outcome.growing else "")
         label = f"lr = {outcome.lr:g}{stopped}"
         curves.plot(run["epoch"], run["train_loss"], color=colours[outcome.lr], lw=1.6, label=label)
         if outcome.diverged:  # where the run was stopped, on the top edge: its loss is off the scale by then
@@ -134,7 +135,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     """Final MSE per lr; diverged lrs as × on the top edge; lr* dashed; the observed bracket shaded. The lr axis
     reaches the smallest lr that diverged (or lr*, or the largest that did not): larger ones sit on its right edge."""
     stable, unstable = select.divergence_threshold(outcomes)
-    finite = outcomes[~outcomes["diverged"]]
+    finite = outcomes[~outcomes["unstable"]]
     theory = outcomes["lr_max_theory"].iloc[0]
     low = outcomes["lr"].min()
     high = max(v for v in (stable, unstable, theory, low) if v is not None and np.isfinite(v))
@@ -144,11 +145,12 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
                label="final MSE")
     top = finite["final_loss"].max() * 1.2 if not finite.empty else 1.0
     bottom = finite["final_loss"].min() * 0.85 if not finite.empty else 0.1
-    diverged = outcomes[outcomes["diverged"]]
+    diverged = outcomes[outcomes["unstable"]]  # stopped, or growing when the run ended: no final MSE to compare
     beyond = diverged["lr"] > edge
     ax.scatter(diverged["lr"].clip(upper=edge), [top] * len(diverged), marker="x", s=70, linewidths=2.5,
                c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3,
-               label="diverged" + (" (larger lr: on the right edge)" if beyond.any() else ""))
+               label=("diverged or growing" if outcomes["growing"].any() else "diverged")
+               + (" (larger lr: on the right edge)" if beyond.any() else ""))
     ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4g}")
     if stable is not None and unstable is not None and stable < unstable:
         ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,

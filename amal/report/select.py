@@ -130,14 +130,23 @@ def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
     return latest_per(rows, ["lr"]).sort_values(["lr", "epoch"], ignore_index=True)
 
 
+# full-batch gradient descent on a quadratic never raises its loss below the stability bound: a run whose last loss
+# is this far above its lowest is diverging, even where the run ended before its loss met the stop rule
+GROWING = 1.01
+
+
 def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per learning rate: diverged, diverged_epoch, epochs_run, final_loss (last finite loss), final_test_loss
-    (its held-out loss, NaN without a test split), train_time_s."""
+    """One row per learning rate: diverged (stopped by the rule), diverged_epoch, growth (last finite loss over the
+    lowest), growing (not stopped, but its loss ended above GROWING × its lowest), unstable (either), epochs_run,
+    final_loss (last finite loss), final_test_loss (its held-out loss, NaN without a test split), train_time_s."""
     out = []
     for lr, run in rows.groupby("lr", sort=True):
         finite = run[np.isfinite(run["train_loss"])]
         diverged = bool(run["diverged"].eq(True).any())  # object or nullable dtype: missing counts as False
-        out.append({"lr": lr, "diverged": diverged,
+        growth = finite["train_loss"].iloc[-1] / finite["train_loss"].min() if len(finite) else math.nan
+        growing = not diverged and growth > GROWING
+        out.append({"lr": lr, "diverged": diverged, "growth": growth, "growing": growing,
+                    "unstable": diverged or growing,
                     "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
                     "epochs_run": int(run["epoch"].max()),
                     "final_loss": finite["train_loss"].iloc[-1] if len(finite) else math.nan,
@@ -148,9 +157,11 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def divergence_threshold(outcomes: pd.DataFrame) -> tuple[float | None, float | None]:
-    """(largest lr that did not diverge, smallest lr that diverged); None where there is no such lr."""
-    stable = outcomes.loc[~outcomes["diverged"], "lr"]
-    unstable = outcomes.loc[outcomes["diverged"], "lr"]
+    """(largest lr that did not diverge, smallest lr that diverged or was diverging when its run ended); None where
+    there is no such lr."""
+    diverging = outcomes["unstable"] if "unstable" in outcomes else outcomes["diverged"]
+    stable = outcomes.loc[~diverging, "lr"]
+    unstable = outcomes.loc[diverging, "lr"]
     return (stable.max() if len(stable) else None, unstable.min() if len(unstable) else None)
 
 
