@@ -327,6 +327,18 @@ def test_batch_size_captions_speak_of_seeds_only_when_there_are_several(fixture_
     captions = {f["key"]: f["caption"] for f in sections(build_context(one, "r"))["batch-size"]["figures"]}
     assert captions["fig2-batch-loss"].endswith("line: one seed (0).")
     assert all("over seeds" not in text and "error bars" not in text for text in captions.values())
+    # Fig. 2 and Fig. 4's left panel draw one implementation: their captions count its seeds, not the others'
+    rows = fixture_df["experiment"].eq("batch-size")
+    tensor = fixture_df["implementation"].eq("tensor")
+    mixed = fixture_df[~rows | (tensor & fixture_df["seed"].eq(0)) | (~tensor & fixture_df["batch_size"].ne(506))]
+    captions = {f["key"]: f["caption"] for f in sections(build_context(mixed, "r"))["batch-size"]["figures"]}
+    assert "(tensor); line: one seed (0)." in captions["fig2-batch-loss"]  # its 3 batch sizes, on one seed
+    assert "(tensor, one seed (0))" in captions["fig4-time-to-target"]
+    assert captions["fig3-batch-time"].endswith("mean over seeds, error bars from the fastest to the slowest seed.")
+    mixed = fixture_df[~rows | fixture_df["seed"].eq(0) | fixture_df["implementation"].eq("dataloader")]
+    captions = {f["key"]: f["caption"] for f in sections(build_context(mixed, "r"))["batch-size"]["figures"]}
+    assert "(dataloader); line: mean over seeds" in captions["fig2-batch-loss"]  # the one with two seeds
+    assert "(dataloader, mean over seeds)" in captions["fig4-time-to-target"]
 
 
 def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):

@@ -236,3 +236,14 @@ def test_final_test_loss_is_the_mean_over_seeds_of_their_last_epoch():
     final = select.final_test_loss(rows).set_index("hidden")
     assert final.loc["64", "test_loss"] == pytest.approx(0.20) and final.loc["256,64", "test_loss"] == 0.25
     assert np.isnan(final.loc["32", "test_loss"]) and final["seeds"].tolist() == [2, 2, 2]
+
+
+def test_a_one_implementation_figure_shows_the_implementation_with_the_most_batch_sizes_and_seeds():
+    def grid(implementation, sizes, seeds):
+        return [{"implementation": implementation, "batch_size": b, "seed": s, "lr": 1e-3} for b in sizes
+                for s in range(seeds)]
+
+    rows = pd.DataFrame(grid("fused", [1, 8, 506], 3) + grid("manual", [8], 1))
+    assert select.fig2_rows(rows)[2] == "fused"  # manual is preferred, but fused has the curves to compare
+    rows = pd.DataFrame(grid("fused", [1, 8], 3) + grid("manual", [1, 8], 1) + grid("tensor", [1, 8], 3))
+    assert select.pick_implementation(rows) == "tensor"  # as many batch sizes and seeds: the preference decides

@@ -222,7 +222,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
         return section("batch-size", title, intro, rows)
     runs = select.batch_runs(rows)
     summary = select.batch_summary(runs)
-    _, lr, implementation = select.fig2_rows(rows)
+    drawn, lr, implementation = select.fig2_rows(rows)
     epochs = select.epochs_asked(rows)
     scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
@@ -232,19 +232,20 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
     seeds = rows["seed"].nunique()
-    mean, spread = (("mean over seeds", "; band: ± one standard deviation") if seeds > 1
-                    else (f"one seed ({integer(rows['seed'].iloc[0])})", ""))
+    mean = "mean over seeds" if seeds > 1 else f"one seed ({integer(rows['seed'].iloc[0])})"
+    drawn_mean, spread = (("mean over seeds", "; band: ± one standard deviation") if drawn["seed"].nunique() > 1
+                          else (f"one seed ({integer(drawn['seed'].iloc[0])})", ""))  # Fig. 2, Fig. 4 left
     bars = ", error bars from the fastest to the slowest seed" if seeds > 1 else ""
     return section("batch-size", title, intro, rows, findings=findings,
                    settings=settings, notes=notes, figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
-               f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: {mean}"
+               f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: {drawn_mean}"
                f"{spread}."),
         figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
                f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: {mean}{bars}."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
-               f"Left: training MSE against cumulative training time ({implementation}, {mean}); dotted: the "
+               f"Left: training MSE against cumulative training time ({implementation}, {drawn_mean}); dotted: the "
                f"target. Right: training time until the target is reached ({mean}{bars}); batch sizes that never "
                "reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",

@@ -14,7 +14,8 @@ from amal import store
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
-PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "module", "dataloader")  # for figures that show one implementation
+# for figures that show one implementation, among those that cover the most batch sizes and seeds
+PREFERRED_IMPLEMENTATIONS = ("tensor", "manual", "dataloader", "fused")
 AUTOENCODER_CONFIG = ["implementation", "hidden", "loss_fn", "batch_size"]  # one autoencoder configuration, any device
 # what runs must share to be drawn together (their times or losses are otherwise not comparable); the autoencoder's
 # device, host and threads may differ: comparing a CPU machine with a GPU machine is what its section is for
@@ -211,10 +212,13 @@ def fastest_to_target(summary: pd.DataFrame) -> pd.Series | None:
     return None if done.empty else done.loc[done["target_mean_s"].idxmin()]
 
 
-def pick_implementation(implementations) -> str:
-    """The implementation a one-implementation figure shows: the first of PREFERRED_IMPLEMENTATIONS present."""
-    present = sorted(set(implementations))
-    return next((name for name in PREFERRED_IMPLEMENTATIONS if name in present), present[0])
+def pick_implementation(rows: pd.DataFrame) -> str:
+    """The implementation a one-implementation figure shows: of those with the most batch sizes, then seeds, the
+    first in PREFERRED_IMPLEMENTATIONS (then by name)."""
+    coverage = rows.groupby("implementation").agg(sizes=("batch_size", "nunique"), seeds=("seed", "nunique"))
+    order = {name: rank for rank, name in enumerate(PREFERRED_IMPLEMENTATIONS)}
+    return min(coverage.index, key=lambda name: (-coverage.loc[name, "sizes"], -coverage.loc[name, "seeds"],
+                                                 order.get(name, len(order)), name))
 
 
 def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float, str]:
@@ -222,7 +226,7 @@ def fig2_rows(rows: pd.DataFrame, lr: float = 1e-3) -> tuple[pd.DataFrame, float
     lrs = rows["lr"].dropna()
     chosen = lr if np.isclose(lrs, lr).any() else float(lrs.mode().iloc[0])
     at_lr = rows[np.isclose(rows["lr"], chosen)]
-    implementation = pick_implementation(at_lr["implementation"])
+    implementation = pick_implementation(at_lr)
     return at_lr[at_lr["implementation"] == implementation], chosen, implementation
 
 
