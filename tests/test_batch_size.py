@@ -163,6 +163,7 @@ BAD_INPUT = {
     "zero seeds": ["--seeds", "0"],
     "negative lr": ["--lr", "-0.1"],
     "nan lr": ["--lr", "nan"],
+    "lr whose double overflows float32": ["--lr", "2e38"],
     "unknown normalisation": ["--normalize", "robust"],
 }
 

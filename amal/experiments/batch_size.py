@@ -98,6 +98,10 @@ def config_from_args(args) -> BatchSizeConfig:
     """Validated config from parsed arguments; UsageError for values no run can use."""
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise UsageError(f"--lr must be a finite number > 0, got {args.lr}")
+    largest = torch.finfo(torch.float32).max / 2  # fused's update scales by 2·lr/q, a float32 on the device
+    if args.lr > largest:
+        raise UsageError(f"--lr must be at most {largest:.3g} (half the largest float32: the update's 2·lr must "
+                         f"fit), got {args.lr:g}")
     if not 0.0 <= args.test_size < 1.0:
         raise UsageError(f"--test-size must be in [0, 1), got {args.test_size}")
     n = n_train_rows(args.test_size)
