@@ -45,7 +45,8 @@ class CompareConfig:
 
 
 def check_config(cfg: CompareConfig) -> CompareConfig:
-    """UsageError for a threshold below 1, alpha or confidence outside (0, 1), or too few resamples."""
+    """UsageError for a threshold below 1, alpha or confidence outside (0, 1), too few resamples, or a seed NumPy
+    cannot take."""
     for name, value in [("--threshold", cfg.threshold), *cfg.group_thresholds.items()]:
         if not 1.0 <= value < float("inf"):
             raise UsageError(f"threshold {name}: must be a finite factor >= 1 (1.10 = 10% slower), got {value}")
@@ -55,6 +56,8 @@ def check_config(cfg: CompareConfig) -> CompareConfig:
         raise UsageError(f"--confidence must be in (0, 1), got {cfg.confidence}")
     if cfg.resamples < 100:
         raise UsageError(f"--resamples must be at least 100, got {cfg.resamples}")
+    if not 0 <= cfg.seed < 2**32:
+        raise UsageError(f"--seed must be in [0, 2**32), got {cfg.seed}")
     return cfg
 
 

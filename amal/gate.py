@@ -326,8 +326,10 @@ def build_parser() -> compare.Parser:
 
 def config_from_args(args) -> GateConfig:
     """Validated gate settings; UsageError for counts below 1 or a candidate that is not a folder."""
-    if args.rounds < 1 or args.min_rounds < 1 or args.min_rounds > args.rounds or args.budget_s <= 0:
-        raise UsageError("need 1 <= --min-rounds <= --rounds and --budget-s > 0")
+    if args.rounds < 1 or args.min_rounds < 1 or args.min_rounds > args.rounds:
+        raise UsageError(f"need 1 <= --min-rounds <= --rounds, got {args.min_rounds} and {args.rounds}")
+    if not 0 < args.budget_s < float("inf"):  # NaN fails too
+        raise UsageError(f"--budget-s must be a finite number of seconds > 0, got {args.budget_s}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
     if not args.candidate.is_dir():

@@ -166,7 +166,8 @@ def exit_code(argv) -> int:
 
 
 @pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--threshold", "inf"], ["--threshold", "nan"],
-                                    ["--alpha", "1.5"], ["--group-threshold", "x"], ["--format", "html"]])
+                                    ["--alpha", "1.5"], ["--group-threshold", "x"], ["--format", "html"],
+                                    ["--seed", "-1"]])
 def test_bad_options_exit_2_in_one_line(option, capsys):
     path = str(fixture("gate-unchanged-baseline"))
     assert exit_code([path, path, *option]) == 2

@@ -186,6 +186,19 @@ def test_an_unwritable_output_exits_2_before_anything_runs(repo, tmp_path, capsy
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(("option", "reason"), [(["--seed", "-1"], "--seed must be in [0, 2**32)"),
+                                              (["--budget-s", "nan"], "--budget-s must be a finite number"),
+                                              (["--min-rounds", "20"], "need 1 <= --min-rounds <= --rounds")])
+def test_a_bad_option_exits_2_before_anything_is_timed(repo, tmp_path, monkeypatch, capsys, option, reason):
+    repo, commits = repo
+    log = tmp_path / "order.log"
+    monkeypatch.setenv("GATE_ORDER_LOG", str(log))
+    assert main([*gate_args(repo, commits["same-case"], tmp_path), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and reason in err
+    assert not log.exists() and not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
 @pytest.mark.slow
 def test_a_skipped_gate_prints_json_when_asked(repo, tmp_path, capsys):
     repo, commits = repo
