@@ -226,6 +226,8 @@ def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
         assert figures.render(first, [key])[key].startswith(b"\x89PNG")
     fig = figures.time_to_target_figure(first)
     assert "every run diverged in its first epoch" in [t.get_text() for t in fig.axes[0].texts]
+    # the right panel says why no time to target is drawn: not "within 1 epochs" when 3 were asked for
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no run reached the target loss\nevery run diverged first"]
     plt.close(fig)
 
 

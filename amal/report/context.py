@@ -198,7 +198,8 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
 
 
 def divergence_finding(runs: pd.DataFrame) -> list[str]:
-    """'3 of 8 runs diverged (training MSE no longer finite): batch size 1 (fused, manual) at epoch 1, ...' or []."""
+    """'3 of 8 runs diverged (training MSE non-finite or above 10⁶ × its start): batch size 1 (fused, manual) at
+    epoch 1, ...' or []."""
     diverged = runs[runs["diverged"].eq(True)] if "diverged" in runs else runs.iloc[0:0]
     if diverged.empty:
         return []
@@ -207,7 +208,8 @@ def divergence_finding(runs: pd.DataFrame) -> list[str]:
         first, last = int(group["epoch"].min()), int(group["epoch"].max())
         at = f"epoch {first}" if first == last else f"epochs {first}–{last}"
         parts.append(f"batch size {size} ({', '.join(sorted(set(group['implementation'])))}) at {at}")
-    return [f"{integer(len(diverged))} of {integer(len(runs))} runs diverged (training MSE no longer finite): "
+    return [f"{integer(len(diverged))} of {integer(len(runs))} runs diverged (training MSE non-finite or above "
+            f"10⁶ × its start): "
             f"{'; '.join(parts)}. Their curves stop there, and their times of 1000 epochs are scaled from the epochs "
             "they ran."]
 
@@ -265,7 +267,7 @@ def speedup_finding(speedups: pd.DataFrame) -> str:
     best = speedups.loc[speedups["speedup"].idxmax()]
     runs = ("one run per device" if best["gpu_runs"] == best["cpu_runs"] == 1
             else f"{integer(best['gpu_runs'])} GPU and {integer(best['cpu_runs'])} CPU runs")
-    interval = ("one epoch per device: no interval" if pd.isna(best["low"])
+    interval = ("no interval: a device with a single epoch timed" if pd.isna(best["low"])
                 else f"95 % CI {number(best['low'])}–{number(best['high'])} over the epochs of {runs}, "
                      "run-to-run variation not included")
     return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}, "
@@ -330,7 +332,7 @@ def diverged_notes(rows: pd.DataFrame) -> list[str]:
         return []
     diverged = rows[rows["diverged"].eq(True)].groupby("run_id", sort=True)["epoch"].min()
     return [f"Run {run_id} diverged at epoch {integer(epoch)} (training loss no longer finite) and stopped there: "
-            "its curves end before it; its learning rate was too large." for run_id, epoch in diverged.items()]
+            "its curves end before it." for run_id, epoch in diverged.items()]
 
 
 def epochs_text(first: int, last: int) -> str:

@@ -232,7 +232,9 @@ def time_to_target_figure(df: pd.DataFrame):
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
     if reached.empty:  # a valid result: say it where the curve would be
-        target.text(0.5, 0.5, f"no run reached the target loss\nwithin {int(rows['epoch'].max())} epochs",
+        within = ("every run diverged first" if runs["diverged"].eq(True).all()
+                  else f"within {select.epochs_asked(rows)} epochs")
+        target.text(0.5, 0.5, f"no run reached the target loss\n{within}",
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
         target.set_yticks([])  # no time to show: no scale either
     else:
