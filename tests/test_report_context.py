@@ -357,3 +357,21 @@ def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
     assert "fig6c-ae-recon" not in [f["key"] for f in ae["figures"]]  # its grid is of a model of NaN weights
     pngs = figures.render(df, ["fig6a-ae-loss", "fig6b-ae-throughput"])
     assert all(png.startswith(b"\x89PNG") for png in pngs.values())
+
+
+def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_run_sets_the_settings(tmp_path):
+    """A good run, then a diverging one with another lr: the good one is shown, the diverged one named as such,
+    and the section's settings are said to be those of the newest run that did not diverge."""
+    from amal.cli import main as run_main
+
+    results = str(tmp_path / "results")
+    for lr in ("0.001", "1e30"):
+        assert run_main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "2", "--hidden", "8", "--n-train",
+                         "128", "--lr", lr, "--results", results]) == 0
+    df = pd.read_parquet(results)
+    blown = df.loc[df["lr"] == 1e30, "run_id"].iloc[0]
+    notes = sections(build_context(df, results))["autoencoder"]["notes"]
+    assert notes[0].endswith("is not shown: the section compares runs made with the settings above, those of the "
+                             "newest run that did not diverge.")
+    assert f"Run {blown} diverged at epoch 1 (training loss no longer finite) and stopped there: it is not shown." \
+        in notes

@@ -69,9 +69,14 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     if not others:
         return shown, []
     which = differences(select.other_settings(df, experiment, settings))
+    rows = select.experiment_rows(df, experiment)
+    latest = rows[rows["run_id"] == rows["run_id"].max()]  # the last run made; the reference may be an older one
+    passed_over = latest["run_id"].iloc[0] != rows.loc[select.recency(rows).idxmax(), "run_id"]
+    reference = "the newest run" + (" that did not diverge" if passed_over and select.in_diverged_run(latest).any()
+                                    else "")
     return shown, [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
                    f"({which}) {'are' if others > 1 else 'is'} not shown: the section compares runs made with the "
-                   "settings above, those of the newest run."]
+                   f"settings above, those of {reference}."]
 
 
 def machines(rows: pd.DataFrame) -> list[str]:
@@ -326,13 +331,15 @@ def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
             f"{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
 
 
-def diverged_notes(rows: pd.DataFrame) -> list[str]:
-    """'Run ... diverged at epoch 3 (training loss no longer finite) and stopped there.' for each such run."""
+def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
+    """'Run ... diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it.'
+    for each such run of `rows`; of runs not `shown`, with what it was made with instead."""
     if "diverged" not in rows:
         return []
     diverged = rows[rows["diverged"].eq(True)].groupby("run_id", sort=True)["epoch"].min()
+    why = "its curves end before it" if shown else "it is not shown"
     return [f"Run {run_id} diverged at epoch {integer(epoch)} (training loss no longer finite) and stopped there: "
-            "its curves end before it." for run_id, epoch in diverged.items()]
+            f"{why}." for run_id, epoch in diverged.items()]
 
 
 def epochs_text(first: int, last: int) -> str:
@@ -379,7 +386,9 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     settings += "; " + "; ".join(machines(rows))
     notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
+    every = select.experiment_rows(df, "autoencoder")
     notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
+    notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
     if speedups.empty:
         commands = gpu_commands(rows, options)
         findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
