@@ -57,8 +57,14 @@ def test_same_seed_same_losses():
 def test_summary_lists_each_lr_once():
     df = lr_sweep.run(LrSweepConfig(lrs=(0.3, 0.1), epochs=200))
     table = lr_sweep.summary(df)
-    assert table["lr"].tolist() == [0.1, 0.3]
+    assert table["lr"].tolist() == ["0.1", "0.3"]
     assert table["result"].iloc[0].startswith("final MSE") and table["result"].iloc[1].startswith("diverged at epoch")
+    assert table["lr_max_theory"].unique().tolist() == ["0.2652"]
+
+
+def test_summary_keeps_the_significant_digits_of_a_tiny_bound():
+    table = lr_sweep.summary(lr_sweep.run(LrSweepConfig(lrs=(1e-7,), epochs=3, normalize="none")))
+    assert table.loc[0, "lr"] == "1e-07" and table.loc[0, "lr_max_theory"] == "3.195e-06"
 
 
 def test_bench_case_runs_the_hand_written_step():

@@ -144,12 +144,13 @@ def bench_cases(profile: str) -> list:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per learning rate: final loss or the epoch of divergence, and lr*."""
+    """One line per learning rate: final loss or the epoch of divergence, and lr* (both rates with their significant
+    digits: a table-wide fixed format printed lr* = 3.195e-06 as 0.000003)."""
     last = df.sort_values(["lr", "epoch"]).groupby("lr").tail(1)
     return pd.DataFrame({
-        "lr": last["lr"].to_numpy(),
+        "lr": [f"{lr:g}" for lr in last["lr"]],
         "result": [f"diverged at epoch {int(r.diverged_epoch)}" if r.diverged else f"final MSE {r.train_loss:.4g}"
                    for r in last.itertuples()],
         "train_time_s": last["elapsed_s"].to_numpy(),
-        "lr_max_theory": last["lr_max_theory"].to_numpy(),
+        "lr_max_theory": [f"{bound:.4g}" for bound in last["lr_max_theory"]],
     })
