@@ -29,7 +29,7 @@ def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
     code, out, err = _run(["lr-sweep", "--lr", "0.01,0.1,0.26,0.27", "--epochs", "300", "--results", str(results),
                            "--tag", "first <try>", "--quiet"], capsys)
     assert code == 0, err
-    assert "diverged at epoch" in out and "0.265158" in out and "stored 1" in out
+    assert "diverged at epoch" in out and " 0.2652\n" in out and "stored 1" in out
     (path,) = store.run_files(results)
     df = pd.read_parquet(path)
     assert set(store.COLUMNS) == set(df.columns)
