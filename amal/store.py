@@ -23,7 +23,8 @@ STR, F64, I64, BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
 # name -> (type, meaning). The README's schema table is this dict; tests check they agree.
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # identity
-    "run_id": (STR, "unique id of the run (UTC time, experiment, random suffix); one file per run"),
+    "run_id": (STR, "unique id of the run (UTC start time, experiment, its milliseconds and a random suffix: ids "
+                    "sort by start time); one file per run"),
     "experiment": (STR, "lr-sweep, batch-size, autoencoder or bench"),
     "implementation": (STR, "how the training loop is written: manual, tensor, dataloader, module, ..."),
     "tag": (STR, "free text from --tag"),
@@ -98,9 +99,11 @@ def default_results_dir() -> Path:
 
 
 def new_run_id(experiment: str, started: datetime | None = None) -> str:
-    """e.g. 20261127T133000Z-lr-sweep-3f9a1c (the UTC time the run started, default now): sorts by time, unique
-    without coordination."""
-    return f"{started or datetime.now(UTC):%Y%m%dT%H%M%SZ}-{experiment}-{secrets.token_hex(3)}"
+    """e.g. 20261127T133000Z-lr-sweep-4813f9a1c (the UTC time the run started, default now; then its milliseconds
+    and 6 random hex digits): sorts by time, to the millisecond (two short runs started within one second are told
+    apart, and the later one replaces the earlier in a report), unique without coordination."""
+    started = started or datetime.now(UTC)
+    return f"{started:%Y%m%dT%H%M%SZ}-{experiment}-{started.microsecond // 1000:03d}{secrets.token_hex(3)}"
 
 
 def to_table(df: pd.DataFrame) -> pa.Table:

@@ -247,3 +247,16 @@ def test_a_one_implementation_figure_shows_the_implementation_with_the_most_batc
     assert select.fig2_rows(rows)[2] == "fused"  # manual is preferred, but fused has the curves to compare
     rows = pd.DataFrame(grid("fused", [1, 8], 3) + grid("manual", [1, 8], 1) + grid("tensor", [1, 8], 3))
     assert select.pick_implementation(rows) == "tensor"  # as many batch sizes and seeds: the preference decides
+
+
+def test_a_float_setting_that_differs_in_its_last_bit_is_the_same_setting(fixture_df):
+    """The target loss is computed from the data: a library upgrade may move its last bit, not the experiment."""
+    batch = fixture_df[fixture_df["experiment"] == "batch-size"]
+    target = batch["target_loss"].iloc[0]
+    nudged = batch.assign(run_id="20261127T230000Z-batch-size-ffffff", target_loss=np.nextafter(target, np.inf))
+    df = pd.concat([fixture_df, nudged], ignore_index=True)
+    assert select.newest_settings(df, "batch-size", select.BATCH_SETTINGS)[1] == 0
+    other = batch.assign(run_id="20261127T230000Z-batch-size-ffffff", target_loss=target * 1.001)
+    df = pd.concat([fixture_df, other], ignore_index=True)
+    assert select.newest_settings(df, "batch-size", select.BATCH_SETTINGS)[1] == 1
+    assert select.other_settings(df, "batch-size", select.BATCH_SETTINGS)["setting"].tolist() == ["target_loss"]

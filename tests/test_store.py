@@ -1,4 +1,5 @@
 import os
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -96,6 +97,11 @@ def test_run_ids_sort_by_time_and_are_unique():
     ids = {store.new_run_id("lr-sweep") for _ in range(50)}
     assert len(ids) == 50
     assert all(i[8] == "T" and i[15] == "Z" and "-lr-sweep-" in i for i in ids)
+    # two runs started within one second: the later sorts later (it is the newer run a report shows)
+    second = datetime(2026, 11, 28, 4, 11, 41, tzinfo=UTC)
+    for _ in range(20):
+        earlier, later = (store.new_run_id("lr-sweep", second + timedelta(milliseconds=ms)) for ms in (998, 999))
+        assert earlier < later and earlier[:16] == later[:16]
 
 
 def test_default_results_dir_follows_environment(monkeypatch):

@@ -73,14 +73,23 @@ def latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df[order == order.groupby([df[k] for k in keys], dropna=False).transform("max")].reset_index(drop=True)
 
 
+def matches(column: pd.Series, value) -> pd.Series:
+    """True where `column` holds `value`: a missing value matches missing; floats to 9 significant digits (a setting
+    computed from the data, the target loss, may change in its last bit with a NumPy upgrade: the same setting)."""
+    if pd.isna(value):
+        return column.isna()
+    if isinstance(value, float) and pd.api.types.is_float_dtype(column):
+        return pd.Series(np.isclose(column.to_numpy(dtype=float, na_value=np.nan), value, rtol=1e-9, atol=0),
+                         index=column.index)
+    return column.eq(value)
+
+
 def same_settings(rows: pd.DataFrame, settings: list[str]) -> np.ndarray:
-    """True for the rows measured with the newest run's values of `settings` (a missing value matches missing)."""
+    """True for the rows measured with the newest run's values of `settings` (`matches`)."""
     newest = rows.loc[recency(rows).idxmax()]
     mask = np.ones(len(rows), dtype=bool)
     for column in settings:
-        value = newest[column]
-        same = rows[column].isna() if pd.isna(value) else rows[column].eq(value)
-        mask &= same.to_numpy(dtype=bool, na_value=False)
+        mask &= matches(rows[column], newest[column]).to_numpy(dtype=bool, na_value=False)
     return mask
 
 
@@ -114,7 +123,7 @@ def other_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> pd
         left_out = left_out.loc[recency(left_out).sort_values(ascending=False, kind="stable").index]
         for column in settings:
             value = newest[column]
-            differs = left_out[column].notna() if pd.isna(value) else ~left_out[column].eq(value)
+            differs = ~matches(left_out[column], value).astype(bool)
             others = left_out.loc[differs, column]
             for other in pd.unique(others.to_numpy(dtype=object)):
                 out.append({"setting": column, "value": other, "newest": value})
