@@ -159,6 +159,8 @@ def read_run(spec: str, results_dir: Path | None = None) -> pd.DataFrame:
         path = results_dir / f"{spec}.parquet"
         if not path.is_file():
             raise UsageError(f"{spec}: neither a .json/.parquet file nor a run id in {results_dir}")
+    elif not path.is_file():
+        raise UsageError(f"{path}: no such file")
     try:
         rows = pd.read_parquet(path)
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these

@@ -243,3 +243,9 @@ def test_the_rank_test_is_exact_without_ties_so_more_rounds_never_flag_less():
     assert all(np.diff(best) < 0)
     tied = np.array([1.0, 1.0, 2.0, 3.0]), np.array([2.0, 4.0, 5.0, 5.0])  # ties: the tie-corrected approximation
     assert rank_test_p(*tied) == pytest.approx(mannwhitneyu(tied[1], tied[0], method="asymptotic").pvalue)
+
+
+def test_a_missing_parquet_file_is_named_as_missing(tmp_path, capsys):
+    path = str(fixture("gate-unchanged-baseline"))
+    assert exit_code([path, str(tmp_path / "nope.parquet")]) == 2
+    assert f"{tmp_path / 'nope.parquet'}: no such file" in one_line_error(capsys)

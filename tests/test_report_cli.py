@@ -207,6 +207,12 @@ def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tm
     assert not (tmp_path / "out" / "report.tex").exists()
 
 
+def test_a_results_path_that_is_a_file_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "results").write_text("")
+    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--no-run"]) == 2
+    assert capsys.readouterr().err.endswith(f"results directory {tmp_path / 'results'} is a file, not a folder\n")
+
+
 def test_a_failed_report_leaves_no_new_folder(tmp_path, capsys):
     out = tmp_path / "new" / "report"
     assert main(["--results", str(tmp_path / "missing"), "--out", str(out), "--no-run"]) == 2

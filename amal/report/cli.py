@@ -115,6 +115,8 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
 
 def load_results(results: Path):
     """Every run of the store as one DataFrame; UsageError if there is none or a file is corrupt."""
+    if results.exists() and not results.is_dir():
+        raise UsageError(f"results directory {results} is a file, not a folder")
     if not results.is_dir():
         raise UsageError(f"results directory {results} does not exist (run without --no-run to create it)")
     try:
