@@ -241,6 +241,9 @@ def test_the_rank_test_is_exact_without_ties_so_more_rounds_never_flag_less():
     assert smallest_p(10, 10) == pytest.approx(2 / comb(20, 10))
     best = [smallest_p(n, n) for n in range(2, 40)]
     assert all(np.diff(best) < 0)
+    rng = np.random.default_rng(0)  # many rounds: the approximation (the exact p would take seconds, then be NaN)
+    many = 1 + 0.1 * rng.random(600), 1.005 + 0.1 * rng.random(600)
+    assert rank_test_p(*many) == pytest.approx(mannwhitneyu(many[1], many[0], method="asymptotic").pvalue)
     tied = np.array([1.0, 1.0, 2.0, 3.0]), np.array([2.0, 4.0, 5.0, 5.0])  # ties: the tie-corrected approximation
     assert rank_test_p(*tied) == pytest.approx(mannwhitneyu(tied[1], tied[0], method="asymptotic").pvalue)
 
