@@ -207,10 +207,12 @@ def test_bad_input_exits_2_with_one_line_and_no_report(case, fixture_results, tm
     assert not (tmp_path / "out" / "report.tex").exists()
 
 
-def test_a_results_path_that_is_a_file_is_named_as_such(tmp_path, capsys):
+@pytest.mark.parametrize("no_run", [[], ["--no-run"]])
+def test_a_results_path_that_is_a_file_is_named_as_such(tmp_path, capsys, no_run):
     (tmp_path / "results").write_text("")
-    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--no-run"]) == 2
+    assert main(["--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"), *no_run]) == 2
     assert capsys.readouterr().err.endswith(f"results directory {tmp_path / 'results'} is a file, not a folder\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_failed_report_leaves_no_new_folder(tmp_path, capsys):
@@ -362,7 +364,9 @@ def test_tag_reports_only_the_runs_it_names(fixture_results, tmp_path):
     # a missing section's command stores a run this report will show; pytest bench's runs are untagged
     assert ("No lr-sweep results tagged 'synthetic fixture' in the store. To produce them, run: python -m amal.run "
             f"lr-sweep --results {fixture_results} --tag 'synthetic fixture'") in text
-    assert f"pytest bench --benchmark-autosave --results {fixture_results} " in text
+    assert ("No bench results tagged 'synthetic fixture' in the store. To produce them, run (it stores them "
+            "untagged: add --tag '' to this report's command to show them): pytest bench --benchmark-autosave "
+            f"--results {fixture_results} ") in text
     assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--format", "html",
                  "--tag", ""]) == 0  # the untagged runs: all but the batch-size run
     text = page_text(out / "report.html")

@@ -115,8 +115,6 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
 
 def load_results(results: Path):
     """Every run of the store as one DataFrame; UsageError if there is none or a file is corrupt."""
-    if results.exists() and not results.is_dir():
-        raise UsageError(f"results directory {results} is a file, not a folder")
     if not results.is_dir():
         raise UsageError(f"results directory {results} does not exist (run without --no-run to create it)")
     try:
@@ -249,6 +247,8 @@ def report(args, results: Path) -> int:
     try:
         if args.threads is not None and args.threads < 1:
             raise UsageError(f"threads must be at least 1, got {args.threads}")
+        if results.exists() and not results.is_dir():
+            raise UsageError(f"results directory {results} is a file, not a folder")
         out = check_out_dir(args.out)
         if not args.no_run and not store.run_files(results):
             run_campaign(results, args.profile, args.quiet, args.threads, args.tag[0] if args.tag else None)

@@ -485,10 +485,13 @@ def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m 
     chosen = " or ".join(repr(tag) for tag in tags or [])
     sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df, options), bench_section(df)]
     for part in sections:  # a missing section's command writes where this report reads, whatever $AMAL_RESULTS is
-        if not part["available"] and part["how_to"]:  # pytest bench stores untagged runs: --results only
-            part["how_to"] += " " + (options if part["how_to"].startswith("python") else store_options(results_dir))
+        if not part["available"] and part["how_to"]:
+            untagged = not part["how_to"].startswith("python")  # pytest bench stores its runs untagged
+            part["how_to"] += " " + (store_options(results_dir) if untagged else options)
             if tags is not None:
-                part["missing"] = f"No {part['id']} results tagged {chosen} in the store. To produce them, run:"
+                then = (" (it stores them untagged: add --tag '' to this report's command to show them)"
+                        if untagged and "" not in tags else "")
+                part["missing"] = f"No {part['id']} results tagged {chosen} in the store. To produce them, run{then}:"
     runs = df["run_id"].nunique()
     scope = ""
     if tags is not None:
