@@ -421,12 +421,12 @@ def warm_up(model, cfg: AutoencoderConfig, vectors: torch.Tensor, device: torch.
     copied each step on CUDA): allocators, copies and kernels of both shapes settle, the run unchanged."""
     spare = copy.deepcopy(model)
     spare_optimizer = torch.optim.Adam(spare.parameters(), lr=cfg.lr)
-    batches = [vectors[:cfg.batch_size]] + ([vectors[:len(vectors) % cfg.batch_size]]
-                                            if len(vectors) % cfg.batch_size else [])
-    if cfg.data_on_device:
-        batches = [batch.to(device) for batch in batches]
-    elif device.type == "cuda":
-        batches = [batch.pin_memory() for batch in batches]
+    rest = len(vectors) % cfg.batch_size
+    if cfg.data_on_device:  # the run's own path: an order drawn, copied, and batches gathered on the device
+        batches = ResidentBatches(vectors[:cfg.batch_size + rest].to(device), cfg.batch_size, torch.Generator())
+    else:
+        batches = [vectors[:cfg.batch_size]] + ([vectors[:rest]] if rest else [])
+        batches = [batch.pin_memory() for batch in batches] if device.type == "cuda" else batches
     warmup(lambda: train_epoch(spare, batches, spare_optimizer, cfg.loss_fn, device), cfg.warmup_steps, device)
 
 
