@@ -260,3 +260,16 @@ def test_a_float_setting_that_differs_in_its_last_bit_is_the_same_setting(fixtur
     df = pd.concat([fixture_df, other], ignore_index=True)
     assert select.newest_settings(df, "batch-size", select.BATCH_SETTINGS)[1] == 1
     assert select.other_settings(df, "batch-size", select.BATCH_SETTINGS)["setting"].tolist() == ["target_loss"]
+
+
+def test_a_batch_size_rerun_with_fewer_seeds_replaces_all_seeds_of_its_configuration(fixture_df):
+    """Seed 0 run again (later, maybe on other code): its configuration shows that run's one seed, not seed 0 from
+    the new run averaged with seed 1 from the old one."""
+    batch = fixture_df[fixture_df["experiment"] == "batch-size"]
+    again = batch[(batch["seed"] == 0) & (batch["implementation"] == "tensor") & (batch["batch_size"] == 16)]
+    again = again.assign(run_id="20261127T230000Z-batch-size-ffffff")
+    rows = select.batch_size_rows(pd.concat([fixture_df, again], ignore_index=True))
+    mine = rows[(rows["implementation"] == "tensor") & (rows["batch_size"] == 16)]
+    assert set(mine["run_id"]) == {"20261127T230000Z-batch-size-ffffff"} and set(mine["seed"]) == {0}
+    others = rows[(rows["implementation"] != "tensor") | (rows["batch_size"] != 16)]
+    assert set(others["seed"]) == {0, 1} and set(others["run_id"]) == set(batch["run_id"])

@@ -176,12 +176,14 @@ def divergence_threshold(outcomes: pd.DataFrame) -> tuple[float | None, float | 
 
 
 def batch_size_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """batch-size rows made with the newest run's BATCH_SETTINGS, newest run per (implementation, batch size, seed),
-    sorted."""
+    """batch-size rows made with the newest run's BATCH_SETTINGS, newest run per (implementation, batch size) with
+    all its seeds, sorted."""
     rows = experiment_rows(df, "batch-size")
     if rows.empty:
         return rows
-    rows = latest_per(rows[same_settings(rows, BATCH_SETTINGS)], ["implementation", "batch_size", "seed"])
+    # all the seeds of a configuration from its newest run (--seeds K runs seeds 0..K-1): a rerun with fewer seeds
+    # replaces the older run's, rather than averaging its seeds with older ones timed on other code
+    rows = latest_per(rows[same_settings(rows, BATCH_SETTINGS)], ["implementation", "batch_size"])
     rows = rows.astype({"batch_size": "int64", "seed": "int64"})
     return rows.sort_values(["implementation", "batch_size", "seed", "epoch"], ignore_index=True)
 
