@@ -242,6 +242,7 @@ def time_to_target_figure(df: pd.DataFrame):
                      hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
                      err_style="bars", err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log")
+        target.margins(y=0.08)  # the fastest and slowest points (and their bars) clear of the frame
         target.legend(title="implementation")
     _batch_axis(target, runs["batch_size"])
     target.set(ylabel="time to target loss (s, log scale)", title="Time to reach the target loss")
