@@ -13,6 +13,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from amal.errors import UsageError
 
 NORMALIZATIONS = ("minmax", "zscore", "none")
+BOSTON_SOURCE = "mlxtend:boston_housing_data"  # the one copy of Boston Housing load_boston reads
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def load_boston(normalize: str = "minmax", test_size: float = 0.0, seed: int = 0
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
     return Regression(tensor(x_train), tensor(y_train), tensor(x_test), tensor(y_test),
-                      source="mlxtend:boston_housing_data", normalize=normalize)
+                      source=BOSTON_SOURCE, normalize=normalize)
 
 
 def least_squares_mse(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -26,7 +26,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "run_id": (STR, "unique id of the run (UTC start time, experiment, its milliseconds and a random suffix: ids "
                     "sort by start time); one file per run"),
     "experiment": (STR, "lr-sweep, batch-size, autoencoder or bench"),
-    "implementation": (STR, "how the training loop is written: manual, tensor, dataloader, module, ..."),
+    "implementation": (STR, "how the training loop is written: dataloader, tensor, manual, fused (batch-size), "
+                            "manual (lr-sweep), dataloader, resident (autoencoder)"),
     "tag": (STR, "free text from --tag"),
     "seed": (I64, "random seed of the run"),
     "device": (STR, "cpu or cuda"),

@@ -193,6 +193,7 @@ def test_profiles_and_bench_cases():
     assert "batch-size/tensor/b16/cpu" in names
     case = next(c for c in quick if c.name == "batch-size/manual/b506/cpu")
     assert case.params["batch_size"] == 506 and case.params["epochs"] == 5 and case.device == "cpu"
+    assert case.params["data_source"] == load_boston().source  # a setting the gate compares
     assert case.setup()() is None  # one round of real training runs
 
 

@@ -70,6 +70,8 @@ def test_summary_keeps_the_significant_digits_of_a_tiny_bound():
 def test_bench_case_runs_the_hand_written_step():
     (case,) = lr_sweep.bench_cases("quick")
     assert case.name == "lr-sweep/manual/cpu" and case.params["epochs"] == 100
+    # the data is one of the settings the gate compares: a case records the source its run would
+    assert case.params["data_source"] == lr_sweep.run(LrSweepConfig(lrs=(0.1,), epochs=1))["data_source"].iloc[0]
     case.setup()()
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from amal.data import NORMALIZATIONS, least_squares_mse, load_boston
+from amal.data import BOSTON_SOURCE, NORMALIZATIONS, least_squares_mse, load_boston
 from amal.errors import UsageError
 from amal.experiments.lr_sweep import init_params
 from amal.experiments.options import check_choice, check_positive, words
@@ -421,7 +421,7 @@ def case(implementation: str, batch_size: int, epochs: int, device: str = "cpu",
         return synced(one_round, dev)
 
     params = {"experiment": NAME, "implementation": implementation, "batch_size": batch_size, "epochs": epochs,
-              "lr": lr, "normalize": "minmax", "n_train": 506, "device": device}
+              "lr": lr, "normalize": "minmax", "n_train": 506, "device": device, "data_source": BOSTON_SOURCE}
     return Case(f"{NAME}/{implementation}/b{batch_size}/{device}", NAME, setup, params, device)
 
 

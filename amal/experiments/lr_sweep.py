@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from amal.data import NORMALIZATIONS, Regression, load_boston
+from amal.data import BOSTON_SOURCE, NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, floats
 from amal.functions import full_mse, manual_step
@@ -139,7 +139,7 @@ def bench_cases(profile: str) -> list:
         return one_round
 
     params = {"experiment": "lr-sweep", "implementation": "manual", "batch_size": 506, "epochs": epochs, "lr": lr,
-              "normalize": "minmax"}
+              "normalize": "minmax", "data_source": BOSTON_SOURCE}
     return [Case("lr-sweep/manual/cpu", "lr-sweep", setup, params)]
 
 
