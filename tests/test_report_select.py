@@ -41,7 +41,7 @@ def test_lr_outcomes_of_the_real_sweep(fixture_df):
 
 
 def test_divergence_threshold_without_a_divergence():
-    outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, False]})
+    outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, False], "unstable": [False, False]})
     assert select.divergence_threshold(outcomes) == (0.2, None)
 
 

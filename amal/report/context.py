@@ -18,6 +18,7 @@ HOW_TO = {
     "autoencoder": "python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto",
     "bench": "pytest bench --benchmark-autosave",
 }
+UNTAGGED = {"bench"}  # sections whose command stores its runs untagged (pytest bench: bench/conftest.py)
 
 
 def table(caption: str, columns: list[str], rows: list[list[str]], align: str | None = None) -> dict:
@@ -486,7 +487,7 @@ def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m 
     sections = [lr_sweep_section(df), batch_size_section(df), autoencoder_section(df, options), bench_section(df)]
     for part in sections:  # a missing section's command writes where this report reads, whatever $AMAL_RESULTS is
         if not part["available"] and part["how_to"]:
-            untagged = not part["how_to"].startswith("python")  # pytest bench stores its runs untagged
+            untagged = part["id"] in UNTAGGED
             part["how_to"] += " " + (store_options(results_dir) if untagged else options)
             if tags is not None:
                 then = (" (it stores them untagged: add --tag '' to this report's command to show them)"

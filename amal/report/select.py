@@ -169,9 +169,8 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
 def divergence_threshold(outcomes: pd.DataFrame) -> tuple[float | None, float | None]:
     """(largest lr that did not diverge, smallest lr that diverged or was diverging when its run ended); None where
     there is no such lr."""
-    diverging = outcomes["unstable"] if "unstable" in outcomes else outcomes["diverged"]
-    stable = outcomes.loc[~diverging, "lr"]
-    unstable = outcomes.loc[diverging, "lr"]
+    stable = outcomes.loc[~outcomes["unstable"], "lr"]
+    unstable = outcomes.loc[outcomes["unstable"], "lr"]
     return (stable.max() if len(stable) else None, unstable.min() if len(unstable) else None)
 
 
