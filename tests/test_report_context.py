@@ -1,10 +1,11 @@
 import shlex
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from amal.report import select
-from amal.report.context import HOW_TO, build_context, threshold_finding
+from amal.report.context import HOW_TO, build_context, target_cell, threshold_finding
 
 
 @pytest.fixture(scope="module")
@@ -375,3 +376,12 @@ def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_ru
                              "newest run that did not diverge.")
     assert f"Run {blown} diverged at epoch 1 (training loss no longer finite) and stopped there: it is not shown." \
         in notes
+
+
+def test_the_time_to_target_cell_says_which_configurations_diverged():
+    def cell(reached, diverged, seeds=3, target=1.2):
+        return target_cell(SimpleNamespace(reached=reached, diverged=diverged, seeds=seeds, target_mean_s=target))
+    assert cell(2, 1) == "1.2 s (2/3)"
+    assert cell(0, 3) == "diverged"
+    assert cell(0, 1) == "not reached; 1/3 diverged"
+    assert cell(0, 0) == "not reached"

@@ -224,8 +224,20 @@ def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
     first.loc[first["experiment"] == "batch-size", "diverged"] = True
     for key in ("fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead"):
         assert figures.render(first, [key])[key].startswith(b"\x89PNG")
+    fig = figures.batch_loss_figure(first)  # no curve to draw: each batch size is a × at epoch 1, named so
+    sizes = sorted(first.loc[batch, "batch_size"].unique())
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        *(f"{size:g} (diverged, epoch 1)" for size in sizes), "target loss"]
+    crosses = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
+    assert [tuple(line.get_xdata()) for line in crosses] == [(1,)] * len(sizes)
+    assert fig.axes[0].get_title().endswith("(× = diverged)")
+    plt.close(fig)
+    fig = figures.batch_time_figure(first)  # each time is that of the epoch before the stop: marked
+    assert "diverged: timed until its stop, scaled" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)
     fig = figures.time_to_target_figure(first)
     assert "every run diverged in its first epoch" in [t.get_text() for t in fig.axes[0].texts]
+    assert "log scale" not in fig.axes[0].get_xlabel() and "log scale" not in fig.axes[1].get_ylabel()
     # the right panel says why no time to target is drawn: not "within 1 epochs" when 3 were asked for
     assert [t.get_text() for t in fig.axes[1].texts] == ["no run reached the target loss\nevery run diverged first"]
     plt.close(fig)

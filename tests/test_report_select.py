@@ -225,6 +225,32 @@ def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_set
     assert set(select.autoencoder_rows(alone)["run_id"]) == {blown["run_id"].iloc[0]}  # shown where nothing else
 
 
+def test_a_batch_size_run_every_training_of_which_diverged_does_not_hide_the_section(fixture_df):
+    batch = fixture_df[fixture_df["experiment"] == "batch-size"]
+    good = batch[batch["run_id"] == batch["run_id"].max()]
+    first = good[(good["implementation"] == good["implementation"].iloc[0]) & (good["seed"] == good["seed"].min())]
+    one = first[first["batch_size"] == first["batch_size"].min()]
+    blown = one[one["epoch"] == 1].assign(run_id="20991231T000000Z-batch-size-ffffff", lr=1.0, diverged=True,
+                                          diverged_epoch=1)
+    df = pd.concat([fixture_df, blown], ignore_index=True)
+    newest, left_out = select.newest_settings(df, "batch-size", select.BATCH_SETTINGS)
+    assert newest["lr"] == good["lr"].iloc[0] and left_out == 1
+    assert blown["run_id"].iloc[0] not in set(select.batch_size_rows(df)["run_id"])
+    # a run where only some trainings diverged is a run like any other: newest, it sets the settings
+    healthy = one[one["epoch"] == 1].assign(batch_size=one["batch_size"].iloc[0] + 1, diverged=False,
+                                            diverged_epoch=pd.NA)
+    partly = pd.concat([blown, healthy.assign(run_id=blown["run_id"].iloc[0], lr=1.0)], ignore_index=True)
+    newest, _ = select.newest_settings(pd.concat([fixture_df, partly], ignore_index=True), "batch-size",
+                                       select.BATCH_SETTINGS)
+    assert newest["lr"] == 1.0
+
+
+def test_in_failed_run_needs_every_training_of_the_run_to_diverge():
+    rows = pd.DataFrame({"run_id": ["a"] * 4 + ["b"] * 2, "lr": [0.1, 0.1, 0.3, 0.3, 5.0, 5.0],
+                         "epoch": [1, 2, 1, 2, 1, 2], "diverged": [False, False, True, True, False, True]})
+    assert select.in_failed_run(rows).tolist() == [False] * 4 + [True] * 2  # b: its one training's last epoch
+
+
 def test_final_test_loss_is_the_mean_over_seeds_of_their_last_epoch():
     """Seeds 0.10 and 0.30 (mean 0.20) beat 0.25 and 0.25; a configuration with a diverged seed has no mean."""
     def run(hidden, seed, loss):

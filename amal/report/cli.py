@@ -27,7 +27,8 @@ PROG = "python -m amal.report"
 WHICH_RUNS = """\
 which runs a report shows (of those --tag chooses):
   the newest run of each configuration (a configuration run again replaces
-  its older run). A section shows only runs made with the settings of its
+  its older run; a run all of whose trainings diverged counts as older than
+  any that did not). A section shows only runs made with the settings of its
   newest run; a note under it counts the others and names the settings they
   differ in. Runs of a section share:
     lr-sweep     normalize, epochs, test size, seed, data source, num

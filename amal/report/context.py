@@ -73,7 +73,7 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     rows = select.experiment_rows(df, experiment)
     latest = rows[rows["run_id"] == rows["run_id"].max()]  # the last run made; the reference may be an older one
     passed_over = latest["run_id"].iloc[0] != rows.loc[select.recency(rows).idxmax(), "run_id"]
-    reference = "the newest run" + (" that did not diverge" if passed_over and select.in_diverged_run(latest).any()
+    reference = "the newest run" + (" that did not diverge" if passed_over and select.in_failed_run(latest).any()
                                     else "")
     return shown, [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
                    f"({which}) {'are' if others > 1 else 'is'} not shown: the section compares runs made with the "
@@ -175,6 +175,16 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                    tables=[table("Outcome per learning rate", columns, body)])
 
 
+def target_cell(s) -> str:
+    """The table's time to target of a configuration: '1.2 s (2/3)', 'not reached', 'diverged' (every seed),
+    'not reached; 1/3 diverged'."""
+    if s.reached:
+        return f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})"
+    if s.diverged == s.seeds:
+        return "diverged"
+    return "not reached" + (f"; {integer(s.diverged)}/{integer(s.seeds)} diverged" if s.diverged else "")
+
+
 def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     findings = []
     fastest = select.fastest_to_target(summary)
@@ -235,8 +245,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
              seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
-             f"{seconds(s.target_mean_s)} ({integer(s.reached)}/{integer(s.seeds)})" if s.reached else "not reached",
-             seconds(s.step_s)] for s in summary.itertuples()]
+             target_cell(s), seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
     seeds = rows["seed"].nunique()

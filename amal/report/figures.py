@@ -179,12 +179,26 @@ def batch_loss_figure(df: pd.DataFrame):
     rows, lr, implementation = select.fig2_rows(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sizes = sorted(rows["batch_size"].unique())
-    sns.lineplot(data=rows.assign(batch=rows["batch_size"].astype(str)), x="epoch", y="train_loss", hue="batch",
-                 hue_order=[str(b) for b in sizes], errorbar="sd", ax=ax,
-                 palette={str(size): colour for size, colour in _palette(sizes).items()})  # as in Fig. 4
+    failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
+    stopped = failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
+    names = {size: f"{size} (diverged, epoch {int(stopped[size])})" if size in stopped else str(size) for size in sizes}
+    colours = _palette(sizes)  # as in Fig. 4
+    shown = rows[np.isfinite(rows["train_loss"])]  # a diverged run's last loss may be inf or NaN: off any scale
+    if shown.empty:  # every training diverged in its first epoch: the legend still names each batch size
+        for size in sizes:
+            ax.plot([], [], color=colours[size], label=names[size])
+    else:
+        sns.lineplot(data=shown.assign(batch=shown["batch_size"].map(names)), x="epoch", y="train_loss", hue="batch",
+                     hue_order=[names[b] for b in sizes], errorbar="sd", ax=ax,
+                     palette={names[size]: colour for size, colour in colours.items()})
     ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
-    ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)",
-           title=f"Training MSE per epoch at lr = {lr:g} ({implementation}, {_over_seeds(rows)})")
+    ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)")
+    ax.set_title(f"Training MSE per epoch at lr = {lr:g} ({implementation}, {_over_seeds(rows)})"
+                 + (" (× = diverged)" if len(stopped) else ""), pad=14 if len(stopped) else 6)  # clear of the ×
+    top = ax.get_ylim()[1]
+    for size, epoch in stopped.items():  # where the first seed was stopped, on the top edge (as in Fig. 1)
+        ax.plot([epoch], [top], marker="x", ms=10, mew=2.5, color=colours[size], clip_on=False, zorder=5)
+    ax.set_ylim(top=top)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -202,6 +216,10 @@ def batch_time_figure(df: pd.DataFrame):
     epochs = select.epochs_asked(runs)
     scaled = "" if epochs == 1000 else f" (measured over {epochs}, scaled)"
     where = f"{runs['device'].iloc[0]}, {plural(runs['num_threads'].iloc[0], 'thread')}"
+    failed = runs[runs["diverged"].eq(True)]
+    if len(failed):  # their time is that of the epochs they ran before being stopped, scaled to 1000
+        ax.scatter(failed["batch_size"], failed["time_per_1000_s"], marker="x", s=70, linewidths=1.5, color="black",
+                   zorder=4, label="diverged: timed until its stop, scaled")
     ax.set(yscale="log", ylabel="training time of 1000 epochs (s, log scale)",
            title=f"Training time of 1000 epochs{scaled} vs batch size ({where})")
     ax.legend(title="implementation")
@@ -224,10 +242,11 @@ def time_to_target_figure(df: pd.DataFrame):
     if means.empty:  # every run diverged in its first epoch: nothing to put on a log time axis
         wall.text(0.5, 0.5, "every run diverged in its first epoch", ha="center", va="center",
                   transform=wall.transAxes, fontsize=11, color="dimgrey")
+        wall.set(xticks=[], xlabel="cumulative training time (s)")
     else:
-        wall.set(xscale="log")
-    wall.set(yscale="log", xlabel="cumulative training time (s, log scale)",
-             ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
+        wall.set(xscale="log", xlabel="cumulative training time (s, log scale)")
+    wall.set(yscale="log", ylabel=r"training MSE ((k\$)², log scale)",
+             title=f"Loss against wall-clock time ({implementation})")
     wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6)  # below: curves seen
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
@@ -236,16 +255,16 @@ def time_to_target_figure(df: pd.DataFrame):
                   else f"within {select.epochs_asked(rows)} epochs")
         target.text(0.5, 0.5, f"no run reached the target loss\n{within}",
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
-        target.set_yticks([])  # no time to show: no scale either
+        target.set(yticks=[], ylabel="time to target loss (s)")  # no time to show: no scale either
     else:
         sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
                      hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
                      err_style="bars", err_kws={"capsize": 3}, ax=target)
-        target.set(yscale="log")
+        target.set(yscale="log", ylabel="time to target loss (s, log scale)")
         target.margins(y=0.08)  # the fastest and slowest points (and their bars) clear of the frame
         target.legend(title="implementation")
     _batch_axis(target, runs["batch_size"])
-    target.set(ylabel="time to target loss (s, log scale)", title="Time to reach the target loss")
+    target.set(title="Time to reach the target loss")
     fig.tight_layout()
     return fig
 

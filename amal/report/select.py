@@ -52,16 +52,31 @@ def in_diverged_run(rows: pd.DataFrame) -> pd.Series:
     return rows["diverged"].eq(True).astype(bool).groupby(rows["run_id"]).transform("any")
 
 
+# what tells a run's trainings apart (one training: one loss curve); a column a run lacks is left out
+TRAINING_KEYS = ["lr", "implementation", "batch_size", "seed"]
+
+
+def in_failed_run(rows: pd.DataFrame) -> pd.Series:
+    """True for each row of a run every training of which diverged (a sweep where only the largest rates diverge
+    is not one)."""
+    if "diverged" not in rows:
+        return pd.Series(False, index=rows.index)
+    keys = [rows["run_id"], *(rows[k] for k in TRAINING_KEYS if k in rows)]
+    trained = rows["diverged"].eq(True).astype(bool).groupby(keys, dropna=False).transform("any")
+    return trained.groupby(rows["run_id"]).transform("all")
+
+
 def recency(rows: pd.DataFrame) -> pd.Series:
     """A key that orders the rows' runs from oldest to newest: the run id, which starts with the run's UTC start
     time, except that the two sides of one gate run, stamped with the same start, are ordered baseline then
-    candidate (the candidate times the code at hand, so it is the one a report shows), and that an autoencoder run
-    that diverged counts as older than every one that did not: it neither replaces a good run of its configuration
-    nor sets the settings its section shows (it is shown only where nothing else was run)."""
+    candidate (the candidate times the code at hand, so it is the one a report shows), and that a run every
+    training of which diverged (`in_failed_run`) counts as older than every one that did not: it neither replaces a
+    good run of its configuration nor sets the settings its section shows (it is shown only where nothing else was
+    run)."""
     started = rows["run_id"].str.split("-", n=1).str[0]
     tags = rows["tag"] if "tag" in rows else pd.Series("", index=rows.index)
     candidate = np.where(tags.eq(GATE_CANDIDATE).to_numpy(dtype=bool, na_value=False), "1", "0")
-    failed = in_diverged_run(rows) & (rows["experiment"].eq("autoencoder") if "experiment" in rows else False)
+    failed = in_failed_run(rows)
     return np.where(failed.to_numpy(dtype=bool), "0", "1") + started + candidate + rows["run_id"]
 
 
@@ -206,12 +221,15 @@ def epochs_asked(rows: pd.DataFrame) -> int:
 
 def batch_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (implementation, batch size): mean and sd over seeds of the time per 1000 epochs, the time to target
-    (mean over the seeds that reached it), how many seeds reached it, the mean step time, and the instrumented parts."""
+    (mean over the seeds that reached it), how many seeds reached it and how many diverged, the mean step time, and
+    the instrumented parts."""
+    runs = runs.assign(diverged=runs["diverged"].eq(True) if "diverged" in runs else False)
     grouped = runs.groupby(["implementation", "batch_size"], sort=True)
     summary = grouped.agg(seeds=("seed", "size"), epochs=("epoch", "max"),
                           time_mean_s=("time_per_1000_s", "mean"), time_sd_s=("time_per_1000_s", "std"),
                           target_mean_s=("time_to_target_s", "mean"), epoch_to_target=("epoch_to_target", "mean"),
-                          reached=("reached", "sum"), step_s=("step_s", "mean"), parts_s=("parts_s", "mean"),
+                          reached=("reached", "sum"), diverged=("diverged", "sum"), step_s=("step_s", "mean"),
+                          parts_s=("parts_s", "mean"),
                           **{part: (part, "mean") for part in STEP_PARTS})
     return summary.reset_index()
 
