@@ -3,7 +3,8 @@
 Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock through amal.timing.clock_s
 (perf_counter_ns) unless --benchmark-timer says otherwise, and always keeps the raw per-round times in the JSON it saves
 (as with --benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
-also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment.
+also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment;
+an interrupted session (Ctrl-C) stores nothing: the cases it measured are not the run asked for.
 """
 
 from datetime import datetime
@@ -93,8 +94,11 @@ def pytest_sessionfinish(session, exitstatus):
     """Append the rounds to the results store (pytest-benchmark's own sessionfinish, a wrapper, has run first)."""
     config = session.config
     benchmarks = measured(config)
-    if config.option.amal_no_store or not benchmarks:
+    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    if config.option.amal_no_store or not benchmarks or interrupted:
         store.remove_empty(config.stash.get(NEW_FOLDERS, []))  # nothing stored: no empty results folder left
+        if interrupted and benchmarks and not config.option.amal_no_store:  # a part of the cases: not a bench run
+            config.stash[STORED] = f"amal: interrupted: the rounds of {len(benchmarks)} case(s) were not stored"
         return
     df = round_rows(benchmarks, config.option.amal_profile)
     on_gpu = df["device"].astype(str).str.startswith("cuda") if "device" in df else pd.Series(False, df.index)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,20 @@ def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing
         assert f"{test} PASSED" in done.stdout
     assert "amal: stored" not in done.stdout
     assert not (tmp_path / "results").exists()  # the folder it had made to check it was writable is gone again
+
+
+@pytest.mark.slow
+def test_an_interrupted_pytest_bench_stores_nothing(tmp_path):
+    """Ctrl-C after the first case: its rounds are not stored as if they were the whole bench run."""
+    (tmp_path / "interrupt_after_first.py").write_text(
+        "def pytest_runtest_logfinish(nodeid, location):\n    raise KeyboardInterrupt\n")
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "test_case and (lr-sweep or batch-size)", "-q", "-p",
+            "no:cacheprovider", "-p", "interrupt_after_first", "--results", str(tmp_path / "results")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "amal: interrupted: the rounds of 1 case(s) were not stored" in done.stdout
+    assert not (tmp_path / "results").exists()
 
 
 def test_ratio_benchmarks_under_cprofile_pair_only_the_timed_rounds(tmp_path):
