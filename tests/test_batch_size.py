@@ -218,3 +218,16 @@ def test_a_loss_that_explodes_counts_as_divergence_before_it_overflows():
     df = batch_size.run(cfg)
     assert df["diverged"].all() and df["diverged_epoch"].iloc[0] == len(df) < 30
     assert np.isfinite(df["train_loss"]).all()  # stopped on the blow-up rule, not on an overflow
+
+
+def test_the_summary_says_how_many_seeds_diverged_and_when():
+    cfg = batch_size.BatchSizeConfig(batch_sizes=(64, 506), implementations=("fused",), epochs=6, seeds=2, lr=1.0,
+                                     decomposition_steps=1)
+    runs = batch_size.run(cfg)
+    table = batch_size.summary(runs).set_index("batch_size")
+    stopped = runs[runs["batch_size"] == 506].groupby("seed")["epoch"].max()
+    assert runs["diverged"].all() and stopped.min() > 1  # full batch takes a few epochs to blow up
+    assert table.loc[506, "diverged"] == f"2/2 at epoch {stopped.min()}"
+    calm = batch_size.summary(batch_size.run(batch_size.BatchSizeConfig(
+        batch_sizes=(64,), implementations=("fused",), epochs=2, seeds=1, decomposition_steps=1)))
+    assert calm["diverged"].tolist() == [""]

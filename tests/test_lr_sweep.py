@@ -62,6 +62,12 @@ def test_summary_lists_each_lr_once():
     assert table["lr_max_theory"].unique().tolist() == ["0.2652"]
 
 
+def test_summary_says_a_run_whose_loss_was_rising_when_it_ended_was_diverging():
+    table = lr_sweep.summary(lr_sweep.run(LrSweepConfig(lrs=(0.1, 0.27), epochs=100)))
+    assert table["result"].iloc[0].startswith("final MSE") and "diverging" not in table["result"].iloc[0]
+    assert table["result"].iloc[1].endswith("x its lowest: diverging")  # not stopped within 100 epochs, but rising
+
+
 def test_summary_keeps_the_significant_digits_of_a_tiny_bound():
     table = lr_sweep.summary(lr_sweep.run(LrSweepConfig(lrs=(1e-7,), epochs=3, normalize="none")))
     assert table.loc[0, "lr"] == "1e-07" and table.loc[0, "lr_max_theory"] == "3.195e-06"

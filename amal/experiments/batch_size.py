@@ -393,7 +393,8 @@ PROFILES = {  # the campaign `python -m amal.report` runs when the store is empt
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per (implementation, batch size): final loss, training time and step split (means over seeds)."""
+    """One line per (implementation, batch size): final loss, how many seeds diverged (and the first epoch one was
+    stopped at), training time and step split (means over seeds)."""
     last = df.sort_values("epoch").groupby(["implementation", "batch_size", "seed"]).tail(1)
     last = last.assign(us_per_step=1e6 * last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]))
     table = last.groupby(["implementation", "batch_size"]).agg(
@@ -402,6 +403,10 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         **{f"{part}_us": (f"step_{part}_s", "mean") for part in ("data", "forward", "backward", "update")})
     for part in ("data", "forward", "backward", "update"):
         table[f"{part}_us"] *= 1e6
+    stopped = last[last["diverged"].eq(True)].groupby(["implementation", "batch_size"])["epoch"]
+    table.insert(1, "diverged", [f"{n}/{runs} at epoch {first}" if n else "" for n, first, runs in zip(
+        stopped.size().reindex(table.index, fill_value=0), stopped.min().reindex(table.index), table["runs"],
+        strict=True)])
     return table.reset_index().round(4)
 
 

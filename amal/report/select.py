@@ -11,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from amal import store
+from amal.experiments.lr_sweep import GROWING
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -157,9 +158,6 @@ def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 # full-batch gradient descent on a quadratic never raises its loss below the stability bound: a run whose last loss
 # is this far above its lowest is diverging, even where the run ended before its loss met the stop rule
-GROWING = 1.01
-
-
 def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per learning rate: diverged (stopped by the rule), diverged_epoch, growth (last finite loss over the
     lowest), growing (not stopped, but its loss ended above GROWING × its lowest), unstable (either), epochs_run,
