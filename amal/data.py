@@ -134,6 +134,8 @@ def load_mnist(data_root: str | Path | None = None, download: bool = False, seed
 def _load_torchvision_mnist(root: Path, download: bool) -> Images:
     from torchvision.datasets import MNIST
 
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"data root {root} is a file, not a folder")
     if not root.is_dir() and not download:
         raise UsageError(f"data root {root} does not exist (pass --download to fetch MNIST there)")
     raw = root / "MNIST" / "raw"

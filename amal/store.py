@@ -124,6 +124,8 @@ def to_table(df: pd.DataFrame) -> pa.Table:
 def check_writable(folder: str | Path, what: str = "results directory") -> Path:
     """Create `folder` if needed and prove a file can be written there; UsageError naming `what` otherwise."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{what} {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-probe-{os.getpid()}"

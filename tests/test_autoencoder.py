@@ -98,6 +98,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     (["--device", "cpu:0"], "unknown device 'cpu:0'"),
     (["--checkpoint", f"/tmp/{'c' * 250}.pt"], "is too long"),
     (["--checkpoint", f"{__file__}/c.pt"], "is a file, not a folder"),
+    (["--data-root", __file__], f"data root {__file__} is a file, not a folder"),
 ])
 def test_bad_input_says_why(tmp_path, capsys, args, reason):
     assert cli.main(["autoencoder", "--quiet", "--results", str(tmp_path / "results"), *args]) == 2

@@ -132,6 +132,15 @@ def test_footer_gives_the_command_with_the_results_used(report, nasty_store, tmp
     assert f"Regenerate with <code>python -m amal.report --results {nasty_store}</code>" in html
     assert regenerate_command(Path("results")) == "python -m amal.report --results results"
     assert regenerate_command(Path("my results")) == "python -m amal.report --results 'my results'"
+    assert regenerate_command(Path("r"), ["a b"]) == "python -m amal.report --results r --tag 'a b'"
+
+
+def test_a_format_not_rewritten_is_named_when_an_earlier_report_left_it(fixture_results, tmp_path, capsys):
+    out = ["--results", str(fixture_results), "--out", str(tmp_path / "out"), "--no-run"]
+    assert main([*out, "--format", "html"]) == 0
+    assert "earlier report" not in capsys.readouterr().err
+    assert main([*out, "--format", "tex"]) == 0
+    assert "report.html there is an earlier report's (not rewritten: --format tex)" in capsys.readouterr().err
 
 
 def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys):
@@ -288,9 +297,9 @@ def test_an_interrupted_campaign_stores_nothing(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(batch_size, "run", interrupted)
     results = tmp_path / "results"
-    assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--quiet"]) == 130
+    assert main(["--results", str(results), "--out", str(tmp_path / "new" / "out"), "--quiet"]) == 130
     assert "interrupted: the report was not updated" in capsys.readouterr().err
-    assert store.run_files(results) == []
+    assert not results.exists() and not (tmp_path / "new").exists()  # nothing stored: no folder it made is left
 
 
 def test_a_failing_tex_build_leaves_the_earlier_report_as_it_was(fixture_results, tmp_path, monkeypatch, capsys):

@@ -62,6 +62,8 @@ def test_unwritable_directory_is_a_usage_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(UsageError, match="not writable"):
         store.check_writable(blocker / "results")
+    with pytest.raises(UsageError, match=f"results directory {blocker} is a file, not a folder"):
+        store.check_writable(blocker)
 
 
 def test_corrupt_file_is_named_or_skipped(tmp_path):

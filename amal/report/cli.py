@@ -176,7 +176,7 @@ def build_pdf(tex: str, images: dict[str, bytes], out: Path, engine: list[str], 
 def regenerate_command(results: Path, tags: list[str] | None = None) -> str:
     """The command line that writes this report's content again, with the --results it read (always: the default
     depends on $AMAL_RESULTS) and its --tag choice; --out and --format change where and in which formats, not what
-    the report says."""
+    the report says (so a report written elsewhere is still byte for byte the same)."""
     return f"{PROG} --results {shlex.quote(str(results))}" + "".join(f" --tag {shlex.quote(tag)}" for tag in tags or [])
 
 
@@ -234,7 +234,8 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
-    new_folders = store.missing_folders(Path(args.out) / "figures")
+    new_folders = sorted({*store.missing_folders(Path(args.out) / "figures"), *store.missing_folders(results)},
+                         key=lambda folder: len(folder.parts), reverse=True)  # innermost first
     code = 1
     try:
         code = report(args, results)
@@ -269,4 +270,8 @@ def report(args, results: Path) -> int:
     for path in written:
         if path.name.startswith("report."):
             print(f"wrote {path}")
+    for earlier in (out / f"report.{fmt}" for fmt in FORMATS if fmt not in args.format):
+        if earlier.is_file():
+            print(f"{earlier.name} there is an earlier report's (not rewritten: --format {','.join(args.format)})",
+                  file=sys.stderr)
     return 0
