@@ -161,6 +161,7 @@ BAD_INPUT = {
     "unknown device": ["--device", "tpu"],
     "zero epochs": ["--epochs", "0"],
     "zero seeds": ["--seeds", "0"],
+    "more seeds than 32 bits hold": ["--seeds", str(2**32 + 1)],
     "negative lr": ["--lr", "-0.1"],
     "nan lr": ["--lr", "nan"],
     "lr whose double overflows float32": ["--lr", "2e38"],

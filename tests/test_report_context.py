@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from amal.report import select
-from amal.report.context import HOW_TO, build_context, target_cell, threshold_finding
+from amal.report.context import HOW_TO, build_context, differences, target_cell, threshold_finding
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,10 @@ def test_cpu_only_autoencoder_says_gpu_not_measured(fixture_df):
     # one command per CPU configuration, with the settings the section's runs share, storing where the report reads
     command = "python -m amal.run autoencoder --device cuda --epochs 3 --batch-size {} --hidden 256,64 --loss bce " \
               "--n-train 4000 --num-workers 0 --results r"
-    assert ae["notes"] == ["To compare the GPU with the CPU, run on a CUDA machine (the settings of the CPU runs "
-                           f"shown): {command.format(64)}; {command.format(256)}"]
+    assert ae["commands"] == {"intro": "To compare the GPU with the CPU, run on a CUDA machine (the settings of the "
+                                       "CPU runs shown):", "lines": [command.format(64), command.format(256)]}
+    assert not any("cuda" in note for note in ae["notes"])
+    assert sections(build_context(fixture_df, "r"))["autoencoder"]["commands"] is None  # measured: nothing to run
 
 
 def test_gpu_command_gives_a_cuda_run_the_report_sets_beside_the_cpu_run(tmp_path):
@@ -270,7 +272,7 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     part = sections(build_context(pd.concat([fixture_df, newer], ignore_index=True), "r"))["bench"]
     assert part["notes"] == ["1 bench run made with other settings (num threads 2 instead of 1) is not shown: the "
                              "section compares runs made with the settings above, those of the newest run."]
-    assert part["settings"] == "profile quick, num threads 1, host lab-cpu-1, tag –"
+    assert part["settings"] == "profile quick, num threads 1, host lab-cpu-1, tag '' (untagged)"
     medians = {row[0]: row[4] for row in part["tables"][0]["rows"]}
     assert {row[0]: row[2] for row in part["tables"][0]["rows"]}["lr-sweep/manual/cpu"] == "100 epochs"
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
@@ -385,3 +387,10 @@ def test_the_time_to_target_cell_says_which_configurations_diverged():
     assert cell(0, 3) == "diverged"
     assert cell(0, 1) == "not reached; 1/3 diverged"
     assert cell(0, 0) == "not reached"
+
+
+def test_an_empty_tag_reads_untagged_in_a_note():
+    others = pd.DataFrame({"setting": ["tag", "tag", "epochs"], "value": ["gate baseline", "", 50],
+                           "newest": ["gate candidate", "gate candidate", 1000]})
+    assert differences(others) == ("tag gate baseline, '' (untagged) instead of gate candidate; "
+                                   "epochs 50 instead of 1000")

@@ -63,3 +63,14 @@ def test_templates_found_in_a_checkout_and_in_an_installed_package(tmp_path):
     (tmp_path / "site" / "templates").mkdir()
     (tmp_path / "site" / "templates" / "report.html.j2").write_text("")
     assert templates_dir(package) == tmp_path / "site" / "templates"  # checkout: the top-level folder
+
+
+def test_commands_to_run_are_set_as_code_one_per_line(fixture_df):
+    """The GPU commands of a CPU-only store: code lines (a break inside '--loss' made a copied command wrong)."""
+    cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
+    context = build_context(cpu_only, "r")
+    html = render.render_html(context, {})
+    assert ("shown):</p><pre><code>python -m amal.run autoencoder --device cuda --epochs 3 --batch-size 64 "
+            "--hidden 256,64 --loss bce --n-train 4000 --num-workers 0 --results r\npython -m amal.run") in html
+    tex = render.render_tex(context, {})
+    assert r"shown):\\ \texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 -{}-{}batch" in tex

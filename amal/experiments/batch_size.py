@@ -113,6 +113,8 @@ def config_from_args(args) -> BatchSizeConfig:
     check_choice("--implementation", args.implementation, IMPLEMENTATIONS)
     check_positive("--epochs", [args.epochs])
     check_positive("--seeds", [args.seeds])
+    if args.seeds > 2**32:
+        raise UsageError(f"--seeds must be at most 2**32 (seeds 0..N-1 are 32-bit), got {args.seeds}")
     if not (math.isfinite(args.target_ratio) and args.target_ratio > 1):  # the optimum is the least loss there is
         raise UsageError(f"--target-ratio must be > 1 (a multiple of the least-squares optimum), "
                          f"got {args.target_ratio}")

@@ -34,15 +34,17 @@ def figure(key: str, title: str, caption: str, source: str | None = None) -> dic
 def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> dict:
     """A report section; without rows it says what is missing and how to produce it."""
     base = {"id": key, "title": title, "intro": intro, "available": not rows.empty, "how_to": HOW_TO.get(key),
-            "findings": [], "tables": [], "figures": [], "notes": [], "settings": ""}
+            "findings": [], "tables": [], "figures": [], "notes": [], "settings": "", "commands": None}
     if rows.empty:
         base["missing"] = f"No {key} results in the store yet. To produce them, run:"
         return base
     return {**base, **content}
 
 
-def setting_value(value) -> str:
-    """A setting as text: '–' when missing or empty."""
+def setting_value(value, column: str = "") -> str:
+    """A setting as text: '–' when missing or empty, but an empty tag is "'' (untagged)" (as --tag '' selects it)."""
+    if column == "tag" and (pd.isna(value) or value == ""):
+        return "'' (untagged)"
     if pd.isna(value) or value == "":
         return "–"
     return number(value) if isinstance(value, float) else str(value)
@@ -55,8 +57,8 @@ def setting_name(column: str) -> str:
 
 def differences(others: pd.DataFrame) -> str:
     """'epochs 300, 50 instead of 1000; lr 0.01 instead of 0.001' from select.other_settings."""
-    return "; ".join(f"{setting_name(column)} {', '.join(setting_value(v) for v in values['value'])} instead of "
-                     f"{setting_value(values['newest'].iloc[0])}"
+    return "; ".join(f"{setting_name(column)} {', '.join(setting_value(v, column) for v in values['value'])} "
+                     f"instead of {setting_value(values['newest'].iloc[0], column)}"
                      for column, values in others.groupby("setting", sort=False))
 
 
@@ -65,7 +67,7 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     a note counting the runs left out because they were made with others, and with which (none when there are
     none)."""
     newest, others = select.newest_settings(df, experiment, settings)
-    shown = "" if newest is None else ", ".join(f"{setting_name(name)} {setting_value(value)}"
+    shown = "" if newest is None else ", ".join(f"{setting_name(name)} {setting_value(value, name)}"
                                                 for name, value in newest.items())
     if not others:
         return shown, []
@@ -399,13 +401,14 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     every = select.experiment_rows(df, "autoencoder")
     notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
     notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
+    commands = None  # a note followed by command lines, each a line of code
     if speedups.empty:
-        commands = gpu_commands(rows, options)
+        lines = gpu_commands(rows, options)
         findings.append("GPU throughput not measured: no CUDA run in the store with the configuration of a CPU run."
-                        if commands else "CPU throughput not measured: no CPU run in the store.")
-        if commands:
-            notes.append("To compare the GPU with the CPU, run on a CUDA machine (the settings of the CPU runs shown): "
-                         + "; ".join(commands))
+                        if lines else "CPU throughput not measured: no CPU run in the store.")
+        if lines:
+            commands = {"intro": "To compare the GPU with the CPU, run on a CUDA machine (the settings of the CPU runs "
+                                 "shown):", "lines": lines}
     else:
         findings.append(speedup_finding(speedups))
     per_device = select.throughput(rows)
@@ -432,7 +435,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
-                   settings=settings,
+                   settings=settings, commands=commands,
                    tables=[table("Throughput per configuration: training images per second of training time over all "
                                  "its epochs, and the slowest and fastest epoch",
                                  ["device", "data", "hidden", "loss", "batch size", "images/s",
