@@ -260,7 +260,7 @@ def test_resume_accepts_settings_that_mean_the_same(tmp_path, capsys):
                                                                             "--batch-size", "500")
 
 
-def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path):
+def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path, capsys):
     """The checkpoint's earlier epochs join the resumed run's rows when they were measured as the rest are; with
     another thread count their times would not compare, and the run starts at the resumed epoch."""
     import torch
@@ -276,6 +276,9 @@ def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path)
                              "--resume", "--results", str(results)]) == 0
             rows = pd.read_parquet(results).sort_values("epoch")
             assert rows["epoch"].tolist() == epochs, name
+            said = ("the checkpoint's epochs 1-2 were timed otherwise (threads 1 then 2): not stored with this run, "
+                    "whose times all come from one setting")
+            assert (said in capsys.readouterr().err) == (name == "other")
             first = pd.read_parquet(tmp_path / f"{name}-first").sort_values("epoch")
             if name == "same":  # the first two rows are the first run's, as it measured them
                 columns = ["epoch", "elapsed_s", "epoch_s", "train_loss", "test_loss", "eval_s"]

@@ -228,19 +228,19 @@ def test_a_resumed_autoencoder_run_is_noted(fixture_df):
         notes = sections(build_context(pd.concat([fixture_df, run]), "r"))["autoencoder"]["notes"]
         return next(n for n in notes if n.startswith("Run 20261127T140000Z-autoencoder-ffffff"))
 
-    earlier = ("timed on another machine or device, with other threads or workers, or before checkpoints carried "
-               "their epochs; they belong to the run that measured them, if it was stored at all: an interrupted run "
-               "stores no rows.")
+    earlier = ("timed on another machine or device, with other threads, workers or data path (resident or "
+               "DataLoader), or before checkpoints carried their epochs (the resuming command said which); they belong "
+               "to the run that measured them, if it was stored at all: an interrupted run stores no rows.")
     assert note(ae[ae["epoch"] > 1], 1) == ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at "
                                             f"epoch 1: its curves start at epoch 2. Its epoch 1 was {earlier}")
     assert note(ae, 2) == ("Run 20261127T140000Z-autoencoder-ffffff was resumed from a checkpoint at epoch 2; its "
                            "epochs 1–2 were measured before the resume, on the same machine and device with the same "
-                           "threads and workers, and come from the checkpoint.")
+                           "threads, workers and data path, and come from the checkpoint.")
     # resumed twice, the second time with other threads: the checkpoint carried only the epochs since the first
     assert note(ae[ae["epoch"] > 1], 2) == (
         "Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 2: its epoch 2 was measured "
-        "before the resume, on the same machine and device with the same threads and workers, and comes from the "
-        f"checkpoint. Its epoch 1 was {earlier}")
+        "before the resume, on the same machine and device with the same threads, workers and data path, and comes "
+        f"from the checkpoint. Its epoch 1 was {earlier}")
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):

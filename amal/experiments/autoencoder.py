@@ -261,6 +261,17 @@ def measured_on(cfg: AutoencoderConfig, device: torch.device) -> dict:
             "device": device.type, "implementation": implementation(cfg), "num_workers": cfg.num_workers}
 
 
+MEASURED_ON_NAMES = {"host": "host", "cpu_model": "CPU", "num_threads": "threads", "cuda_device": "GPU",
+                     "torch_version": "torch", "device": "device", "implementation": "data path",
+                     "num_workers": "workers"}
+
+
+def changed(before: dict, now: dict) -> str:
+    """'threads 2 then 1, data path dataloader then resident': what differs between two `measured_on`s."""
+    return ", ".join(f"{MEASURED_ON_NAMES.get(key, key)} {before.get(key) or '–'} then {now.get(key) or '–'}"
+                     for key in now if before.get(key) != now.get(key))
+
+
 def history_rows(rows: list[dict]) -> list[dict]:
     """The rows as a checkpoint keeps them: HISTORY_KEYS only, as plain Python numbers (weights_only loads them)."""
     return [{key: int(row[key]) if key == "epoch" else float(row[key]) for key in HISTORY_KEYS} for row in rows]
@@ -361,11 +372,13 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     test_set = MnistVectors(images.test_images)
     generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
-    resumed_from, earlier, where = None, [], measured_on(cfg, device)
+    resumed_from, earlier, where, left_out = None, [], measured_on(cfg, device), None
     if cfg.resume:
         state = resume_state(cfg, model, optimizer, generator, images)
         resumed_from = state["epoch"]
         earlier = state["history"] if state["measured_on"] == where else []  # else timed elsewhere: not mixed in
+        if state["history"] and not earlier:  # the CLI says why they are not stored
+            left_out = {"epochs": len(state["history"]), "changed": changed(state["measured_on"], where)}
         if progress is not None:
             progress(resumed_from)
     warm_up(model, cfg, train_set.vectors, device)
@@ -402,6 +415,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
         num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(df), dtype="Int64"))
+    df.attrs["carried_left_out"] = left_out
     first_of_each_digit = [int((images.test_labels == digit).nonzero()[0][0]) for digit in range(cfg.grid_images)]
     return df, model, test_set.vectors[first_of_each_digit], device
 
@@ -465,13 +479,20 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
-    """What the CLI says on stderr after the summary: a divergence, and what the checkpoint then holds."""
+    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, a
+    divergence and what the checkpoint then holds."""
+    out = []
+    left_out = df.attrs.get("carried_left_out")
+    if left_out:
+        count = left_out["epochs"]
+        out.append(f"the checkpoint's {'epoch 1 was' if count == 1 else f'epochs 1-{count} were'} timed otherwise "
+                   f"({left_out['changed']}): not stored with this run, whose times all come from one setting")
     stopped = df.loc[df["diverged"], "epoch"]
     if stopped.empty:
-        return []
+        return out
     epoch = int(stopped.iloc[0])
     kept = f"; the checkpoint keeps epoch {epoch - 1}" if cfg.checkpoint and epoch > 1 else ""
-    return [f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
+    return [*out, f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
 
 
 def bench_cases(profile: str) -> list:

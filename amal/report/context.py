@@ -365,12 +365,13 @@ def resumed_note(run_id: str, run: pd.DataFrame) -> str:
     epoch, first = int(run["resumed_from_epoch"].iloc[0]), int(run["epoch"].min())
     one = first == epoch
     carried = (f"its {epochs_text(first, epoch)} {'was' if one else 'were'} measured before the resume, on the same "
-               f"machine and device with the same threads and workers, and {'comes' if one else 'come'} from the "
-               "checkpoint")
+               f"machine and device with the same threads, workers and data path, and {'comes' if one else 'come'} "
+               "from the checkpoint")
     if first == 1:
         return f"Run {run_id} was resumed from a checkpoint at epoch {integer(epoch)}; {carried}."
     before = (f"Its {epochs_text(1, first - 1)} {'was' if first == 2 else 'were'} timed on another machine or device, "
-              "with other threads or workers, or before checkpoints carried their epochs; they belong to the run "
+              "with other threads, workers or data path (resident or DataLoader), or before checkpoints carried their "
+              "epochs (the resuming command said which); they belong to the run "
               "that measured them, if it was stored at all: an interrupted run stores no rows.")
     if first <= epoch:
         return f"Run {run_id} resumed from a checkpoint at epoch {integer(epoch)}: {carried}. {before}"
