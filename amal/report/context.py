@@ -265,8 +265,9 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: {mean}{bars}."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, {drawn_mean}); dotted: the "
-               f"target. Right: training time until the target is reached ({mean}{bars}); batch sizes that never "
-               "reach it are left out."),
+               "target. Right: training time until the target is reached ("
+               + ("mean over the seeds that reached it, error bars from the fastest to the slowest of them"
+                  if seeds > 1 else mean) + "); batch sizes that never reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",
                "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
                "at a few batch sizes (µs per step; each panel has its own scale). The split comes from a separate "

@@ -206,7 +206,8 @@ def batch_loss_figure(df: pd.DataFrame):
 
 
 def batch_time_figure(df: pd.DataFrame):
-    """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, ± sd over seeds."""
+    """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, mean over seeds with
+    error bars from the fastest to the slowest; × marks a diverged run (its epochs before the stop, scaled)."""
     runs = select.batch_runs(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
