@@ -28,10 +28,13 @@ AMAL_DIR = Path(__file__).resolve().parent
 @cache
 def git_commit(here: Path = AMAL_DIR) -> str:
     """The commit of the checkout holding `here` (default: the amal being run), with '+dirty' for local changes;
-    '' outside a git checkout."""
+    '' outside a git checkout, or where the repository around `here` does not track it (amal installed into the
+    site-packages of a virtual environment that lies inside some other project's checkout)."""
     try:
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "."], cwd=here, capture_output=True,
+                                 timeout=5)
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if sha.returncode != 0:
+        if tracked.returncode != 0 or sha.returncode != 0:
             return ""
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
                                capture_output=True, text=True, timeout=5)

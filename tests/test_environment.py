@@ -1,4 +1,5 @@
 import re
+import subprocess
 
 import torch
 
@@ -21,3 +22,20 @@ def test_git_commit_is_a_sha_or_empty():
 
 def test_git_commit_of_another_checkout(tmp_path):
     assert environment.git_commit(tmp_path) == ""  # not a git checkout
+
+
+def test_git_commit_is_empty_for_a_folder_the_surrounding_checkout_does_not_track(tmp_path):
+    """amal installed in a virtual environment inside another project's checkout: not that project's commit."""
+    def git(*args, cwd=tmp_path):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "tracked.txt").write_text("x")
+    git("add", "tracked.txt")
+    git("commit", "-qm", "other project")
+    installed = tmp_path / ".venv" / "site-packages" / "amal"
+    installed.mkdir(parents=True)
+    (installed / "__init__.py").write_text("")
+    assert environment.git_commit(installed) == ""
+    assert re.fullmatch(r"[0-9a-f]{40}", environment.git_commit(tmp_path))  # the project itself: its commit
