@@ -1,8 +1,9 @@
 """pytest-benchmark suites of amal: `pytest bench [--amal-profile quick|full] [--benchmark-autosave]`.
 
 Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock through amal.timing.clock_s
-(perf_counter_ns) unless --benchmark-timer says otherwise, and always keeps the raw per-round times in the JSON it saves
-(as with --benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
+(perf_counter_ns) unless --benchmark-timer says otherwise, pauses the garbage collector in each round (as
+amal.timing.Stopwatch does), and always keeps the raw per-round times in the JSON it saves (as with
+--benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
 also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment;
 an interrupted session (Ctrl-C) stores nothing: the cases it measured are not the run asked for.
 """
@@ -38,6 +39,7 @@ def pytest_addoption(parser):
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own configure reads these options
 def pytest_configure(config):
     config.option.benchmark_save_data = True  # raw rounds in saved JSON: the regression gate reads them
+    config.option.benchmark_disable_gc = True  # no collection inside a round, as amal.timing.Stopwatch does
     if config.option.benchmark_timer == str(NameWrapper(default_timer)):
         config.option.benchmark_timer = "amal.timing.clock_s"
     try:  # fail now rather than after minutes of measurements

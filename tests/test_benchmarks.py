@@ -67,7 +67,7 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     # what the round's work and speed depend on is in the JSON too, as in the parquet
     assert bench["extra_info"]["num_threads"] == df["num_threads"].iloc[0]
     assert bench["extra_info"]["normalize"] == "minmax" and (df["cuda_device"] == "").all()
-    assert bench["options"]["timer"] == "clock_s"
+    assert bench["options"]["timer"] == "clock_s" and bench["options"]["disable_gc"] is True
     assert "amal: stored" in done.stdout
     # the JSON and the run file name the case alike: amal.compare pairs them (same rounds: unchanged)
     compared = subprocess.run([sys.executable, "-m", "amal.compare", str(saved), str(run)], cwd=ROOT,

@@ -276,3 +276,36 @@ def test_a_cpu_lap_does_no_device_work(monkeypatch):
     with watch:
         pass
     assert watch.laps == 1
+
+
+def test_the_garbage_collector_is_paused_inside_a_stopwatch_and_restored_after():
+    import gc
+
+    collections = []
+
+    def record(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(record)
+    try:
+        gc.set_threshold(1)  # any allocation would start a collection
+        outer, inner = Stopwatch(), Stopwatch()
+        with outer:
+            collections.clear()  # those started before the block (set_threshold(1) above) do not count
+            with inner:
+                _ = [[[]] for _ in range(1000)]
+            assert not gc.isenabled()  # the inner block ended: still paused for the outer one
+            _ = [[[]] for _ in range(1000)]
+        assert collections == [] and gc.isenabled()
+        _ = [[[]] for _ in range(10)]
+        assert collections  # collecting again, off the clock
+        gc.disable()
+        with Stopwatch():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(record)
