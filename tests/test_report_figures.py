@@ -293,7 +293,7 @@ def test_the_lr_axis_ends_past_the_threshold_and_larger_diverged_rates_sit_on_it
     assert right < 1  # the fixture's threshold lies at 0.26–0.27: the axis is not stretched to 1e200
     crosses = [c for c in bound.collections if c.get_label().startswith("diverged")]
     assert crosses[0].get_offsets()[:, 0].max() == pytest.approx(right)
-    assert crosses[0].get_label() == "diverged (larger lr: on the right edge)"
+    assert crosses[0].get_label() == "diverged (2 larger lrs: on the right edge)"  # 0.3 and 1e200
     plt.close(fig)
 
 

@@ -147,10 +147,13 @@ def bench_cases(profile: str) -> list:
 
 
 def result(diverged: bool, epoch, final: float, lowest: float) -> str:
-    """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,022x its lowest: diverging'."""
+    """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,022x its lowest: diverging' (1.22x:
+    three significant digits below 100)."""
     if diverged:
         return f"diverged at epoch {int(epoch)}"
-    growing = f", {final / lowest:,.0f}x its lowest: diverging" if final > GROWING * lowest else ""
+    growth = final / lowest
+    shown = f"{growth:,.0f}" if growth >= 100 else f"{growth:.3g}"
+    growing = f", {shown}x its lowest: diverging" if growth > GROWING else ""
     return f"final MSE {final:.4g}{growing}"
 
 

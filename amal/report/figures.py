@@ -150,7 +150,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     ax.scatter(diverged["lr"].clip(upper=edge), [top] * len(diverged), marker="x", s=70, linewidths=2.5,
                c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3,
                label=("diverged or growing" if outcomes["growing"].any() else "diverged")
-               + (" (larger lr: on the right edge)" if beyond.any() else ""))
+               + (f" ({plural(int(beyond.sum()), 'larger lr')}: on the right edge)" if beyond.any() else ""))
     ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4g}")
     if stable is not None and unstable is not None and stable < unstable:
         ax.axvspan(stable, unstable, color="tab:red", alpha=0.15, lw=0,
