@@ -394,3 +394,13 @@ def test_an_empty_tag_reads_untagged_in_a_note():
                            "newest": ["gate candidate", "gate candidate", 1000]})
     assert differences(others) == ("tag gate baseline, '' (untagged) instead of gate candidate; "
                                    "epochs 50 instead of 1000")
+
+
+def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
+    assert not any("DataLoader worker" in n for n in sections(build_context(fixture_df, "r"))["autoencoder"]["notes"])
+    ae = fixture_df["experiment"] == "autoencoder"
+    notes = sections(build_context(fixture_df.assign(num_workers=fixture_df["num_workers"].mask(ae, 2)), "r"))[
+        "autoencoder"]["notes"]
+    assert [n for n in notes if "DataLoader worker" in n] == [
+        "With 2 DataLoader workers, the workers start again each epoch (they are not persistent, so that the batches "
+        "do not depend on their number): every epoch's time includes their start-up, a large share of a short epoch."]

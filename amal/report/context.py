@@ -380,6 +380,16 @@ def resumed_note(run_id: str, run: pd.DataFrame) -> str:
             f"{integer(first)}. {before}")
 
 
+def workers_note(rows: pd.DataFrame) -> list[str]:
+    """With DataLoader workers, what their throughput includes (the workers start again every epoch)."""
+    workers = rows["num_workers"].dropna()
+    if not (workers > 0).any():
+        return []
+    return [f"With {plural(int(workers.max()), 'DataLoader worker')}, the workers start again each epoch (they are "
+            "not persistent, so that the batches do not depend on their number): every epoch's time includes their "
+            "start-up, a large share of a short epoch."]
+
+
 def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     rows = select.autoencoder_rows(df)
     title = "TP3: MNIST autoencoder, CPU and GPU"
@@ -401,7 +411,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     every = select.experiment_rows(df, "autoencoder")
-    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows)
+    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows) + workers_note(rows)
     notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
     commands = None  # a note followed by command lines, each a line of code
     if speedups.empty:
