@@ -162,11 +162,10 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     digits: a table-wide fixed format printed lr* = 3.195e-06 as 0.000003)."""
     ordered = df.sort_values(["lr", "epoch"])
     last = ordered.groupby("lr").tail(1)
-    lowest = ordered.groupby("lr")["train_loss"].min().to_numpy()
+    lowest = ordered.groupby("lr")["train_loss"].min()  # indexed by lr, as `last` is sorted
     return pd.DataFrame({
         "lr": [f"{lr:g}" for lr in last["lr"]],
-        "result": [result(r.diverged, r.diverged_epoch, r.train_loss, low) for r, low in zip(last.itertuples(), lowest,
-                                                                                                strict=True)],
+        "result": [result(r.diverged, r.diverged_epoch, r.train_loss, lowest[r.lr]) for r in last.itertuples()],
         "train_time_s": last["elapsed_s"].to_numpy(),
         "lr_max_theory": [f"{bound:.4g}" for bound in last["lr_max_theory"]],
     })

@@ -156,8 +156,6 @@ def lr_sweep_rows(df: pd.DataFrame) -> pd.DataFrame:
     return latest_per(rows, ["lr"]).sort_values(["lr", "epoch"], ignore_index=True)
 
 
-# full-batch gradient descent on a quadratic never raises its loss below the stability bound: a run whose last loss
-# is this far above its lowest is diverging, even where the run ended before its loss met the stop rule
 def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per learning rate: diverged (stopped by the rule), diverged_epoch, growth (last finite loss over the
     lowest), growing (not stopped, but its loss ended above GROWING × its lowest), unstable (either), epochs_run,
