@@ -241,6 +241,11 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")
+    old_split = tmp_path / "old-split.pt"  # seed 3, made when --seed also split the subset: other test images
+    checkpoint = {key: value for key, value in load_checkpoint(good).items() if key not in ("format", "split_seed")}
+    save_checkpoint(old_split, {**checkpoint, "config": {**checkpoint["config"], "seed": 3}})
+    assert ("was trained on the subset split with seed 3 (split with --seed before it was always 0)"
+            in refused(tmp_path, capsys, old_split, "--seed", "3"))
     reshaped = tmp_path / "reshaped.pt"  # the config says hidden 16, the weights are of another shape
     checkpoint = load_checkpoint(good)
     checkpoint["model"] = {name: torch.zeros(2, *tensor.shape[1:]) for name, tensor in checkpoint["model"].items()}

