@@ -169,9 +169,9 @@ def test_the_note_names_each_setting_that_differs_once_with_all_its_other_values
     older = [lr.assign(run_id="20261127T080000Z-lr-sweep-111111", epochs=300),
              lr.assign(run_id="20261127T070000Z-lr-sweep-222222", epochs=50, seed=1.0)]
     part = sections(build_context(pd.concat([fixture_df, *older], ignore_index=True), "r"))["lr-sweep"]
-    assert part["notes"] == ["2 lr-sweep runs made with other settings (epochs 300, 50 instead of 1000; seed 1 instead "
-                             "of 0) are not shown: the section compares runs made with the settings above, those of "
-                             "the newest run."]
+    assert part["notes"] == ["2 lr-sweep runs made with other settings (epochs 300, 50 instead of 1,000; seed 1 "
+                             "instead of 0) are not shown: the section compares runs made with the settings above, "
+                             "those of the newest run."]
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
@@ -393,7 +393,7 @@ def test_an_empty_tag_reads_untagged_in_a_note():
     others = pd.DataFrame({"setting": ["tag", "tag", "epochs"], "value": ["gate baseline", "", 50],
                            "newest": ["gate candidate", "gate candidate", 1000]})
     assert differences(others) == ("tag gate baseline, '' (untagged) instead of gate candidate; "
-                                   "epochs 50 instead of 1000")
+                                   "epochs 50 instead of 1,000")
 
 
 def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):

@@ -7,7 +7,8 @@ from amal.report.format import integer, missing, number, rate, seconds
 
 
 @pytest.mark.parametrize(("value", "text"), [
-    (0.26515, "0.265"), (21.9348, "21.9"), (0.001, "0.001"), (12345.6, "12346"), (6.3395e8, "6.34e+08"),
+    (0.26515, "0.265"), (21.9348, "21.9"), (0.001, "0.001"), (12345.6, "12,300"), (12345.0, "12,345"),
+    (6.3395e8, "6.34e+08"),
     (2.5e-5, "2.50e-05"), (0.0, "0"), (None, "–"), (math.nan, "–"), (pd.NA, "–"),
     # zeros that rounding made significant are shown; exact values keep their short form
     (21.99, "22.0"), (22.0, "22"), (0.01, "0.01"), (0.2, "0.2"), (0.19999, "0.200"), (100.0, "100"),

@@ -6,6 +6,7 @@ A section whose results are missing says so and gives the command that produces 
 
 import shlex
 
+import numpy as np
 import pandas as pd
 
 from amal.report import select
@@ -47,6 +48,10 @@ def setting_value(value, column: str = "") -> str:
         return "'' (untagged)"
     if pd.isna(value) or value == "":
         return "–"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return integer(value)
     return number(value) if isinstance(value, float) else str(value)
 
 
@@ -56,7 +61,7 @@ def setting_name(column: str) -> str:
 
 
 def differences(others: pd.DataFrame) -> str:
-    """'epochs 300, 50 instead of 1000; lr 0.01 instead of 0.001' from select.other_settings."""
+    """'epochs 300, 50 instead of 1,000; lr 0.01 instead of 0.001' from select.other_settings."""
     return "; ".join(f"{setting_name(column)} {', '.join(setting_value(v, column) for v in values['value'])} "
                      f"instead of {setting_value(values['newest'].iloc[0], column)}"
                      for column, values in others.groupby("setting", sort=False))

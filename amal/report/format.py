@@ -17,10 +17,11 @@ def plural(count, noun: str) -> str:
 
 def significant(value: float, digits: int = 3) -> str:
     """`digits` significant figures without an exponent up to 1e5; zeros that rounding made significant are kept
-    (21.99 -> '22.0', 0.9996 -> '1.00') and exact values keep their short form (22.0 -> '22', 0.01 -> '0.01')."""
+    (21.99 -> '22.0', 0.9996 -> '1.00') and exact values keep their short form (22.0 -> '22', 0.01 -> '0.01');
+    26517.4 -> '26,500', 12345 -> '12,345'."""
     text = f"{value:#.{digits}g}"
-    if "e" in text:  # 1e3 <= |value| < 1e5 at 3 digits: whole units
-        return f"{value:.0f}"
+    if "e" in text:  # 1e3 <= |value| < 1e5 at 3 digits: whole units with a thousands separator, rounded alike
+        return f"{value if float(value).is_integer() else float(text):,.0f}"  # (an exact count, 12345, is kept)
     exact = float(text) == float(f"{value:.12g}")  # to 12 digits: 7.5e-6 / 1e-6 is 7.499999999999999
     return text.rstrip("0").rstrip(".") if exact else text.rstrip(".")
 
