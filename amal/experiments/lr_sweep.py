@@ -3,6 +3,7 @@
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -146,14 +147,19 @@ def bench_cases(profile: str) -> list:
     return [Case("lr-sweep/manual/cpu", "lr-sweep", setup, params)]
 
 
-def result(diverged: bool, epoch, final: float, lowest: float) -> str:
+def growth(losses: pd.Series) -> float:
+    """A run's last finite loss over its lowest (above GROWING: diverging when it ended); NaN without a finite loss."""
+    finite = losses[np.isfinite(losses)]
+    return finite.iloc[-1] / finite.min() if len(finite) else math.nan
+
+
+def result(diverged: bool, epoch, final: float, grown: float) -> str:
     """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,022x its lowest: diverging' (1.22x:
     three significant digits below 100)."""
     if diverged:
         return f"diverged at epoch {int(epoch)}"
-    growth = final / lowest
-    shown = f"{growth:,.0f}" if growth >= 100 else f"{growth:.3g}"
-    growing = f", {shown}x its lowest: diverging" if growth > GROWING else ""
+    shown = f"{grown:,.0f}" if grown >= 100 else f"{grown:.3g}"
+    growing = f", {shown}x its lowest: diverging" if grown > GROWING else ""
     return f"final MSE {final:.4g}{growing}"
 
 
@@ -162,10 +168,10 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     digits: a table-wide fixed format printed lr* = 3.195e-06 as 0.000003)."""
     ordered = df.sort_values(["lr", "epoch"])
     last = ordered.groupby("lr").tail(1)
-    lowest = ordered.groupby("lr")["train_loss"].min()  # indexed by lr, as `last` is sorted
+    grown = ordered.groupby("lr")["train_loss"].agg(growth)  # indexed by lr
     return pd.DataFrame({
         "lr": [f"{lr:g}" for lr in last["lr"]],
-        "result": [result(r.diverged, r.diverged_epoch, r.train_loss, lowest[r.lr]) for r in last.itertuples()],
+        "result": [result(r.diverged, r.diverged_epoch, r.train_loss, grown[r.lr]) for r in last.itertuples()],
         "train_time_s": last["elapsed_s"].to_numpy(),
         "lr_max_theory": [f"{bound:.4g}" for bound in last["lr_max_theory"]],
     })

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from amal import store
-from amal.experiments.lr_sweep import GROWING
+from amal.experiments.lr_sweep import GROWING, growth
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -164,9 +164,9 @@ def lr_outcomes(rows: pd.DataFrame) -> pd.DataFrame:
     for lr, run in rows.groupby("lr", sort=True):
         finite = run[np.isfinite(run["train_loss"])]
         diverged = bool(run["diverged"].eq(True).any())  # object or nullable dtype: missing counts as False
-        growth = finite["train_loss"].iloc[-1] / finite["train_loss"].min() if len(finite) else math.nan
-        growing = not diverged and growth > GROWING
-        out.append({"lr": lr, "diverged": diverged, "growth": growth, "growing": growing,
+        grown = growth(run["train_loss"])
+        growing = not diverged and grown > GROWING
+        out.append({"lr": lr, "diverged": diverged, "growth": grown, "growing": growing,
                     "unstable": diverged or growing,
                     "diverged_epoch": int(run["diverged_epoch"].max()) if diverged else None,
                     "epochs_run": int(run["epoch"].max()),
