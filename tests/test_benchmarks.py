@@ -102,6 +102,27 @@ def test_an_interrupted_pytest_bench_stores_nothing(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_a_failing_case_is_reported_not_hidden_by_pytest_benchmarks_warnings(tmp_path):
+    """Under filterwarnings = error, pytest-benchmark's "nothing to save" escaped as a traceback at the session's end,
+    before pytest's summary: the case's own error and the FAILED line were lost (the likely shape of a CUDA bug)."""
+    (tmp_path / "failing_setup.py").write_text(
+        "import dataclasses\n"
+        "def fail():\n    raise RuntimeError('planted failure in the setup')\n"
+        "def pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n"
+        "        params = item.callspec.params if hasattr(item, 'callspec') else {}\n"
+        "        if 'case' in params:\n"
+        "            params['case'] = dataclasses.replace(params['case'], setup=fail)\n")
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "test_case and lr-sweep", "-q", "-p", "no:cacheprovider",
+            "-p", "failing_setup", "--amal-no-store", "--benchmark-json", str(tmp_path / "bench.json")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "RuntimeError: planted failure in the setup" in done.stdout
+    assert "FAILED bench/test_cases.py::test_case[lr-sweep/manual/cpu]" in done.stdout
+    assert "1 failed" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_ratio_benchmarks_under_cprofile_pair_only_the_timed_rounds(tmp_path):
     """--benchmark-cprofile runs the round once more, with its setup (the bare loop) after the timed rounds."""
     argv = [sys.executable, "-m", "pytest", "bench", "-k", "fused and (fidelity or floor)", "-q", "-p",
