@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from amal import store
 from amal.environment import run_start
-from amal.errors import Parser, UsageError
+from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
 from amal.timing import set_threads, use_device
 
@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     new_folders = store.missing_folders(args.results or store.default_results_dir())
     code = 1
     try:
-        code = run(args)
+        with sigterm_as_interrupt():
+            code = run(args)
     finally:  # failed or crashed, nothing was stored: no empty results folder left behind either
         if code != 0:
             store.remove_empty(new_folders)

@@ -214,17 +214,17 @@ def notes(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame,
 
 
 def render(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig,
-           fmt: str) -> str:
-    """The comparison as a text table, a Markdown table or JSON (records plus the tally)."""
+           fmt: str, more_notes: list[str] = ()) -> str:
+    """The comparison as a text table, a Markdown table or JSON (records plus the tally), then the notes."""
+    lines = [*notes(result, baseline, candidate, cfg.alpha), *more_notes]
     if fmt == "json":
         counts = result["verdict"].value_counts()
         return json.dumps({"alpha": cfg.alpha, "confidence": cfg.confidence,
                            "counts": {v: int(counts.get(v, 0)) for v in VERDICTS},
-                           "benchmarks": result.to_dict(orient="records"),
-                           "notes": notes(result, baseline, candidate, cfg.alpha)[1:]}, indent=2)
+                           "benchmarks": result.to_dict(orient="records"), "notes": lines[1:]}, indent=2)
     frame = display_frame(result, cfg.confidence)
     table = markdown(frame) if fmt == "markdown" else frame.to_string(index=False)
-    return "\n".join([table, "", *notes(result, baseline, candidate, cfg.alpha)])
+    return "\n".join([table, "", *lines])
 
 
 def group_threshold(text: str) -> tuple[str, float]:
@@ -279,8 +279,10 @@ def check_groups(cfg: CompareConfig, groups: set[str]) -> None:
                          f"(groups: {', '.join(sorted(g for g in groups if g)) or 'none'})")
 
 
-def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str) -> int:
-    """Compare, print the table, and return the exit code (1 when anything regressed)."""
+def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str,
+         more_notes: list[str] = ()) -> int:
+    """Compare, print the table with its notes (and `more_notes`, the caller's), return the exit code (1 when
+    anything regressed)."""
     check_groups(cfg, set(baseline["bench_group"]) | set(candidate["bench_group"]))
     result = compare(baseline, candidate, cfg)
     if result.empty:
@@ -290,7 +292,7 @@ def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fm
             raise UsageError(f"no benchmark in common with the same settings: {len(different)} differ, e.g. {name} "
                              f"({change})")
         raise UsageError("no benchmark in common between baseline and candidate")
-    print(render(result, baseline, candidate, cfg, fmt))
+    print(render(result, baseline, candidate, cfg, fmt, more_notes))
     return int((result["verdict"] == "regressed").any())
 
 

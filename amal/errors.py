@@ -1,6 +1,10 @@
-"""How the command-line tools report bad input: one line on stderr, exit code 2, nothing written."""
+"""How the command-line tools report bad input (one line on stderr, exit code 2, nothing written) and end when
+interrupted."""
 
 import argparse
+import signal
+import threading
+from contextlib import contextmanager
 
 
 class UsageError(ValueError):
@@ -12,3 +16,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM (`kill`, `timeout`, a cancelled CI job) ends the command as Ctrl-C does: the same
+    clean-up runs (temp files, folders it made, the gate's extracted baseline) and it says it was interrupted."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -8,6 +8,7 @@ amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (a
 the gate cannot run.
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from amal import compare, gate_worker, store
 from amal.benchmarks import param_columns
 from amal.environment import git_commit
-from amal.errors import Parser, UsageError
+from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
@@ -170,16 +171,33 @@ def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) ->
         except UsageError as exc:
             raise BaselineFailed(str(exc)) from exc
 
+    def release() -> None:
+        a.request("release")
+        b.request("release")
+
     baseline("setup", name=name)
     b.request("setup", name=name)
     round_a, round_b = (lambda: baseline("round")["seconds"]), (lambda: b.request("round")["seconds"])
     try:
         warm_a, warm_b = interleave(round_a, round_b, cfg.warmup_rounds)
         rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)
-        return interleave(round_a, round_b, rounds)
-    finally:
-        a.request("release")
-        b.request("release")
+        timed = interleave(round_a, round_b, rounds)
+    except BaselineFailed:  # the gate goes on with the next case
+        release()
+        raise
+    # (after Ctrl-C or a candidate's error the gate stops: no release, whose reply would be a round's)
+    release()
+    return timed
+
+
+def check_rounds_can_decide(min_rounds: int, n_cases: int, alpha: float) -> None:
+    """UsageError when a case timed `min_rounds` a side could never be called regressed: even fully separated
+    samples would give a Holm p (the rank test's smallest p × the number of cases) of at least alpha. Such a gate
+    passes whatever the code does."""
+    needed = next(n for n in itertools.count(2) if compare.smallest_p(n, n) * n_cases < alpha)
+    if min_rounds < needed:
+        raise UsageError(f"--min-rounds {min_rounds} cannot detect a regression: over {n_cases} case(s) at alpha "
+                         f"{alpha:g}, a case needs at least {needed} rounds a side for its Holm p to go below alpha")
 
 
 def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], list[str]]:
@@ -190,6 +208,8 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
         if "missing" in hello:
             raise GateSkipped(f"{worker.label} has no amal package ({hello['missing']})")
         if not Path(hello["amal_file"]).resolve().is_relative_to(worker.checkout):
+            if not (worker.checkout / "amal" / "__init__.py").is_file():  # the one it found is on PYTHONPATH
+                raise GateSkipped(f"{worker.label} has no amal package")
             raise UsageError(f"{worker.label} worker imported {hello['amal_file']}, not the checkout's amal")
         listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
         if "missing" in listing:
@@ -290,7 +310,9 @@ def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
         b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
         stack.callback(b.close)
         cases, notes = common_cases(a, b, cfg)
-        compare.check_groups(compare_cfg or compare.CompareConfig(), {case["group"] for case in cases})  # before timing
+        compare_cfg = compare_cfg or compare.CompareConfig()
+        compare.check_groups(compare_cfg, {case["group"] for case in cases})  # before timing
+        check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)
         commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False},
                    "candidate": commit_info(candidate)}  # read before the timing, as run_start() does
         started = datetime.now(UTC)
@@ -346,7 +368,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     new_folders = [*store.missing_folders(args.output), *(store.missing_folders(args.results) if args.results else [])]
     try:
-        return gate_main(args)
+        with sigterm_as_interrupt():
+            return gate_main(args)
     finally:  # a gate that stopped early leaves no empty folder behind (folders holding samples stay)
         store.remove_empty(new_folders)
 
@@ -357,10 +380,10 @@ def gate_main(args) -> int:
         cfg = config_from_args(args)
         rounds, notes, written = run_gate(cfg, compare_cfg, args.quiet)
         info = sys.stderr if args.format == "json" else sys.stdout  # keep stdout parseable as JSON
-        for line in [*notes, "samples: " + ", ".join(map(str, written))]:
-            print(line, file=info)
+        print("samples: " + ", ".join(map(str, written)), file=info)
         sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
-        return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format)
+        # the cases it left out are noted with the comparison's own notes (in the JSON's "notes" too)
+        return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format, notes)
     except GateSkipped as exc:
         print(json.dumps({"skipped": str(exc)}) if args.format == "json" else f"gate skipped: {exc}")
         return 0

@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import runpy
+import signal
 import sys
 
 
@@ -65,7 +66,9 @@ def checkout_only() -> None:
 
 
 def serve(argv: list[str]) -> None:
-    """Answer requests until 'exit' or the end of stdin."""
+    """Answer requests until 'exit' or the end of stdin. Ctrl-C is the gate's to handle (it reaches the whole process
+    group): the worker finishes its request and exits when the gate says so or goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     checkout_only()
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # the cases' own prints must never corrupt the protocol: send fd 1 to stderr

@@ -345,7 +345,8 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path, device):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stores_nothing_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; kill, timeout, a cancelled CI job
+def test_ctrl_c_stores_nothing_and_says_how_to_resume(tmp_path, signum):
     env = child_env()
     checkpoint, results = tmp_path / "c.pt", tmp_path / "results"
     run = subprocess.Popen(command("cpu", "--checkpoint", str(checkpoint), "--results", str(results)), cwd=ROOT,
@@ -353,7 +354,7 @@ def test_ctrl_c_stores_nothing_and_says_how_to_resume(tmp_path):
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    run.send_signal(signal.SIGINT)
+    run.send_signal(signum)
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130
     assert err.splitlines() == [

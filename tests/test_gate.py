@@ -1,16 +1,20 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from amal import compare, gate
+from amal.errors import UsageError
 from amal.gate import GateConfig, interleave, main, rounds_for, shared_cpus
 from amal.report import select
+from amal.samples import settings_text
 
 AMAL = Path(__file__).resolve().parent.parent / "amal"
 
@@ -204,6 +208,83 @@ def test_a_skipped_gate_prints_json_when_asked(repo, tmp_path, capsys):
     repo, commits = repo
     assert main([*gate_args(repo, commits["other-case"], tmp_path), "--format", "json"]) == 0
     assert "no benchmark case in common" in json.loads(capsys.readouterr().out)["skipped"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_gate_says_so_and_leaves_nothing(repo, tmp_path, how):
+    """Ctrl-C reaches the gate and its workers (one process group): it was blamed on the baseline ("worker died",
+    exit 2). SIGTERM (a cancelled CI job) reaches the gate alone: it left the extracted baseline in the temp folder."""
+    repo, commits = repo
+    log, scratch = tmp_path / "order.log", tmp_path / "tmp"
+    scratch.mkdir()
+    args = [*gate_args(repo, commits["same-case"], tmp_path), "--rounds", "2000", "--min-rounds", "2000"]
+    env = {**os.environ, "GATE_ORDER_LOG": str(log), "TMPDIR": str(scratch)}
+    gate_run = subprocess.Popen([sys.executable, "-m", "amal.gate", *args], cwd=AMAL.parent, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while (not log.exists() or log.read_text().count("\n") < 10) and time.monotonic() < deadline:
+        time.sleep(0.01)  # timing has begun
+    if how == "ctrl-c":
+        os.killpg(gate_run.pid, signal.SIGINT)
+    else:
+        gate_run.send_signal(signal.SIGTERM)
+    out, err = gate_run.communicate(timeout=60)
+    assert gate_run.returncode == 130, err
+    assert err.splitlines() == ["interrupted: nothing was compared"] and out == ""
+    assert list(scratch.iterdir()) == []  # the baseline's checkout is gone
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+def test_rounds_that_can_never_be_significant_are_refused():
+    gate.check_rounds_can_decide(12, 17, 0.01)  # the defaults over the quick profile's 17 CPU cases
+    gate.check_rounds_can_decide(5, 1, 0.01)  # smallest p at 5 a side: 2/252
+    with pytest.raises(UsageError, match=r"--min-rounds 4 cannot detect a regression: over 1 case\(s\) at alpha "
+                                         r"0.01, a case needs at least 5 rounds"):
+        gate.check_rounds_can_decide(4, 1, 0.01)  # 2/70 = 0.029: an 8x slowdown passed as "unchanged"
+    with pytest.raises(UsageError, match="at least 7 rounds"):
+        gate.check_rounds_can_decide(6, 17, 0.01)
+
+
+@pytest.mark.slow
+def test_too_few_rounds_stop_the_gate_before_any_timing(repo, tmp_path, monkeypatch, capsys):
+    repo, commits = repo
+    log = tmp_path / "order.log"
+    monkeypatch.setenv("GATE_ORDER_LOG", str(log))
+    assert main([*gate_args(repo, commits["same-case"], tmp_path), "--rounds", "4", "--min-rounds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--min-rounds 3 cannot detect a regression" in err
+    assert not log.exists() and not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_baseline_from_before_the_package_skips_even_with_amal_on_pythonpath(tmp_path, monkeypatch, capsys):
+    """The workers inherit PYTHONPATH: the baseline's worker found the candidate's amal there and the gate failed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "README").write_text("before the package\n")
+    first = commit(repo, "no package yet")
+    (repo / "amal").mkdir()
+    (repo / "amal" / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(repo))
+    assert main(gate_args(repo, first, tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gate skipped: baseline") and "has no amal package" in out
+
+
+def test_the_gates_notes_are_in_its_json(repo, tmp_path, monkeypatch, capsys):
+    """A case the gate did not time (settings changed, failed in the baseline) is named in the JSON's notes, where a
+    CI job reads them, not only on stderr."""
+    repo, commits = repo
+    rounds = pd.DataFrame([{"side": side, "benchmark": "work/sum", "bench_group": "work", "round": r + 1,
+                            "round_s": 0.01 + r * 1e-4, "settings": settings_text({"work": 1})}
+                           for side in gate.SIDES for r in range(15)])
+    note = "work/old: not compared, its settings differ (work 1 vs 2)"
+    monkeypatch.setattr(gate, "run_gate", lambda cfg, compare_cfg, quiet: (rounds, [note], [tmp_path / "x.json"]))
+    assert main([*gate_args(repo, commits["same-case"], tmp_path), "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["notes"] == [note] and out["counts"]["unchanged"] == 1
 
 
 class FakeWorker:

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from amal import store
-from amal.errors import Parser, UsageError
+from amal.errors import Parser, UsageError, sigterm_as_interrupt
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
@@ -238,7 +238,8 @@ def main(argv=None) -> int:
                          key=lambda folder: len(folder.parts), reverse=True)  # innermost first
     code = 1
     try:
-        code = report(args, results)
+        with sigterm_as_interrupt():
+            code = report(args, results)
     finally:  # failed, or crashed: no empty folder left behind
         if code != 0:
             store.remove_empty(new_folders)
