@@ -5,7 +5,7 @@ Cases come from amal.cases.cases(profile). pytest-benchmark reads its clock thro
 amal.timing.Stopwatch does), and always keeps the raw per-round times in the JSON it saves (as with
 --benchmark-save-data). --amal-threads N sets torch's CPU threads. After the session every timed round is
 also appended to the results store as one run file (experiment "bench"), with the case parameters and the environment;
-an interrupted session (Ctrl-C) stores nothing: the cases it measured are not the run asked for.
+an interrupted session (Ctrl-C) stores nothing and saves no JSON: the cases it measured are not the run asked for.
 """
 
 from datetime import datetime
@@ -50,6 +50,7 @@ def pytest_configure(config):
             store.check_writable(results)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from exc
+    config.pluginmanager.register(NoJsonWhenInterrupted(), "amal-no-json-when-interrupted")
 
 
 def pytest_generate_tests(metafunc):
@@ -77,6 +78,7 @@ def pytest_collection_modifyitems(config, items):
 STORED = pytest.StashKey[str]()
 NEW_FOLDERS = pytest.StashKey[list]()  # the results folders this session created (removed again if left empty)
 STARTED = pytest.StashKey[datetime]()
+UNSAVED_JSON = pytest.StashKey[bool]()  # an interrupted session whose JSON was not saved
 
 
 def pytest_sessionstart(session):
@@ -92,15 +94,36 @@ def measured(config) -> list[dict]:
     return [bench.as_dict(include_data=True) for bench in session.benchmarks if not bench.has_error]
 
 
+def interrupted(exitstatus) -> bool:
+    return exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+
+
+class NoJsonWhenInterrupted:
+    """An interrupted session saves no JSON (--benchmark-autosave/-save/-json) as it stores no rounds: its cases would
+    pass for the whole bench run, the last one cut short, and the next --benchmark-compare would compare against
+    them. (A plugin object: pytest-benchmark saves before its sessionfinish wrapper yields, so this must wrap it.)"""
+
+    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        bench_session = getattr(session.config, "_benchmarksession", None)
+        if interrupted(exitstatus) and bench_session is not None:
+            if bench_session.save or bench_session.autosave or bench_session.json:
+                session.config.stash[UNSAVED_JSON] = True
+            bench_session.save = bench_session.autosave = bench_session.json = None
+        yield
+
+
 def pytest_sessionfinish(session, exitstatus):
-    """Append the rounds to the results store (pytest-benchmark's own sessionfinish, a wrapper, has run first)."""
+    """Append the rounds to the results store; an interrupted session stores nothing."""
     config = session.config
     benchmarks = measured(config)
-    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-    if config.option.amal_no_store or not benchmarks or interrupted:
+    unsaved = ["saved as JSON"] if config.stash.get(UNSAVED_JSON, False) else []
+    if config.option.amal_no_store or not benchmarks or interrupted(exitstatus):
         store.remove_empty(config.stash.get(NEW_FOLDERS, []))  # nothing stored: no empty results folder left
-        if interrupted and benchmarks and not config.option.amal_no_store:  # a part of the cases: not a bench run
-            config.stash[STORED] = f"amal: interrupted: the rounds of {len(benchmarks)} case(s) were not stored"
+        unsaved = ([] if config.option.amal_no_store else ["stored"]) + unsaved
+        if interrupted(exitstatus) and benchmarks and unsaved:  # a part of the cases: not a bench run
+            config.stash[STORED] = (f"amal: interrupted: the rounds of {len(benchmarks)} case(s) were not "
+                                    f"{' nor '.join(unsaved)}")
         return
     df = round_rows(benchmarks, config.option.amal_profile)
     on_gpu = df["device"].astype(str).str.startswith("cuda") if "device" in df else pd.Series(False, df.index)

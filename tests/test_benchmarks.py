@@ -90,16 +90,20 @@ def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing
 
 @pytest.mark.slow
 def test_an_interrupted_pytest_bench_stores_nothing(tmp_path):
-    """Ctrl-C after the first case: its rounds are not stored as if they were the whole bench run."""
+    """Ctrl-C after the first case: its rounds are not stored, nor saved as JSON (the autosave was the last run the
+    next --benchmark-compare compared against), as if they were the whole bench run."""
     (tmp_path / "interrupt_after_first.py").write_text(
         "def pytest_runtest_logfinish(nodeid, location):\n    raise KeyboardInterrupt\n")
     argv = [sys.executable, "-m", "pytest", "bench", "-k", "test_case and (lr-sweep or batch-size)", "-q", "-p",
-            "no:cacheprovider", "-p", "interrupt_after_first", "--results", str(tmp_path / "results")]
+            "no:cacheprovider", "-p", "interrupt_after_first", "--results", str(tmp_path / "results"),
+            "--benchmark-autosave", f"--benchmark-storage={tmp_path / 'benchmarks'}",
+            f"--benchmark-json={tmp_path / 'bench.json'}"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "amal: interrupted: the rounds of 1 case(s) were not stored" in done.stdout
+    assert "amal: interrupted: the rounds of 1 case(s) were not stored nor saved as JSON" in done.stdout
     assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "bench.json").exists() and not list(tmp_path.glob("benchmarks/**/*.json"))
 
 
 def test_a_failing_case_is_reported_not_hidden_by_pytest_benchmarks_warnings(tmp_path):
