@@ -278,6 +278,26 @@ def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     assert medians["lr-sweep/manual/cpu"] == "36.3 ms"  # 3 × 12.1 ms: the newer run's rounds
 
 
+def test_bench_cases_from_two_commits_are_named_and_not_compared_across(fixture_df):
+    """One case rerun alone after a change (its run is the newest for that case): the table says which commit each
+    case's rounds come from and the finding compares only cases of one commit."""
+    bench = fixture_df[fixture_df["experiment"] == "bench"]
+    rerun = bench[bench["benchmark"] == "batch-size/tensor/bs16/cpu"].assign(
+        run_id="20261127T150000Z-bench-111111", git_commit="a10a9ea0" * 5, round_s=lambda d: d["round_s"] * 9)
+    part = sections(build_context(pd.concat([fixture_df, rerun], ignore_index=True), "r"))["bench"]
+    table = part["tables"][0]
+    assert table["columns"][-1] == "commit" and table["align"] == "llrrrrrl"
+    assert {row[0]: row[-1] for row in table["rows"]} == {
+        "batch-size/dataloader/bs16/cpu": "b9cbe5a0c1d2", "batch-size/tensor/bs16/cpu": "a10a9ea0a10a",
+        "lr-sweep/manual/cpu": "b9cbe5a0c1d2"}
+    assert part["findings"] == []  # the two batch-size cases were timed at different commits
+    assert part["notes"][-1].startswith("The cases come from runs at 2 commits (a10a9ea0a10a: 1 case, "
+                                        "b9cbe5a0c1d2: 2 cases)")
+    # one commit (the fixture): no commit column, the finding as before
+    alone = sections(build_context(fixture_df, "r"))["bench"]
+    assert alone["tables"][0]["columns"][-1] == "min" and len(alone["findings"]) == 1
+
+
 def test_settings_note_shows_zero_as_zero(fixture_df):
     lr = fixture_df[fixture_df["experiment"] == "lr-sweep"].dropna(axis=1, how="all")
     later = lr.assign(run_id="20261127T150000Z-lr-sweep-111111", epochs=lr["epochs"] * 2, seed=0)

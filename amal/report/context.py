@@ -467,19 +467,29 @@ def bench_section(df: pd.DataFrame) -> dict:
     if rows.empty:
         return section("bench", title, intro, rows)
     summary = select.bench_summary(rows)
+    commits = summary["git_commit"].map(short_commit)
+    mixed = commits.nunique() > 1  # a case rerun alone after a change: its rows are another commit's code
     findings = []
-    for group, cases in summary.groupby("bench_group", sort=True):
-        if len(cases) > 1:
+    for (group, commit), cases in summary.groupby(["bench_group", commits], sort=True):
+        if len(cases) > 1:  # cases compared only with cases timed at the same commit
             quick, slow = cases.loc[cases["median_s"].idxmin()], cases.loc[cases["median_s"].idxmax()]
             findings.append(f"{group}: {quick['benchmark']} is {number(slow['median_s'] / quick['median_s'])}× "
-                            f"faster than {slow['benchmark']} (median round).")
+                            f"faster than {slow['benchmark']} (median round{f', commit {commit}' if mixed else ''}).")
     body = [[s.benchmark, s.bench_group, "–" if pd.isna(s.epochs) else plural(s.epochs, "epoch"),
-             integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s)] for s in summary.itertuples()]
+             integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s), *([commit] if mixed else [])]
+            for s, commit in zip(summary.itertuples(), commits, strict=True)]
     settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
+    if mixed:
+        counts = commits.value_counts()
+        notes.append(f"The cases come from runs at {len(counts)} commits (" + ", ".join(
+            f"{commit}: {plural(n, 'case')}" for commit, n in counts.sort_index().items()) + "): a ratio between "
+            "cases of two commits would mix the change of code with the cases' difference, so the findings compare "
+            "cases of one commit only.")
     return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes, tables=[
         table("Round times per benchmark case; one round trains the case's model for the epochs given (an lr-sweep "
-              "epoch is one full-batch step)", ["case", "group", "one round", "rounds", "median", "IQR", "min"], body,
-              align="llrrrrr")])
+              "epoch is one full-batch step)" + ("; the commit of the run each case comes from" if mixed else ""),
+              ["case", "group", "one round", "rounds", "median", "IQR", "min", *(["commit"] if mixed else [])], body,
+              align="llrrrrr" + ("l" if mixed else ""))])
 
 
 def utc_time(timestamp: str) -> str:

@@ -342,18 +342,26 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
+BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs", "git_commit"]
+
+
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
-    (q3 − q1) and min of the round times, in seconds, and the epochs one round trains (NA where not recorded)."""
+    (q3 − q1) and min of the round times, in seconds, the epochs one round trains (NA where not recorded) and the
+    commit of the run it comes from ('' where not recorded; a case rerun alone after a change is newer than the
+    others)."""
     rows = experiment_rows(df, "bench")
     rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
     if rows.empty:
-        return pd.DataFrame(columns=["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs"])
-    grouped = rows.groupby(["bench_group", "benchmark"], sort=True)
+        return pd.DataFrame(columns=BENCH_SUMMARY)
+    if "git_commit" not in rows:
+        rows = rows.assign(git_commit="")
+    grouped = rows.assign(git_commit=rows["git_commit"].fillna("")).groupby(["bench_group", "benchmark"], sort=True)
     summary = grouped["round_s"].agg(rounds="size", median_s="median", min_s="min",
                                      iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
     summary["epochs"] = grouped["epochs"].first().astype("Int64")  # first: the first non-missing value
-    return summary.reset_index()[["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs"]]
+    summary["git_commit"] = grouped["git_commit"].first()  # one run per benchmark: one commit
+    return summary.reset_index()[BENCH_SUMMARY]
 
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
