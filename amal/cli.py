@@ -56,8 +56,12 @@ def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
     """Stamp an experiment's rows, write its artifacts (df.attrs["artifacts"]) and the run file; return both."""
     artifacts = df.attrs.pop("artifacts", {})  # files beside the rows: {column: (name, bytes)}
     df = stamp(df, experiment, tag, df["device"].iloc[0], started)
-    df = store.save_artifacts(df, results_dir, artifacts)
-    return df, store.save(df, results_dir)
+    try:
+        df = store.save_artifacts(df, results_dir, artifacts)
+        return df, store.save(df, results_dir)
+    except BaseException:  # a full disk, Ctrl-C: no image left behind for a run that was not stored
+        store.remove_artifacts(results_dir, df["run_id"].iloc[0])
+        raise
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ beside its rows (images, checkpoints) go under `_artifacts/<run_id>/`, which par
 import glob
 import os
 import secrets
+import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,6 +240,13 @@ def save_artifacts(df: pd.DataFrame, results_dir: str | Path,
         atomic_write_bytes(folder / name, data)
         paths[column] = f"_artifacts/{run_id}/{name}"
     return df.assign(**paths)
+
+
+def remove_artifacts(results_dir: str | Path, run_id: str) -> None:
+    """Remove the artifacts of a run that was not stored (and _artifacts/ when that leaves it empty)."""
+    folder = Path(results_dir) / "_artifacts" / run_id  # (artifact_dir would make it)
+    shutil.rmtree(folder, ignore_errors=True)
+    remove_empty([folder.parent])
 
 
 def run_files(results_dir: str | Path) -> list[Path]:

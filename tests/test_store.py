@@ -113,6 +113,22 @@ def test_default_results_dir_follows_environment(monkeypatch):
     assert str(store.default_results_dir()) == "results"
 
 
+def test_a_run_not_stored_leaves_no_artifact(tmp_path, monkeypatch):
+    """A full disk at the parquet said "nothing was stored" but left _artifacts/<run>/reconstructions.png."""
+    from amal import cli
+
+    df = _run("autoencoder", device="cpu").drop(columns=["run_id", "experiment"])
+    df.attrs["artifacts"] = {"recon_png": ("reconstructions.png", b"\x89PNG...")}
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cli.store_run(df, "autoencoder", "", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_artifacts_are_written_and_referenced_by_their_column(tmp_path):
     df = _run("autoencoder", tag="reconstructions.png")
     out = store.save_artifacts(df, tmp_path, {"recon_png": ("reconstructions.png", b"\x89PNG...")})
