@@ -231,12 +231,16 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
                          ("bad-optimizer.pt", {**checkpoint, "optimizer": {"state": {}, "param_groups": "x"}}),
                          ("bad-history.pt", {**checkpoint, "history": "x"}),
                          ("gap-in-history.pt", {**checkpoint, "history": [{**checkpoint["history"][0], "epoch": 5}]}),
-                         ("odd-history.pt", {**checkpoint, "history": [{"epoch": 1, "shell": 1.0}]})):
+                         ("odd-history.pt", {**checkpoint, "history": [{"epoch": 1, "shell": 1.0}]}),
+                         ("bad-measured-on.pt", {**checkpoint, "measured_on": None}),
+                         ("odd-measured-on.pt", {**checkpoint, "measured_on": {"host": [1]}})):
         save_checkpoint(tmp_path / name, {key: value for key, value in broken.items() if key != "format"})
         reason = {"no-rng.pt": "random states this run cannot restore", "bad-rng.pt": "random states",
                   "bad-optimizer.pt": "does not fit this model", "bad-history.pt": "a history of the wrong type",
                   "gap-in-history.pt": "a history of epochs 5–5, not up to 1",
-                  "odd-history.pt": "a history of the wrong type"}[name]
+                  "odd-history.pt": "a history of the wrong type",
+                  "bad-measured-on.pt": "measured_on of the wrong type",
+                  "odd-measured-on.pt": "measured_on of the wrong type"}[name]
         assert reason in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
     assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
@@ -290,6 +294,42 @@ def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path,
                 assert rows[columns].head(2).reset_index(drop=True).equals(first[columns].reset_index(drop=True))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_note_on_epochs_left_out_names_them_and_every_change(tmp_path, capsys):
+    """A checkpoint whose history starts past epoch 1 (its run was itself resumed elsewhere): the note names the
+    epochs it holds; 0 workers is a value, not a blank; a checkpoint from before `measured_on` was kept says so."""
+    checkpoint = tmp_path / "c.pt"
+    base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--batch-size", "64",
+            "--checkpoint", str(checkpoint), "--results", str(tmp_path / "r")]
+    assert cli.main([*base, "--epochs", "1", "--num-workers", "1"]) == 0
+    assert cli.main([*base, "--epochs", "3", "--resume"]) == 0  # epoch 1 (one worker) left out: history 2-3
+    assert "epoch 1 was timed otherwise (workers 1 then 0)" in capsys.readouterr().err
+    assert [row["epoch"] for row in load_checkpoint(checkpoint)["history"]] == [2, 3]
+    assert cli.main([*base, "--epochs", "4", "--resume", "--num-workers", "1"]) == 0
+    assert "the checkpoint's epochs 2-3 were timed otherwise (workers 0 then 1)" in capsys.readouterr().err
+    older = {key: value for key, value in load_checkpoint(checkpoint).items() if key not in ("format", "measured_on")}
+    save_checkpoint(checkpoint, older)
+    assert cli.main([*base, "--epochs", "5", "--resume", "--num-workers", "1"]) == 0
+    assert ("the checkpoint's epoch 4 was timed otherwise (the checkpoint does not say where)"
+            in capsys.readouterr().err)
+
+
+def test_a_checkpoint_link_into_a_missing_folder_is_refused_before_training(tmp_path, capsys):
+    """The checkpoint is written through a link, into the folder it points to: that folder must exist now, not
+    after the first epoch has been trained."""
+    link = tmp_path / "c.pt"
+    link.symlink_to(tmp_path / "gone" / "c.pt")
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--checkpoint", str(link), "--results",
+                     str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (f"python -m amal.run autoencoder: error: checkpoint folder {tmp_path / 'gone'} "
+                                       f"(where the link {link} points) does not exist\n")
+    loop = tmp_path / "loop.pt"
+    loop.symlink_to(loop)
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--checkpoint", str(loop), "--results",
+                     str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
 
 
 def child_env() -> dict:

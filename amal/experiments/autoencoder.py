@@ -110,17 +110,23 @@ def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
         if cfg.resume:
             raise UsageError("--resume needs --checkpoint PATH")
         return
-    path = Path(cfg.checkpoint)
+    given = path = Path(cfg.checkpoint)
+    if path.is_symlink():  # written through (the file it points to is replaced): the target's folder counts
+        try:
+            path = path.resolve(strict=False)
+        except (OSError, RuntimeError) as exc:  # a loop of links
+            raise UsageError(f"checkpoint {given} is a link that cannot be followed ({exc})") from exc
+    via = f" (where the link {given} points)" if path != given else ""
     if path.is_dir():
-        raise UsageError(f"checkpoint {path} is a folder; give the path of a file")
+        raise UsageError(f"checkpoint {given} is a folder; give the path of a file")
     if cfg.resume and not path.is_file():
-        raise UsageError(f"--resume: checkpoint {path} does not exist")
+        raise UsageError(f"--resume: checkpoint {given} does not exist")
     if not cfg.resume and path.exists():
-        raise UsageError(f"checkpoint {path} exists; pass --resume to continue from it or choose another path")
+        raise UsageError(f"checkpoint {given} exists; pass --resume to continue from it or choose another path")
     if path.parent.exists() and not path.parent.is_dir():
-        raise UsageError(f"checkpoint folder {path.parent} is a file, not a folder")
+        raise UsageError(f"checkpoint folder {path.parent}{via} is a file, not a folder")
     if not path.parent.is_dir():
-        raise UsageError(f"checkpoint folder {path.parent} does not exist")
+        raise UsageError(f"checkpoint folder {path.parent}{via} does not exist")
     store.check_writable(path.parent, "checkpoint folder")  # now, not after the first epoch
     longest = os.pathconf(path.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
     name, temp = len(path.name.encode()), len(store.temp_name(path).encode())  # the temp file renamed over it
@@ -240,8 +246,11 @@ def resume_state(cfg: AutoencoderConfig, model, optimizer, generator, images) ->
     except UNUSABLE as exc:
         raise UsageError(f"checkpoint {cfg.checkpoint} holds random states this run cannot restore "
                          f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    where = checkpoint.get("measured_on", {})  # absent from checkpoints made before it was kept
+    if not isinstance(where, dict) or not all(isinstance(value, str | int) for value in where.values()):
+        raise UsageError(f"checkpoint {cfg.checkpoint} holds measured_on of the wrong type")
     return {"epoch": checkpoint["epoch"], "iteration": checkpoint["iteration"],
-            "elapsed_s": checkpoint.get("elapsed_s", 0.0), "measured_on": checkpoint.get("measured_on"),
+            "elapsed_s": checkpoint.get("elapsed_s", 0.0), "measured_on": where,
             "history": check_history(cfg.checkpoint, checkpoint.get("history", []), checkpoint["epoch"])}
 
 
@@ -273,8 +282,15 @@ MEASURED_ON_NAMES = {"host": "host", "cpu_model": "CPU", "num_threads": "threads
 
 
 def changed(before: dict, now: dict) -> str:
-    """'threads 2 then 1, data path dataloader then resident': what differs between two `measured_on`s."""
-    return ", ".join(f"{MEASURED_ON_NAMES.get(key, key)} {before.get(key) or '–'} then {now.get(key) or '–'}"
+    """'threads 2 then 1, data path dataloader then resident': what differs between two `measured_on`s (a checkpoint
+    from before they were kept has none: 'the checkpoint does not say where')."""
+    if not before:
+        return "the checkpoint does not say where"
+
+    def shown(value) -> str:
+        return "–" if value is None or value == "" else str(value)
+
+    return ", ".join(f"{MEASURED_ON_NAMES.get(key, key)} {shown(before.get(key))} then {shown(now.get(key))}"
                      for key in now if before.get(key) != now.get(key))
 
 
@@ -386,7 +402,8 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         resumed_from = state["epoch"]
         earlier = state["history"] if state["measured_on"] == where else []  # else timed elsewhere: not mixed in
         if state["history"] and not earlier:  # the CLI says why they are not stored
-            left_out = {"epochs": len(state["history"]), "changed": changed(state["measured_on"], where)}
+            left_out = {"epochs": (state["history"][0]["epoch"], state["history"][-1]["epoch"]),
+                        "changed": changed(state["measured_on"], where)}
         if progress is not None:
             progress(resumed_from)
     warm_up(model, cfg, train_set.vectors, device)
@@ -424,7 +441,8 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
         num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(df), dtype="Int64"))
     df.attrs["carried_left_out"] = left_out
-    first_of_each_digit = [int((images.test_labels == digit).nonzero()[0][0]) for digit in range(cfg.grid_images)]
+    first_of_each_digit = [int(found[0]) for digit in range(cfg.grid_images)
+                           if len(found := (images.test_labels == digit).nonzero()[0])]  # a digit absent: skipped
     return df, model, test_set.vectors[first_of_each_digit], device
 
 
@@ -492,9 +510,10 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     out = []
     left_out = df.attrs.get("carried_left_out")
     if left_out:
-        count = left_out["epochs"]
-        out.append(f"the checkpoint's {'epoch 1 was' if count == 1 else f'epochs 1-{count} were'} timed otherwise "
-                   f"({left_out['changed']}): not stored with this run, whose times all come from one setting")
+        first, last = left_out["epochs"]
+        out.append(f"the checkpoint's {f'epoch {first} was' if first == last else f'epochs {first}-{last} were'} "
+                   f"timed otherwise ({left_out['changed']}): not stored with this run, whose times all come from "
+                   "one setting")
     stopped = df.loc[df["diverged"], "epoch"]
     if stopped.empty:
         return out
