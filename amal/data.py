@@ -145,6 +145,10 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
         if missing:
             raise UsageError(f"data root {root} holds no complete MNIST copy in MNIST/raw/ "
                              f"(missing {', '.join(missing)})")
+        packed = [f"{name}.gz" for name in MNIST_FILES if not (raw / name).exists()]
+        if packed:  # torchvision reads the unpacked files only
+            raise UsageError(f"data root {root} holds {', '.join(packed)} in MNIST/raw/ packed only: unpack them "
+                             f"there first (gunzip -k {raw}/*.gz)")
     from amal.store import missing_folders, remove_empty
 
     new_folders = missing_folders(raw)  # what a failed download would otherwise leave behind, empty
@@ -159,8 +163,24 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
                          f"{exc.__class__.__name__}: {detail}") from exc
     if len(train.data) != 60000 or len(test.data) != 10000:
         raise UsageError(f"MNIST under {root} is partial: {len(train.data)} train / {len(test.data)} test images")
-    return Images(train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(),
-                  source=mnist_source(root))
+    images = Images(train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(),
+                    source=mnist_source(root))
+    check_images(images, f"MNIST under {root}")
+    return images
+
+
+def check_images(images: Images, what: str) -> None:
+    """UsageError unless each part holds uint8 images of 28 × 28 pixels and as many labels, digits 0-9 (torchvision
+    reads whatever shape and values the files declare)."""
+    for part in ("train", "test"):
+        pixels, labels = getattr(images, f"{part}_images"), getattr(images, f"{part}_labels")
+        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+            raise UsageError(f"{what}: the {part} images are {pixels.dtype} of shape {tuple(pixels.shape[1:])}, "
+                             "not 28 × 28 bytes")
+        if labels.shape != (len(pixels),):
+            raise UsageError(f"{what}: {len(pixels)} {part} images but {labels.size} labels")
+        if len(labels) and not (labels.min() >= 0 and labels.max() <= 9):
+            raise UsageError(f"{what}: the {part} labels run from {labels.min()} to {labels.max()}, not digits 0-9")
 
 
 def _read_mnist_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,3 +1,4 @@
+import gzip
 import struct
 
 import numpy as np
@@ -148,6 +149,32 @@ def test_truncated_file_is_a_usage_error(mnist_root):
     path.write_bytes(path.read_bytes()[: 1000])
     with pytest.raises(UsageError, match="could not read MNIST"):
         data.load_mnist(mnist_root)
+
+
+def test_a_packed_only_copy_says_to_unpack_it(mnist_root):
+    raw = mnist_root / "MNIST" / "raw"
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+        (raw / name).unlink()
+    with pytest.raises(UsageError, match=r"holds t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz in MNIST/raw/ "
+                                         r"packed only: unpack them there first \(gunzip -k .*/\*.gz\)$"):
+        data.load_mnist(mnist_root)
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda raw: _write_idx(raw / "t10k-labels-idx1-ubyte", np.full(10000, 12)),
+     "the test labels run from 12 to 12, not digits 0-9"),
+    (lambda raw: _write_idx(raw / "t10k-labels-idx1-ubyte", np.zeros(9999)), "10000 test images but 9999 labels"),
+    (lambda raw: _write_idx(raw / "train-images-idx3-ubyte", np.zeros((60000, 32, 32))),
+     "the train images are uint8 of shape (32, 32), not 28 × 28 bytes"),
+])
+def test_mnist_files_of_another_shape_or_labels_are_refused_in_one_line(mnist_root, damage, said):
+    """torchvision reads what the files declare; such a copy would fail only after training (the reconstruction
+    grid looks up each digit) or with a traceback."""
+    damage(mnist_root / "MNIST" / "raw")
+    with pytest.raises(UsageError) as info:
+        data.load_mnist(mnist_root)
+    assert str(info.value) == f"MNIST under {mnist_root}: {said}"
 
 
 def test_a_failed_download_gives_its_cause_in_one_line_and_leaves_no_folders(tmp_path, monkeypatch):
