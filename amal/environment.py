@@ -25,19 +25,25 @@ def cpu_model() -> str:
 AMAL_DIR = Path(__file__).resolve().parent
 
 
+# git reads only: a checkout owned by another user (a CI container's, a shared one) is read too, where git would
+# refuse it as of "dubious ownership", and no file-system monitor named by the repository's config is started
+GIT = ("git", "-c", "safe.directory=*", "-c", "core.fsmonitor=false")
+
+
 @cache
 def git_commit(here: Path = AMAL_DIR) -> str:
     """The commit of the checkout holding `here` (default: the amal being run), with '+dirty' for local changes;
     '' outside a git checkout, or where the repository around `here` does not track it (amal installed into the
     site-packages of a virtual environment that lies inside some other project's checkout)."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*GIT, *args], cwd=here, capture_output=True, text=True, timeout=5)
+
     try:
-        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "."], cwd=here, capture_output=True,
-                                 timeout=5)
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        tracked = git("ls-files", "--error-unmatch", ".")
+        sha = git("rev-parse", "HEAD")
         if tracked.returncode != 0 or sha.returncode != 0:
             return ""
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        dirty = git("status", "--porcelain", "--untracked-files=no")
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return ""

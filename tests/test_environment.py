@@ -1,6 +1,7 @@
 import re
 import subprocess
 
+import pytest
 import torch
 
 from amal import environment, store
@@ -39,3 +40,19 @@ def test_git_commit_is_empty_for_a_folder_the_surrounding_checkout_does_not_trac
     (installed / "__init__.py").write_text("")
     assert environment.git_commit(installed) == ""
     assert re.fullmatch(r"[0-9a-f]{40}", environment.git_commit(tmp_path))  # the project itself: its commit
+
+
+def test_git_commit_of_a_checkout_owned_by_another_user(tmp_path, monkeypatch):
+    """A CI container running as root over a checkout its runner cloned: git refuses such a repository ("dubious
+    ownership") unless told it is safe; git's own switch makes this checkout look owned by someone else."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "tracked.txt").write_text("x")
+    subprocess.run(["git", "add", "tracked.txt"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"], cwd=tmp_path,
+                   check=True)
+    monkeypatch.setenv("GIT_TEST_ASSUME_DIFFERENT_OWNER", "1")
+    refused = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    if refused.returncode == 0:
+        pytest.skip("this git does not check a repository's owner (before 2.35.2)")
+    assert "dubious ownership" in refused.stderr
+    assert re.fullmatch(r"[0-9a-f]{40}", environment.git_commit.__wrapped__(tmp_path))
