@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from amal import compare, gate_worker, store
 from amal.benchmarks import param_columns
-from amal.environment import git_commit
+from amal.environment import GIT, git_commit
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
 
@@ -111,8 +111,9 @@ class Worker:
 
 
 def git(repo: Path, *args: str) -> str:
-    """Output of `git -C repo ARGS`; UsageError with git's own message when it fails."""
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    """Output of `git -C repo ARGS` (a checkout owned by another user read too: environment.GIT); UsageError with
+    git's own message when it fails."""
+    done = subprocess.run([*GIT, "-C", str(repo), *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise UsageError(f"git {' '.join(args)}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
     return done.stdout.strip()
