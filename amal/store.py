@@ -5,6 +5,7 @@ of all experiments at once. Files are written to a hidden temp file and renamed,
 beside its rows (images, checkpoints) go under `_artifacts/<run_id>/`, which parquet readers skip (leading underscore).
 """
 
+import errno
 import glob
 import os
 import secrets
@@ -198,11 +199,31 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path
         if overwrite:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)  # fails if `path` exists: an earlier result is never replaced
-            tmp.unlink()
+            publish_new(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return given
+
+
+# what link() fails with on a file system without hard links (vfat, exFAT, some network shares)
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
+
+
+def publish_new(tmp: Path, path: Path) -> None:
+    """Give the written file `tmp` the name `path`, which must not exist (FileExistsError: an earlier result is
+    never replaced). A hard link does both at once; where there are none, the name is claimed by an exclusive
+    create (empty for the moment the rename then takes)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS:
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
 
 
 def save(df: pd.DataFrame, results_dir: str | Path) -> Path:

@@ -1,3 +1,4 @@
+import errno
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -44,6 +45,32 @@ def test_earlier_results_are_never_overwritten(tmp_path):
     with pytest.raises(FileExistsError):
         store.save(df.assign(train_loss=0.0), tmp_path)
     assert pd.read_parquet(tmp_path)["train_loss"].tolist() == [3.0, 2.0, 1.0]
+
+
+def test_a_file_system_without_hard_links_stores_runs_and_still_never_overwrites(tmp_path, monkeypatch):
+    """vfat, exFAT and some network shares refuse link() (EPERM, EOPNOTSUPP): a run trained for an hour must be
+    stored there all the same."""
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(os, "link", no_links)
+    df = _run()
+    path = store.save(df, tmp_path)
+    assert pd.read_parquet(path)["train_loss"].tolist() == [3.0, 2.0, 1.0]
+    with pytest.raises(FileExistsError):
+        store.save(df.assign(train_loss=0.0), tmp_path)
+    assert pd.read_parquet(path)["train_loss"].tolist() == [3.0, 2.0, 1.0]
+    assert os.listdir(tmp_path) == [path.name]  # no temp file left behind
+
+
+def test_other_link_errors_are_not_taken_for_a_missing_feature(tmp_path, monkeypatch):
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(os, "link", full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save(_run(), tmp_path)
+    assert os.listdir(tmp_path) == []
 
 
 def test_one_run_per_file(tmp_path):
