@@ -180,6 +180,28 @@ def test_autoencoder_loss_draws_the_mean_over_seeds_one_line_per_configuration(f
     plt.close(fig)
 
 
+def test_autoencoder_loss_draws_epochs_with_fewer_seeds_faint(fixture_df):
+    """Seed 1 resumed at epoch 2 and its first epoch, timed elsewhere, not stored: epoch 1's mean is seed 0 alone.
+    A solid line through it would step where the seeds change; the mean of both starts at epoch 2, and epoch 1 is
+    drawn faint."""
+    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-aaaaaa", seed=1.0,
+                             train_loss=fixture_df.loc[cpu, "train_loss"] + 0.1)
+    df = df[~((df["run_id"] == "20261127T120000Z-autoencoder-aaaaaa") & (df["epoch"] == 1))]
+    fig = figures.autoencoder_loss_figure(df)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "cpu, hidden 256,64, batch 64 (mean of 2 seeds; faint: fewer)" in labels
+    first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
+    solid = [line for line in ax.get_lines() if line.get_alpha() is None and len(line.get_xdata())
+             and np.isnan(line.get_ydata()[0])]
+    faint = [line for line in ax.get_lines() if line.get_alpha() == 0.35]
+    assert len(solid) == len(faint) == 2 * 2  # train and test of batch 64 and 256, each also drawn faint
+    assert any(np.allclose(line.get_ydata()[1:], first[1:] + 0.05) for line in solid)  # the mean of both seeds
+    assert any(np.allclose(line.get_ydata(), [first[0], *(first[1:] + 0.05)]) for line in faint)  # epoch 1: seed 0
+    plt.close(fig)
+
+
 def test_autoencoder_loss_draws_each_loss_function_on_its_own_axis_with_the_legend_below(fixture_df):
     """BCE (about 0.2 here) and MSE (a hundredth of it) on one axis would flatten the MSE curves at the bottom: each
     loss function gets a panel whose y label names it, and no legend lies over the curves."""

@@ -325,11 +325,17 @@ def autoencoder_loss_figure(df: pd.DataFrame):
             if loss_fn != loss:
                 continue
             colour = colours[(device, implementation, hidden, loss_fn, size)]
-            ax.plot(curve["epoch"], curve["train_loss"], color=colour, lw=1.8, marker="o", ms=4)
-            ax.plot(curve["epoch"], curve["test_loss"], color=colour, lw=1.8, ls="--", marker="s", ms=4)
             seeds = int(curve["seeds"].max())
+            # epochs with fewer seeds (a resumed run whose earlier epochs were timed elsewhere and not stored): a
+            # mean of other seeds, drawn faint, so that no step where the seeds change reads as a change in the loss
+            whole = curve["seeds"].eq(seeds).to_numpy()
+            for column, style in (("train_loss", {"marker": "o"}), ("test_loss", {"ls": "--", "marker": "s"})):
+                if not whole.all():
+                    ax.plot(curve["epoch"], curve[column], color=colour, lw=1.2, ms=3, alpha=0.35, **style)
+                ax.plot(curve["epoch"], curve[column].where(whole), color=colour, lw=1.8, ms=4, **style)
             label = (f"{device}{', resident' if implementation == 'resident' else ''}, hidden {hidden}, batch {size}"
-                     + (f" (mean of {seeds} seeds)" if seeds > 1 else ""))  # the loss: the panel's
+                     + (f" (mean of {seeds} seeds{'' if whole.all() else '; faint: fewer'})" if seeds > 1 else ""))
+            # (the loss function is the panel's)
             handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
         handles += [Line2D([], [], color="0.3", marker="o", label="train"),
                     Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
