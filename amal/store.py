@@ -56,7 +56,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "time_to_target_s": (F64, "batch-size: training seconds at the end of the first epoch with train_loss <= "
                               "target_loss; null = not reached"),
     "epoch_to_target": (I64, "batch-size: first epoch with train_loss <= target_loss; null = not reached"),
-    "steps_per_epoch": (I64, "gradient steps per epoch, ceil(n_train / batch_size)"),
+    "steps_per_epoch": (I64, "batch-size, autoencoder: gradient steps per epoch, ceil(n_train / batch_size)"),
     "step_data_s": (F64, "batch-size: mean seconds per step fetching the batch (shuffle included), instrumented pass"),
     "step_forward_s": (F64, "batch-size: mean seconds per step in the forward pass and loss, instrumented pass"),
     "step_backward_s": (F64, "batch-size: mean seconds per step in the backward pass, instrumented pass"),

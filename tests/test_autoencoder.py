@@ -40,6 +40,7 @@ def test_run_rows_timings_and_grid():
     assert df["epoch"].tolist() == [1, 2]
     assert (df["implementation"] == "dataloader").all() and (df["device"] == "cpu").all()
     assert (df["n_train"] == 256).all() and (df["hidden"] == "16").all() and (df["loss_fn"] == "bce").all()
+    assert (df["steps_per_epoch"] == 256 // 32).all()
     assert df["train_loss"].iloc[1] < df["train_loss"].iloc[0]  # Adam on real digits: the loss goes down
     assert (df["transfer_s"] == 0.0).all()  # no host-to-device copy on the CPU
     assert df["elapsed_s"].tolist() == pytest.approx(df["epoch_s"].cumsum().tolist(), rel=1e-12)

@@ -438,6 +438,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     df = df.assign(
         implementation=implementation(cfg), seed=cfg.seed, device=device.type,
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
+        steps_per_epoch=math.ceil(len(train_set) / cfg.batch_size),
         hidden=hidden_text(cfg.hidden), loss_fn=cfg.loss_fn, data_on_device=cfg.data_on_device,
         num_workers=cfg.num_workers, resumed_from_epoch=pd.array([resumed_from] * len(df), dtype="Int64"))
     df.attrs["carried_left_out"] = left_out
