@@ -143,11 +143,18 @@ def test_a_format_not_rewritten_is_named_when_an_earlier_report_left_it(fixture_
     assert "report.html there is an earlier report's (not rewritten: --format tex)" in capsys.readouterr().err
 
 
-def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["truncated", "deleted"])
+def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys, damage):
     results = copy_store(fixture_results, tmp_path / "results")
-    (results / "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png").write_bytes(b"\x89PNG truncated")
+    grid = results / "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
+    if damage == "truncated":
+        grid.write_bytes(b"\x89PNG truncated")
+    else:
+        grid.unlink()
     assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--no-run", "--format", "html"]) == 0
-    assert "fig6c-ae-recon: the stored image is not a readable PNG" in capsys.readouterr().err
+    said = {"truncated": "fig6c-ae-recon: the stored image is not a readable PNG; the report says so in its place",
+            "deleted": f"fig6c-ae-recon: the stored image {grid} is missing; the report says so in its place"}
+    assert said[damage] in capsys.readouterr().err
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Image _artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png is missing or not a readable PNG." in html
     assert not (tmp_path / "out" / "figures" / "fig6c-ae-recon.png").exists()

@@ -206,6 +206,10 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
     images = {**figures.render(df, keys), **figures.render_grids(stored)}
     for key in stored.keys() - images.keys():
         print(f"{key}: the stored image is not a readable PNG; the report says so in its place", file=sys.stderr)
+    for fig in (fig for section in context["sections"] for fig in section["figures"]):
+        if fig["source"] and fig["key"] not in stored:
+            print(f"{fig['key']}: the stored image {results / fig['source']} is missing; the report says so in its "
+                  "place", file=sys.stderr)
     images = {key: images[key] for key in keys if key in images}  # report order
     html = render.render_html(context, images) if "html" in chosen else None
     tex = render.render_tex(context, images) if {"tex", "pdf"} & set(chosen) else None
