@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from amal.errors import UsageError
@@ -92,6 +93,19 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 }
 
 SCHEMA = pa.schema([(name, dtype) for name, (dtype, _) in COLUMNS.items()])
+# what every run of an experiment holds, in every version of amal: a file without one of these (rewritten by
+# another tool, cut down by hand) is refused by name, not read as a run with holes. Measurements may be null (a
+# diverged epoch's loss, NaN, is stored as null: a run that diverged at once has no other), as may the epoch a run
+# diverged at; the rest may not.
+NULLABLE = ("train_loss", "elapsed_s", "epoch_s", "samples_per_s", "round_s", "diverged_epoch")
+_WHERE = ("host", "cpu_model", "num_threads", "torch_version", "timestamp_utc")
+_TRAINING = ("implementation", "seed", "device", "epoch", "epochs", "train_loss", "elapsed_s", *_WHERE)
+REQUIRED = {
+    "lr-sweep": (*_TRAINING, "lr", "diverged_epoch"),
+    "batch-size": (*_TRAINING, "lr", "batch_size"),
+    "autoencoder": (*_TRAINING, "batch_size", "hidden", "loss_fn", "epoch_s", "samples_per_s"),
+    "bench": ("benchmark", "round", "round_s", *_WHERE),
+}
 # the columns amal.environment.environment() fills: where, how and when a run was measured
 ENVIRONMENT = ("host", "cpu_model", "num_threads", "cuda_device", "torch_version", "python_version", "git_commit",
                "timestamp_utc")
@@ -294,16 +308,28 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                 message = f"{path}: columns of other types than amal's ({exc})".splitlines()[0]
             else:
-                if not missing:
-                    tables.append(known)
+                lacking = missing or lacks(known)
+                if not lacking:  # columns a file lacks are null, as in a run that does not use them
+                    tables.append(pa.Table.from_arrays(
+                        [known[field.name] if field.name in known.column_names else pa.nulls(len(known), field.type)
+                         for field in SCHEMA], schema=SCHEMA))
                     continue
-                message = f"{path}: not an amal run file (no {', '.join(missing)} column)"
+                message = (f"{path}: not an amal run file (no {', '.join(missing)} column)" if missing else
+                           f"{path}: not a whole amal run (no values in {', '.join(lacking)})")
         if not skip_bad:
             raise UsageError(message)
         problems.append(message)
     if not tables:
         return SCHEMA.empty_table().to_pandas(), problems
-    return pa.concat_tables(tables, promote_options="default").to_pandas(), problems
+    return pa.concat_tables(tables).to_pandas(), problems
+
+
+def lacks(table: pa.Table) -> list[str]:
+    """The REQUIRED columns of the table's experiments that it lacks, or holds a null in (where not NULLABLE)."""
+    needed = dict.fromkeys(name for experiment in pc.unique(table["experiment"]).to_pylist()
+                           for name in REQUIRED.get(experiment, ()))
+    return [name for name in needed if name not in table.column_names
+            or name not in NULLABLE and table[name].null_count > 0]
 
 
 def schema_markdown() -> str:

@@ -10,11 +10,19 @@ import pytest
 from amal import store
 from amal.errors import UsageError
 
+# a value for each column some experiment requires (store.REQUIRED)
+FILLED = {"implementation": "manual", "seed": 0, "device": "cpu", "epochs": 3, "elapsed_s": 0.1, "host": "h",
+          "cpu_model": "c", "num_threads": 1, "torch_version": "2.9", "timestamp_utc": "2026-11-27T10:00:00Z",
+          "lr": 0.1, "batch_size": 16, "hidden": "64", "loss_fn": "bce", "epoch_s": 0.1, "samples_per_s": 10.0,
+          "benchmark": "case", "round": 1, "round_s": 0.1, "diverged_epoch": None}
+
 
 def _run(experiment="lr-sweep", n=3, **extra):
+    """A whole run of `experiment`: n epochs and a value in every column the experiment requires."""
     run_id = store.new_run_id(experiment)
+    required = {name: FILLED[name] for name in store.REQUIRED[experiment] if name not in ("epoch", "train_loss")}
     return pd.DataFrame({"run_id": run_id, "experiment": experiment, "epoch": range(1, n + 1),
-                         "train_loss": [3.0, 2.0, 1.0][:n], **extra})
+                         "train_loss": [3.0, 2.0, 1.0][:n], **required, **extra})
 
 
 def test_save_writes_one_file_with_the_full_schema(tmp_path):
@@ -169,14 +177,38 @@ def test_artifacts_are_written_and_referenced_by_their_column(tmp_path):
 
 def test_a_run_file_rewritten_by_pandas_still_loads(tmp_path):
     """pandas writes strings as large_string: the store reads them as the schema's strings."""
-    df = pd.DataFrame({"run_id": ["20260101T000000Z-lr-sweep-aaaaaa"], "experiment": ["lr-sweep"], "epoch": [1]})
+    df = _run(n=1).assign(run_id="20260101T000000Z-lr-sweep-aaaaaa", diverged_epoch=pd.array([None], "Int64"))
     first = tmp_path / "20260101T000000Z-lr-sweep-aaaaaa.parquet"
     store.save(df, tmp_path)
     second = tmp_path / "20260102T000000Z-lr-sweep-bbbbbb.parquet"
     pa_table = pa.Table.from_pandas(df.assign(run_id="20260102T000000Z-lr-sweep-bbbbbb"), preserve_index=False)
-    pq.write_table(pa_table.cast(pa.schema([pa.field("run_id", pa.large_string()),
-                                            pa.field("experiment", pa.large_string()),
-                                            pa.field("epoch", pa.int64())])), second)
+    strings = (pa.string(), pa.large_string())  # (pandas 3 gives large_string already, pandas 2 string)
+    pq.write_table(pa_table.cast(pa.schema([pa.field(field.name, pa.large_string() if field.type in strings
+                                                     else field.type) for field in pa_table.schema])), second)
     loaded, problems = store.load(tmp_path)
     assert first.exists() and problems == [] and sorted(loaded["run_id"]) == [
         "20260101T000000Z-lr-sweep-aaaaaa", "20260102T000000Z-lr-sweep-bbbbbb"]
+
+
+@pytest.mark.parametrize("damage", ["dropped", "nulled"])
+def test_a_file_without_a_column_its_experiment_requires_is_named_not_read_with_holes(tmp_path, damage):
+    """A run file cut down by another tool: the report would meet a run without a batch size (a traceback, or the
+    run silently left out). Each experiment's required columns must be there, with values where not NULLABLE."""
+    path = store.save(_run("batch-size"), tmp_path)
+    table = pq.read_table(path)
+    if damage == "dropped":
+        table = table.drop(["batch_size", "elapsed_s"])
+    else:
+        table = table.set_column(table.schema.get_field_index("batch_size"), "batch_size", pa.nulls(3, pa.int64()))
+    pq.write_table(table, path)
+    lacking = {"dropped": "elapsed_s, batch_size", "nulled": "batch_size"}[damage]
+    with pytest.raises(UsageError, match=rf"^{path}: not a whole amal run \(no values in {lacking}\)$"):
+        store.load(tmp_path)
+    assert store.load(tmp_path, skip_bad=True)[1] == [f"{path}: not a whole amal run (no values in {lacking})"]
+
+
+def test_measurements_may_be_null_in_a_whole_run(tmp_path):
+    """A batch-size run that diverged at its first epoch stores one row whose loss (NaN) is null."""
+    store.save(_run("batch-size", n=1, train_loss=[float("nan")]), tmp_path)
+    loaded, problems = store.load(tmp_path)
+    assert problems == [] and loaded["train_loss"].isna().all()
