@@ -87,11 +87,13 @@ def pytest_sessionstart(session):
 
 
 def measured(config) -> list[dict]:
-    """pytest-benchmark's records of this session, raw rounds included (errored benchmarks left out)."""
+    """pytest-benchmark's records of this session, raw rounds included (errored benchmarks left out, and one that
+    Ctrl-C stopped before its first timed round ended: pytest-benchmark flags errors only, and has no round for it)."""
     session = getattr(config, "_benchmarksession", None)
     if session is None or session.disabled:
         return []
-    return [bench.as_dict(include_data=True) for bench in session.benchmarks if not bench.has_error]
+    return [bench.as_dict(include_data=True) for bench in session.benchmarks
+            if not bench.has_error and bench.stats is not None and len(bench.stats.data)]
 
 
 def interrupted(exitstatus) -> bool:

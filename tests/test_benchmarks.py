@@ -106,6 +106,30 @@ def test_an_interrupted_pytest_bench_stores_nothing(tmp_path):
     assert not (tmp_path / "bench.json").exists() and not list(tmp_path.glob("benchmarks/**/*.json"))
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_a_cases_warm_up_is_an_interruption_not_a_traceback(tmp_path):
+    """Ctrl-C in the first case's warm-up round: pytest-benchmark keeps that case, without a round and without an
+    error; reading its statistics raised ValueError (min() of nothing) after the KeyboardInterrupt."""
+    (tmp_path / "interrupt_in_warm_up.py").write_text(
+        "import os, signal\n"
+        "from pytest_benchmark.fixture import BenchmarkFixture\n"
+        "timed = BenchmarkFixture.pedantic\n"
+        "def pedantic(self, target, *args, **kwargs):\n"
+        "    def interrupted(*a, **k):\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return target(*a, **k)\n"
+        "    return timed(self, interrupted, *args, **kwargs)\n"
+        "BenchmarkFixture.pedantic = pedantic\n")
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "test_case and lr-sweep", "-q", "-p", "no:cacheprovider",
+            "-p", "interrupt_in_warm_up", "--results", str(tmp_path / "results"), "--benchmark-autosave",
+            f"--benchmark-storage={tmp_path / 'benchmarks'}"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == pytest.ExitCode.INTERRUPTED, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stdout + done.stderr and "Error" not in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists() and not list(tmp_path.glob("benchmarks/**/*.json"))
+
+
 def test_a_failing_case_is_reported_not_hidden_by_pytest_benchmarks_warnings(tmp_path):
     """Under filterwarnings = error, pytest-benchmark's "nothing to save" escaped as a traceback at the session's end,
     before pytest's summary: the case's own error and the FAILED line were lost (the likely shape of a CUDA bug)."""
