@@ -98,7 +98,8 @@ def test_fidelity(benchmark, profile, implementation):
     bare_s = bare_s[2:2 + len(suite_s)]  # the first two ran before the warm-up rounds (a cProfile run adds one)
     ratio = statistics.median(suite / bare for suite, bare in zip(suite_s, bare_s, strict=True))
     suite_median, bare_median = statistics.median(suite_s), statistics.median(bare_s)
-    benchmark.extra_info.update(case.params, profile=profile, bare_median_s=bare_median, suite_median_s=suite_median,
+    benchmark.extra_info.update(case.params, profile=profile, num_threads=torch.get_num_threads(),
+                                bare_median_s=bare_median, suite_median_s=suite_median,
                                 fidelity_ratio=ratio, summary=(
                                     f"fidelity {case.name} ({EPOCHS} epochs): suite {suite_median * 1e3:.2f} ms, "
                                     f"bare loop {bare_median * 1e3:.2f} ms, median ratio {ratio:.3f} over "

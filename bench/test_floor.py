@@ -11,6 +11,7 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 
 from amal.data import load_boston
 from amal.experiments import batch_size
@@ -55,7 +56,8 @@ def test_sgd_floor(benchmark, profile, implementation):
     timed = benchmark.stats.stats.data
     us_per_step = 1e6 * statistics.median(timed) / steps
     floor_us = 1e6 * statistics.median(floor_s[2:2 + len(timed)]) / steps  # warm-ups before, a cProfile run after
-    benchmark.extra_info.update(params, profile=profile, us_per_step=us_per_step, numpy_us_per_step=floor_us,
+    benchmark.extra_info.update(params, profile=profile, num_threads=torch.get_num_threads(), us_per_step=us_per_step,
+                                numpy_us_per_step=floor_us,
                                 floor_ratio=us_per_step / floor_us, summary=(
                                     f"sgd floor {implementation:<11} batch 1: {us_per_step:7.1f} µs/step, NumPy "
                                     f"{floor_us:5.1f} µs/step, ratio {us_per_step / floor_us:5.2f}"))  # goal: min ≤ 2

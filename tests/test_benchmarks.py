@@ -76,6 +76,19 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     assert "lr-sweep/manual/cpu " in compared.stdout and "1 compared" in compared.stdout
 
 
+@pytest.mark.slow
+def test_the_ratio_benchmarks_record_their_thread_count(tmp_path):
+    """Fidelity and SGD-floor rounds depend on torch's threads as much as the cases' do: without num_threads in
+    extra_info, amal.compare compared runs made with 1 and 2 threads."""
+    argv = [sys.executable, "-m", "pytest", "bench", "-k", "fidelity and manual or floor and manual", "-q", "-p",
+            "no:cacheprovider", "--amal-no-store", "--amal-threads", "1", f"--benchmark-json={tmp_path / 'b.json'}"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    benchmarks = json.loads((tmp_path / "b.json").read_text())["benchmarks"]
+    assert sorted(b["group"] for b in benchmarks) == ["fidelity", "sgd-floor"]
+    assert all(b["extra_info"]["num_threads"] == 1 for b in benchmarks)
+
+
 def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing(tmp_path):
     """--benchmark-disable (pytest-benchmark's smoke mode): every benchmark, ratio ones included, runs once."""
     argv = [sys.executable, "-m", "pytest", "bench", "-k", "fidelity or floor or lr-sweep", "-v", "-p",
