@@ -205,16 +205,19 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
     """The cases both workers have (CUDA ones only with CUDA), and lines noting what is left out."""
     cases, known = {}, set()
     for worker in (a, b):
+        # a baseline from before amal or its cases has nothing to compare: skipped; a candidate without them is
+        # the wrong folder (--candidate), which must not pass CI
+        lacking = GateSkipped if worker is a else UsageError
         hello = worker.request("hello")
         if "missing" in hello:
-            raise GateSkipped(f"{worker.label} has no amal package ({hello['missing']})")
+            raise lacking(f"{worker.label} has no amal package ({hello['missing']})")
         if not Path(hello["amal_file"]).resolve().is_relative_to(worker.checkout):
             if not (worker.checkout / "amal" / "__init__.py").is_file():  # the one it found is on PYTHONPATH
-                raise GateSkipped(f"{worker.label} has no amal package")
+                raise lacking(f"{worker.label} has no amal package")
             raise UsageError(f"{worker.label} worker imported {hello['amal_file']}, not the checkout's amal")
         listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
         if "missing" in listing:
-            raise GateSkipped(f"{worker.label} has no benchmark cases ({listing['missing']})")
+            raise lacking(f"{worker.label} has no benchmark cases ({listing['missing']})")
         threads = listing.get("threads")  # what the worker's torch runs with
         cases[worker.label] = {c["name"]: {**c, "threads": threads, "settings": settings_text(
             {**c.get("params", {}), "device": c["device"], "profile": cfg.profile, "num_threads": threads})}

@@ -340,6 +340,15 @@ def test_candidate_must_be_a_folder(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+def test_a_candidate_folder_without_amal_is_an_error_not_a_skip(tmp_path, capsys):
+    """`--candidate bench` (a subfolder of the checkout, a typo): 'gate skipped', exit 0, passed CI."""
+    candidate = Path(__file__).resolve().parent.parent / "bench"
+    assert main(["--baseline", "HEAD", "--candidate", str(candidate), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "candidate bench has no amal package" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_export_leaves_the_repository_untouched(repo, tmp_path):
     repo, commits = repo
     before = subprocess.run(["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True).stdout
