@@ -84,10 +84,11 @@ def check_unique_rounds(rounds: pd.DataFrame, source: str) -> None:
 
 def benchmark_name(bench: dict) -> str | None:
     """What a pytest-benchmark record is called in amal: its case name (extra_info["case"], as the results store and
-    the gate name it) when there is one, else its test name; None when it has neither."""
+    the gate name it) when there is one, else its test name; None when it has neither (a name that is no string,
+    in a file written by other tools, counts as none)."""
     extra = bench.get("extra_info")
-    case = extra.get("case") if isinstance(extra, dict) else None
-    return case or bench.get("name") or bench.get("fullname")
+    names = (extra.get("case") if isinstance(extra, dict) else None, bench.get("name"), bench.get("fullname"))
+    return next((name for name in names if isinstance(name, str) and name), None)
 
 
 def benchmark_names(benchmarks: list[dict]) -> list[str | None]:
@@ -116,7 +117,7 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
             raise UsageError(f"{source}: no raw round times for {name}; {SAVE_DATA_HINT}")
         extra = bench.get("extra_info") if isinstance(bench.get("extra_info"), dict) else {}
         settings = settings_text(extra)
-        group = bench.get("group") or ""
+        group = bench.get("group") if isinstance(bench.get("group"), str) else ""
         rows += [(name, group, i, seconds, settings)
                  for i, seconds in enumerate(check_round_times(data, name, source), start=1)]
     rounds = pd.DataFrame(rows, columns=ROUND_COLUMNS)

@@ -51,6 +51,20 @@ def test_round_times_must_be_positive_finite_seconds(data):
         rounds_from_benchmark_json({"benchmarks": [one_benchmark(data)]}, "doc")
 
 
+@pytest.mark.parametrize("entry", [{"extra_info": {"case": ["a", "b"]}, "name": None},
+                                   {"name": {"a": 1}}, {"name": ""}])
+def test_a_name_that_is_no_string_is_a_malformed_entry(entry):
+    """A JSON file edited or written by another tool (a list as extra_info's case): a TypeError traceback before."""
+    bench = {**one_benchmark([0.1, 0.2]), "fullname": None, **entry}
+    with pytest.raises(UsageError, match="malformed benchmark entry"):
+        rounds_from_benchmark_json({"benchmarks": [bench]}, "doc")
+
+
+def test_a_group_that_is_no_string_is_no_group():
+    rounds = rounds_from_benchmark_json({"benchmarks": [{**one_benchmark([0.1]), "group": ["x"]}]}, "doc")
+    assert rounds["bench_group"].tolist() == [""]
+
+
 def test_store_round_times_are_checked_too():
     rows = pd.DataFrame({"experiment": "bench", "benchmark": "b", "bench_group": None, "round": [1, 2],
                          "round_s": [0.1, float("nan")]})
