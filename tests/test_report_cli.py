@@ -161,11 +161,18 @@ def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_pa
 
 
 def test_pdf_is_skipped_with_a_message_without_a_tex_engine(fixture_results, tmp_path, monkeypatch, capsys):
+    """By default (every format) the PDF is skipped with a line; asked for by name, its absence is an error, before
+    any work and with nothing written (it exited 0 having written no report at all for --format pdf)."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert main(["--results", str(fixture_results), "--out", str(tmp_path / "out"), "--no-run",
-                 "--format", "html,pdf"]) == 0
+    assert main(["--results", str(fixture_results), "--out", str(tmp_path / "out"), "--no-run"]) == 0
     assert "report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH" in capsys.readouterr().err
     assert (tmp_path / "out" / "report.html").exists() and not (tmp_path / "out" / "report.pdf").exists()
+    for chosen in ("pdf", "html,pdf"):
+        assert main(["--results", str(fixture_results), "--out", str(tmp_path / chosen), "--no-run",
+                     "--format", chosen]) == 2
+        assert capsys.readouterr().err == ("python -m amal.report: error: --format pdf needs a TeX engine (latexmk "
+                                           "or pdflatex) on the PATH; none found\n")
+        assert not (tmp_path / chosen).exists()
 
 
 def test_missing_sections_give_the_command_to_produce_them(fixture_results, tmp_path):

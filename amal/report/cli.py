@@ -72,8 +72,9 @@ def build_parser() -> Parser:
                              "several; '' for untagged runs, such as pytest bench's); the campaign's runs carry "
                              f"'{PROG} --profile quick' (or full), or the first --tag when it ran them. "
                              "Default: every run")
-    parser.add_argument("--format", type=formats, default=FORMATS, metavar="FMT[,FMT...]",
-                        help="any of html,tex,pdf (default: all; pdf needs latexmk or pdflatex on the PATH)")
+    parser.add_argument("--format", type=formats, default=None, metavar="FMT[,FMT...]",
+                        help="any of html,tex,pdf (default: all, pdf where latexmk or pdflatex is on the PATH; pdf "
+                             "asked for by name without one is an error)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -256,6 +257,9 @@ def report(args, results: Path) -> int:
             raise UsageError(f"threads must be at least 1, got {args.threads}")
         if results.exists() and not results.is_dir():
             raise UsageError(f"results directory {results} is a file, not a folder")
+        if args.format and "pdf" in args.format and tex_engine() is None:  # asked for: refused before any work
+            raise UsageError("--format pdf needs a TeX engine (latexmk or pdflatex) on the PATH; none found")
+        args.format = args.format or FORMATS
         out = check_out_dir(args.out)
         if not args.no_run and not store.run_files(results):
             run_campaign(results, args.profile, args.quiet, args.threads, args.tag[0] if args.tag else None)
