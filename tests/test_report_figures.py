@@ -328,3 +328,17 @@ def test_one_batch_size_gets_room_on_its_axis(fixture_df):
     size = ae["batch_size"].min()
     assert low == pytest.approx(size / 2) and high == pytest.approx(size * 2)
     plt.close(fig)
+
+
+def test_runs_of_one_epoch_are_drawn_as_points_on_whole_epoch_ticks(fixture_df):
+    """A one-point line draws nothing; the epoch axis of one epoch was ticked 0.945, 0.960, ..."""
+    first = fixture_df[fixture_df["experiment"].isin(["lr-sweep", "batch-size"]) & (fixture_df["epoch"] == 1)]
+    for make in (figures.lr_sweep_figure, figures.batch_loss_figure):
+        fig = make(first)
+        figures.png_bytes(fig)  # as the report writes it
+        ax = fig.axes[0]
+        single = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
+        assert single and all(line.get_marker() not in ("None", "", None) for line in single)
+        low, high = ax.get_xlim()
+        ticks = [tick for tick in ax.get_xticks() if low <= tick <= high]
+        assert ticks and all(float(tick).is_integer() for tick in ticks), (make.__name__, ticks)

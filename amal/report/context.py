@@ -141,11 +141,11 @@ def growing_clause(outcomes: pd.DataFrame) -> str:
     if growing.empty:
         return ""
     lrs = ", ".join(number(lr) for lr in growing["lr"])
-    epochs = integer(growing["epochs_run"].max())
+    epochs = plural(growing["epochs_run"].max(), "epoch")
     one = len(growing) == 1
     ended = (f"its loss ended {number(growing['growth'].iloc[0])}× above its lowest" if one
              else "their losses ended above their lowest")
-    return (f" lr = {lrs} {'was' if one else 'were'} not stopped within {epochs} epochs, but {ended}: diverging, "
+    return (f" lr = {lrs} {'was' if one else 'were'} not stopped within {epochs}, but {ended}: diverging, "
             "more slowly than the stop rule catches.")
 
 
@@ -161,7 +161,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
     findings = [threshold_finding(outcomes)]
     if not best.empty:
         findings.append(f"Lowest final training MSE: {number(best['final_loss'].iloc[0])} at lr = "
-                        f"{number(best['lr'].iloc[0])} after {integer(best['epochs_run'].iloc[0])} epochs.")
+                        f"{number(best['lr'].iloc[0])} after {plural(best['epochs_run'].iloc[0], 'epoch')}.")
     held_out = outcomes["final_test_loss"].notna().any()  # a test split was held out: its loss gets a column
     body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else
              f"{number(o.final_loss)} (growing: {number(o.growth)}× its lowest)" if o.growing else number(o.final_loss),
@@ -249,7 +249,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     summary = select.batch_summary(runs)
     drawn, lr, implementation = select.fig2_rows(rows)
     epochs = select.epochs_asked(rows)
-    scaled = "" if epochs == 1000 else f" (measured over {epochs} epochs, scaled to 1000)"
+    scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
              seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
              target_cell(s), seconds(s.step_s)] for s in summary.itertuples()]
@@ -409,7 +409,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
         seeds = f", mean of {integer(best['seeds'])} seeds" if best["seeds"] > 1 else ""
         findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} (hidden "
                         f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
-                        f"{integer(best['epoch'])} epochs{seeds}).")
+                        f"{plural(best['epoch'], 'epoch')}{seeds}).")
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     settings += "; " + "; ".join(machines(rows))
@@ -448,7 +448,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
         run = rows[rows["run_id"] == recon["run_id"].max()].iloc[-1]
         figures.append(figure("fig6c-ae-recon", "Autoencoder: test images and their reconstructions",
                               f"Top row: the first test image of each digit; bottom row: its reconstruction after "
-                              f"{integer(run['epoch'])} epochs (run {run['run_id']}: hidden {run['hidden']}, "
+                              f"{plural(run['epoch'], 'epoch')} (run {run['run_id']}: hidden {run['hidden']}, "
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,

@@ -50,10 +50,19 @@ def _plain_log_ticks(fig) -> None:
                                          _PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
 
+def _mark_single_points(fig) -> None:
+    """A line of one point (a run of one epoch) draws nothing: give such lines a marker."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if len(line.get_xdata()) == 1 and line.get_marker() in ("None", "", None, " "):
+                line.set_marker("o")
+
+
 def png_bytes(fig) -> bytes:
     """The figure as PNG bytes, identical for identical figures (no Software or date metadata), log axes labelled
-    with plain numbers; closes it."""
+    with plain numbers, lines of one point marked; closes it."""
     _plain_log_ticks(fig)
+    _mark_single_points(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
@@ -123,7 +132,7 @@ def lr_sweep_figure(df: pd.DataFrame):
     diverged = " (× = diverged, off the scale)" if outcomes["diverged"].any() else ""
     curves.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one full-batch gradient step)",
                ylabel=r"training MSE ((k\$)², log scale)", title=f"Training MSE per epoch{diverged}")
-    curves.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    curves.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
     curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8.5)  # below: curves stay seen
     _bound_panel(bound, outcomes, colours)
     fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
@@ -199,7 +208,7 @@ def batch_loss_figure(df: pd.DataFrame):
     for size, epoch in stopped.items():  # where the first seed was stopped, on the top edge (as in Fig. 1)
         ax.plot([epoch], [top], marker="x", ms=10, mew=2.5, color=colours[size], clip_on=False, zorder=5)
     ax.set_ylim(top=top)
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
@@ -253,7 +262,7 @@ def time_to_target_figure(df: pd.DataFrame):
     order = sorted(runs["implementation"].unique())
     if reached.empty:  # a valid result: say it where the curve would be
         within = ("every run diverged first" if runs["diverged"].eq(True).all()
-                  else f"within {select.epochs_asked(rows)} epochs")
+                  else f"within {plural(select.epochs_asked(rows), 'epoch')}")
         target.text(0.5, 0.5, f"no run reached the target loss\n{within}",
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
         target.set(yticks=[], ylabel="time to target loss (s)")  # no time to show: no scale either
@@ -340,7 +349,7 @@ def autoencoder_loss_figure(df: pd.DataFrame):
         handles += [Line2D([], [], color="0.3", marker="o", label="train"),
                     Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
         ax.set(xlabel="epoch", ylabel=f"{loss.upper()} reconstruction loss (mean per pixel)")
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
         ax.legend(handles=handles, fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.18),
                   ncols=2)  # below: no curve hidden
     title = "Autoencoder: train (solid) and test (dashed) loss per epoch"
