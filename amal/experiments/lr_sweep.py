@@ -154,12 +154,13 @@ def growth(losses: pd.Series) -> float:
 
 
 def result(diverged: bool, epoch, final: float, grown: float) -> str:
-    """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,022x its lowest: diverging' (1.22x:
-    three significant digits below 100)."""
+    """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,020x its lowest: diverging' (the growth
+    to three significant digits, written as the report writes it)."""
+    from amal.report.format import number
+
     if diverged:
         return f"diverged at epoch {int(epoch)}"
-    shown = f"{grown:,.0f}" if grown >= 100 else f"{grown:.3g}"
-    growing = f", {shown}x its lowest: diverging" if grown > GROWING else ""
+    growing = f", {number(grown)}x its lowest: diverging" if grown > GROWING else ""
     return f"final MSE {final:.4g}{growing}"
 
 
