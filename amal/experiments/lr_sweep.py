@@ -11,6 +11,7 @@ from amal.data import BOSTON_SOURCE, NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, floats
 from amal.functions import full_mse, manual_step
+from amal.report.format import number
 from amal.timing import Stopwatch, warmup
 
 NAME = "lr-sweep"
@@ -156,8 +157,6 @@ def growth(losses: pd.Series) -> float:
 def result(diverged: bool, epoch, final: float, grown: float) -> str:
     """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,020x its lowest: diverging' (the growth
     to three significant digits, written as the report writes it)."""
-    from amal.report.format import number
-
     if diverged:
         return f"diverged at epoch {int(epoch)}"
     growing = f", {number(grown)}x its lowest: diverging" if grown > GROWING else ""
