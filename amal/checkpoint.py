@@ -111,8 +111,12 @@ def check_archive(path: Path) -> None:
 
 
 def check_config(path: str | Path, saved: dict, requested: dict, keys: tuple[str, ...]) -> None:
-    """UsageError naming the first of `keys` whose saved value differs from the requested one."""
+    """UsageError naming the first of `keys` whose saved value differs from the requested one (a sequence written as
+    its option takes it: hidden=256,64)."""
+    def shown(value) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list | tuple) else repr(value)
+
     for key in keys:
         if saved.get(key) != requested.get(key):
-            raise UsageError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, "
-                             f"this run asks for {key}={requested.get(key)!r}")
+            raise UsageError(f"checkpoint {path} was made with {key}={shown(saved.get(key))}, "
+                             f"this run asks for {key}={shown(requested.get(key))}")

@@ -243,7 +243,7 @@ def test_truncated_checkpoint_is_refused_and_kept(tmp_path, capsys):
                   "bad-measured-on.pt": "measured_on of the wrong type",
                   "odd-measured-on.pt": "measured_on of the wrong type"}[name]
         assert reason in refused(tmp_path, capsys, tmp_path / name)  # one line, exit 2, file kept
-    assert "made with hidden=(16,), this run asks for hidden=(8,)" in refused(tmp_path, capsys, good,
+    assert "made with hidden=16, this run asks for hidden=8" in refused(tmp_path, capsys, good,
                                                                               "--hidden", "8")
     assert "made with lr=0.001, this run asks for lr=0.01" in refused(tmp_path, capsys, good, "--lr", "0.01")
     old_split = tmp_path / "old-split.pt"  # seed 3, made when --seed also split the subset: other test images

@@ -150,6 +150,14 @@ def test_help_everywhere():
         assert proc.returncode == 0 and "usage: python -m amal.run" in proc.stdout
 
 
+def test_the_package_lists_its_commands_and_refuses_unknown_options():
+    for argv in ([], ["--help"]):
+        proc = subprocess.run([sys.executable, "-m", "amal", *argv], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: python -m amal" in proc.stdout and "amal.report" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "amal", "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr == "python -m amal: error: unrecognized arguments: --bogus\n"
+
+
 def test_module_entry_point_runs_end_to_end(results):
     proc = subprocess.run([sys.executable, "-m", "amal.run", "lr-sweep", "--lr", "0.2", "--epochs", "10",
                            "--results", str(results)], capture_output=True, text=True)

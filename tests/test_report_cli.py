@@ -160,6 +160,13 @@ def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_pa
     assert not (tmp_path / "out" / "figures" / "fig6c-ae-recon.png").exists()
 
 
+def test_an_output_path_that_is_a_file_is_named_as_one(fixture_results, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main(["--results", str(fixture_results), "--out", str(tmp_path / "afile"), "--no-run"]) == 2
+    assert capsys.readouterr().err == (f"python -m amal.report: error: output directory {tmp_path / 'afile'} is a "
+                                       "file, not a folder\n")
+
+
 def test_pdf_is_skipped_with_a_message_without_a_tex_engine(fixture_results, tmp_path, monkeypatch, capsys):
     """By default (every format) the PDF is skipped with a line; asked for by name, its absence is an error, before
     any work and with nothing written (it exited 0 having written no report at all for --format pdf)."""

@@ -324,6 +324,15 @@ def test_diverged_batch_size_runs_are_named_with_their_epoch(fixture_df):
     assert "measured over 20 epochs" in fig3["caption"]  # the epochs asked for, not the longest run's
 
 
+def test_no_run_reaching_the_target_is_not_said_of_every_seed_only(fixture_df):
+    batch = fixture_df["experiment"] == "batch-size"
+    never = fixture_df.copy()
+    never.loc[batch, "target_loss"] = 1e-9  # out of reach: no epoch of any seed gets there
+    never.loc[batch, ["time_to_target_s", "epoch_to_target"]] = None
+    (finding, *_) = sections(build_context(never, "r"))["batch-size"]["findings"]
+    assert finding == "No batch size reached the target loss (MSE ≤ 1.00e-09, least-squares optimum 21.9)."
+
+
 def test_batch_size_runs_with_another_target_are_left_out(fixture_df):
     batch = fixture_df[fixture_df["experiment"] == "batch-size"]
     other = batch.assign(run_id="20261127T090000Z-batch-size-999999", target_loss=batch["target_loss"] * 3)

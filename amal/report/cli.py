@@ -81,8 +81,9 @@ def build_parser() -> Parser:
 
 def check_out_dir(out: str | Path) -> Path:
     """Create the output directory (and figures/) and prove it is writable; UsageError otherwise."""
-    store.check_writable(Path(out) / "figures", "output directory")
-    return store.check_writable(out, "output directory")
+    out = store.check_writable(out, "output directory")  # first: a file given as --out is named as such
+    store.check_writable(out / "figures", "output directory")
+    return out
 
 
 def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None = None, tag: str | None = None) -> None:

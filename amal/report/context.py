@@ -199,7 +199,8 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     target, optimum = runs["target_loss"].iloc[0], runs["optimum_loss"].iloc[0]
     goal = f"the target loss (MSE ≤ {number(target)}, least-squares optimum {number(optimum)})"
     if fastest is None:
-        findings.append(f"No batch size reached {goal} on every seed.")
+        some = summary["reached"].sum() > 0  # else no run at all: 'on every seed' would suggest some did
+        findings.append(f"No batch size reached {goal}{' on every seed' if some else ''}.")
     else:
         findings.append(f"Batch size {fastest['batch_size']} reaches {goal} fastest: "
                         f"{seconds(fastest['target_mean_s'])} ({fastest['implementation']}, mean of "
