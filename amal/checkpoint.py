@@ -6,6 +6,7 @@ states are stored as tensors and plain numbers so that they pass that check too.
 
 import io
 import math
+import os
 import pickle
 import random
 import warnings
@@ -58,6 +59,35 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **checkpoint}, buffer)
     return atomic_write_bytes(Path(path), buffer.getvalue(), overwrite=True)
+
+
+def file_state(path: Path) -> tuple | None:
+    """What tells one version of a file from the next (each save is a new file renamed over the old: a new inode),
+    or None when there is no file."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+class CheckpointFile:
+    """The checkpoint a run writes after each epoch. It replaces only the version it read (a resumed run) or wrote
+    last, or none (a fresh run): two runs given one path would otherwise overwrite each other's file in turn,
+    each ending with the other's state. The later one to write stops with a UsageError."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.known = file_state(self.path)  # the version this run starts from (None: no file yet)
+        self.written = False
+
+    def save(self, checkpoint: dict) -> None:
+        if file_state(self.path) != self.known:
+            since = "last wrote it" if self.written else "started"
+            raise UsageError(f"checkpoint {self.path} was written by another process since this run {since} (two "
+                             "runs given one --checkpoint?): stopped, that file left as it is")
+        save_checkpoint(self.path, checkpoint)
+        self.known, self.written = file_state(self.path), True
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -316,6 +316,30 @@ def test_the_note_on_epochs_left_out_names_them_and_every_change(tmp_path, capsy
             in capsys.readouterr().err)
 
 
+def test_a_run_whose_checkpoint_another_run_replaced_stops_and_leaves_it(tmp_path, capsys, monkeypatch):
+    """Two runs given one --checkpoint: after this run's first epoch another process writes the file; this run's
+    second save stops it (exit 2, nothing stored) instead of overwriting the other run's state."""
+    from amal.experiments import autoencoder
+
+    path, other = tmp_path / "c.pt", {"model": {}, "epoch": 7}
+    real_losses = autoencoder.losses  # called once an epoch, between its training and its checkpoint
+    epochs = []
+
+    def losses(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 2:  # epoch 2: the other run saves before this one does
+            save_checkpoint(path, other)
+        return real_losses(*args, **kwargs)
+
+    monkeypatch.setattr(autoencoder, "losses", losses)
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--epochs", "3",
+                     "--checkpoint", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == (f"python -m amal.run autoencoder: error: checkpoint {path} was written by "
+                                       "another process since this run last wrote it (two runs given one "
+                                       "--checkpoint?): stopped, that file left as it is\n")
+    assert torch.load(path, weights_only=True)["epoch"] == 7 and not (tmp_path / "r").exists()
+
+
 def test_a_checkpoint_link_into_a_missing_folder_is_refused_before_training(tmp_path, capsys):
     """The checkpoint is written through a link, into the folder it points to: that folder must exist now, not
     after the first epoch has been trained."""

