@@ -11,7 +11,6 @@ one after the other, so that load on the machine hits every factor alike. Prints
 Clopper–Pearson 95% interval; writes every pair's comparison and raw rounds as parquet under --output.
 """
 
-import argparse
 import sys
 from contextlib import ExitStack
 from dataclasses import replace
@@ -19,12 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 from scipy.stats import binomtest
 from tqdm import tqdm
 
 from amal import compare
+from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
 from amal.gate import GateConfig, Worker, common_cases, shared_cpus, time_all
+from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANT = Path(__file__).resolve().with_name("planted_slowdown.py")
@@ -90,8 +92,32 @@ def not_interleaved_line(cross: pd.DataFrame) -> str:
             f"{cross['either'].mean():.1%}, ratios {cross['ratio'].min():.3f} to {cross['ratio'].max():.3f}")
 
 
+def check_args(args) -> None:
+    """UsageError for a value that would fail (or mean nothing) only after minutes of timing."""
+    if args.pairs < 1:
+        raise UsageError(f"--pairs must be at least 1, got {args.pairs}")
+    if any(factor < 1 for factor in args.slowdowns):
+        raise UsageError(f"--slowdowns are factors of at least 1 (a planted slowdown), got {min(args.slowdowns):g}")
+    if args.from_rounds and not args.from_rounds.is_file():
+        raise UsageError(f"--from-rounds {args.from_rounds}: no such file")
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"--output {args.output} is a file, not a folder")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    try:
+        with sigterm_as_interrupt():
+            return measure(argv)
+    except UsageError as exc:
+        print(f"gate_error_rates.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+
+
+def measure(argv=None) -> int:
+    parser = Parser(prog="gate_error_rates.py", description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=25, help="gate runs per factor (default: %(default)s)")
     parser.add_argument("--slowdowns", type=floats, default=(1.05, 1.10, 1.15, 1.20, 1.25),
                         help="planted slowdown factors (default: 1.05,1.10,1.15,1.20,1.25); 1 is always measured")
@@ -101,8 +127,15 @@ def main(argv=None) -> int:
     parser.add_argument("--from-rounds", type=Path, metavar="FILE",
                         help="no timing: the not-interleaved comparison of the rounds a run saved (*-rounds.parquet)")
     args = parser.parse_args(argv)
+    check_args(args)
     if args.from_rounds:
-        print(not_interleaved_line(not_interleaved(pd.read_parquet(args.from_rounds), compare.CompareConfig())))
+        try:
+            saved = pd.read_parquet(args.from_rounds)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise UsageError(f"--from-rounds {args.from_rounds}: unreadable ({str(exc).splitlines()[0]})") from exc
+        if not {"factor", "pair", "side", *ROUND_COLUMNS} <= set(saved.columns):
+            raise UsageError(f"--from-rounds {args.from_rounds}: not the rounds this script saves (*-rounds.parquet)")
+        print(not_interleaved_line(not_interleaved(saved, compare.CompareConfig())))
         return 0
     cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case))
     compare_cfg = compare.CompareConfig()

@@ -367,3 +367,19 @@ def test_worker_drops_the_finders_of_an_editable_install(monkeypatch):
     kept = [finder for finder in sys.meta_path if not getattr(finder, "__module__", "").startswith("__editable__")]
     gate_worker.checkout_only()
     assert editable not in sys.meta_path and sys.meta_path == kept  # everything else, in order
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--pairs", "0"], "--pairs must be at least 1, got 0"),
+    (["--slowdowns", "0.5"], "--slowdowns are factors of at least 1 (a planted slowdown), got 0.5"),
+    (["--from-rounds", "/nonexistent.parquet"], "--from-rounds /nonexistent.parquet: no such file"),
+    (["--case", "nope", "--pairs", "1"], "--case nope: no such case"),
+])
+def test_the_error_rate_script_refuses_bad_input_in_one_line(args, said, tmp_path):
+    """bench/gate_error_rates.py, which the README's figures come from: tracebacks (or minutes of timing first)."""
+    done = subprocess.run([sys.executable, "bench/gate_error_rates.py", *args, "--output", str(tmp_path / "out")],
+                          cwd=AMAL.parent, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(AMAL.parent)})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"gate_error_rates.py: error: {said}")
+    assert not (tmp_path / "out").exists()
