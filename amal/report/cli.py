@@ -215,6 +215,10 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
     images = {key: images[key] for key in keys if key in images}  # report order
     html = render.render_html(context, images) if "html" in chosen else None
     tex = render.render_tex(context, images) if {"tex", "pdf"} & set(chosen) else None
+    unset = render.unset_characters(context) if tex is not None else []
+    if unset:  # (a tag's, typically)
+        print(f"report.tex: {' '.join(unset[:8])}{' ...' if len(unset) > 8 else ''} cannot be set by pdflatex and "
+              "are written '?' (report.html keeps them)", file=sys.stderr)
     pdf = None
     if "pdf" in chosen:  # first: a failing TeX build leaves every file of the earlier report as it was
         engine = tex_engine()

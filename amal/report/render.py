@@ -6,6 +6,7 @@ tag can never inject LaTeX; the only way out is `|tex_path`, for file names made
 
 import base64
 import re
+import unicodedata
 from pathlib import Path
 
 import jinja2
@@ -37,13 +38,46 @@ class Tex(str):
     """Text that is already LaTeX (passes `finalize` unescaped)."""
 
 
+GREEK_CAPITALS = {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega"}
+LATIN_LOOKING = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": "H", "Iota": "I", "Kappa": "K",
+                 "Mu": "M", "Nu": "N", "Omicron": "O", "Rho": "P", "Tau": "T", "Chi": "X"}
+
+
+def greek(char: str) -> str | None:
+    """A Greek letter as LaTeX ('α' -> '$\\alpha$'; a capital LaTeX has no command for as the Latin letter it is
+    drawn as: 'Α' -> 'A'); None for any other character."""
+    words = unicodedata.name(char, "").split()
+    if words == ["GREEK", "SMALL", "LETTER", "FINAL", "SIGMA"]:
+        return "$\\varsigma$"
+    if len(words) != 4 or words[0] != "GREEK" or words[2] != "LETTER":
+        return None
+    letter = words[3].capitalize().replace("Lamda", "Lambda")  # (Unicode spells it LAMDA)
+    if words[1] == "SMALL":
+        return "o" if letter == "Omicron" else f"$\\{letter.lower()}$"
+    if words[1] == "CAPITAL":
+        return f"$\\{letter}$" if letter in GREEK_CAPITALS else LATIN_LOOKING.get(letter)
+    return None
+
+
 def tex_char(char: str) -> str:
-    """One character as LaTeX: specials escaped, Latin-1 as is, control characters as a space, anything else '?'."""
+    """One character as LaTeX: specials escaped, Latin-1 as is, Greek letters as math, control characters as a
+    space, anything else '?' (pdflatex has no glyph for it in T1 / lmodern)."""
     if char in TEX_SPECIAL:
         return TEX_SPECIAL[char]
     if char == "\n" or char == "\t" or ord(char) < 32 or ord(char) == 127:
         return " "
-    return char if ord(char) < 256 else "?"  # pdflatex has no glyph for it in T1 / lmodern
+    return char if ord(char) < 256 else greek(char) or "?"
+
+
+def unset_characters(value) -> list[str]:
+    """The characters of a context (its strings, in dicts and lists) that report.tex writes as '?', in order."""
+    if isinstance(value, dict):
+        return list(dict.fromkeys(c for item in value.values() for c in unset_characters(item)))
+    if isinstance(value, list | tuple):
+        return list(dict.fromkeys(c for item in value for c in unset_characters(item)))
+    if isinstance(value, str) and not isinstance(value, Tex):
+        return [c for c in dict.fromkeys(value) if tex_char(c) == "?" and c != "?"]
+    return []
 
 
 def tex_escape(value) -> str:
