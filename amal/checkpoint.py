@@ -62,13 +62,13 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
 
 
 def file_state(path: Path) -> tuple | None:
-    """What tells one version of a file from the next (each save is a new file renamed over the old: a new inode),
-    or None when there is no file."""
+    """What tells one version of a file from the next: its modification time and size (not its inode number, which
+    vfat, exFAT and some FUSE file systems make up anew when they read the file back), or None when there is none."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
         return None
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+    return stat.st_mtime_ns, stat.st_size
 
 
 class CheckpointFile:
@@ -76,9 +76,9 @@ class CheckpointFile:
     last, or none (a fresh run): two runs given one path would otherwise overwrite each other's file in turn,
     each ending with the other's state. The later one to write stops with a UsageError."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, resume: bool):
         self.path = Path(path)
-        self.known = file_state(self.path)  # the version this run starts from (None: no file yet)
+        self.known = file_state(self.path) if resume else None  # the version this run starts from
         self.written = False
 
     def save(self, checkpoint: dict) -> None:

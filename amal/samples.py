@@ -96,8 +96,8 @@ def benchmark_names(benchmarks: list[dict]) -> list[str | None]:
     their full names ('a.py::test_step'): the JSON reader and the store export name them alike."""
     names = [benchmark_name(bench) for bench in benchmarks]
     count = Counter(names)
-    return [bench.get("fullname") or name if count[name] > 1 else name
-            for bench, name in zip(benchmarks, names, strict=True)]
+    return [bench["fullname"] if count[name] > 1 and isinstance(bench.get("fullname"), str) and bench["fullname"]
+            else name for bench, name in zip(benchmarks, names, strict=True)]
 
 
 def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
@@ -110,6 +110,10 @@ def rounds_from_benchmark_json(doc: dict, source: str) -> pd.DataFrame:
     for bench in benchmarks:
         if not isinstance(bench, dict) or not isinstance(bench.get("stats"), dict) or not benchmark_name(bench):
             raise UsageError(f"{source}: malformed benchmark entry (needs 'fullname' or 'name', and 'stats')")
+        extra = bench.get("extra_info")
+        case = extra.get("case") if isinstance(extra, dict) else None
+        if case is not None and not isinstance(case, str):  # the name it would pair by: not to be guessed
+            raise UsageError(f"{source}: malformed benchmark entry ({benchmark_name(bench)}: its case is no text)")
     rows = []
     for bench, name in zip(benchmarks, benchmark_names(benchmarks), strict=True):
         data = bench["stats"].get("data")

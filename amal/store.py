@@ -235,7 +235,11 @@ def publish_new(tmp: Path, path: Path) -> None:
         if exc.errno not in NO_HARD_LINKS:
             raise
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:  # (Ctrl-C too) an empty claimed file would stop every later report
+            path.unlink(missing_ok=True)
+            raise
     else:
         tmp.unlink()
 

@@ -299,7 +299,7 @@ def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path,
 
 def test_the_note_on_epochs_left_out_names_them_and_every_change(tmp_path, capsys):
     """A checkpoint whose history starts past epoch 1 (its run was itself resumed elsewhere): the note names the
-    epochs it holds; 0 workers is a value, not a blank; a checkpoint from before `measured_on` was kept says so."""
+    epochs it holds; 0 workers is a value, not a blank; a checkpoint without `measured_on` (written by hand) says so."""
     checkpoint = tmp_path / "c.pt"
     base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--batch-size", "64",
             "--checkpoint", str(checkpoint), "--results", str(tmp_path / "r")]

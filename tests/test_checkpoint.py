@@ -167,18 +167,32 @@ def test_a_checkpoint_path_that_is_a_symlink_stays_one(tmp_path):
 
 def test_a_checkpoint_written_by_another_process_is_not_replaced(tmp_path):
     """Two runs given one path: each would replace the other's file in turn. The one that finds a version it did not
-    write (or, fresh, any file) stops; the other's file is left."""
+    write (or, fresh, any file) stops; the other's file is left. (Each version here differs in size: file_state
+    tells versions apart by time and size, and the clock may not tick between two saves made microseconds apart.)"""
+    def version(epoch: int) -> dict:
+        return {"epoch": epoch, "pad": "x" * epoch}
+
     path = tmp_path / "c.pt"
-    first, second = CheckpointFile(path), CheckpointFile(path)  # two fresh runs, no file yet
-    first.save({"epoch": 1})
+    first, second = CheckpointFile(path, resume=False), CheckpointFile(path, resume=False)  # two fresh runs
+    first.save(version(1))
     with pytest.raises(UsageError, match=r"c.pt was written by another process since this run started \(two runs "):
-        second.save({"epoch": 1})
-    first.save({"epoch": 2})  # its own version: replaced as every epoch
-    resumed = CheckpointFile(path)  # a run resuming from epoch 2
-    first.save({"epoch": 3})
+        second.save(version(1))
+    first.save(version(2))  # its own version: replaced as every epoch
+    resumed = CheckpointFile(path, resume=True)  # a run resuming from epoch 2
+    first.save(version(3))
     with pytest.raises(UsageError, match="since this run started"):
-        resumed.save({"epoch": 3})
+        resumed.save(version(3))
+    save_checkpoint(path, version(9))  # another writer after first's last save
     with pytest.raises(UsageError, match="since this run last wrote it"):
-        save_checkpoint(path, {"epoch": 9})  # another writer after first's last save
-        first.save({"epoch": 4})
+        first.save(version(4))
     assert torch.load(path, weights_only=True)["epoch"] == 9
+
+
+def test_a_fresh_run_never_takes_a_file_it_did_not_write_for_its_own(tmp_path):
+    """A file written after the run checked its path (while it loaded the data) is not this run's to replace."""
+    path = tmp_path / "c.pt"
+    run = CheckpointFile(path, resume=False)
+    save_checkpoint(path, {"epoch": 7})
+    with pytest.raises(UsageError, match="since this run started"):
+        run.save({"epoch": 1})
+    assert torch.load(path, weights_only=True)["epoch"] == 7

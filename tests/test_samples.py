@@ -52,12 +52,19 @@ def test_round_times_must_be_positive_finite_seconds(data):
 
 
 @pytest.mark.parametrize("entry", [{"extra_info": {"case": ["a", "b"]}, "name": None},
+                                   {"extra_info": {"case": ["a", "b"]}},  # its name would pair it by guesswork
                                    {"name": {"a": 1}}, {"name": ""}])
 def test_a_name_that_is_no_string_is_a_malformed_entry(entry):
     """A JSON file edited or written by another tool (a list as extra_info's case): a TypeError traceback before."""
     bench = {**one_benchmark([0.1, 0.2]), "fullname": None, **entry}
     with pytest.raises(UsageError, match="malformed benchmark entry"):
         rounds_from_benchmark_json({"benchmarks": [bench]}, "doc")
+
+
+def test_tests_of_one_name_whose_full_names_are_no_strings_keep_their_name():
+    doc = {"benchmarks": [one_benchmark([0.1], "t", ["a.py"]), one_benchmark([0.2], "t", {"b": 1})]}
+    with pytest.raises(UsageError, match="benchmark t has round 1 twice"):  # one line, not a TypeError traceback
+        rounds_from_benchmark_json(doc, "doc")
 
 
 def test_a_group_that_is_no_string_is_no_group():

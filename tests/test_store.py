@@ -71,6 +71,21 @@ def test_a_file_system_without_hard_links_stores_runs_and_still_never_overwrites
     assert os.listdir(tmp_path) == [path.name]  # no temp file left behind
 
 
+def test_an_interruption_between_claiming_the_name_and_the_rename_leaves_no_empty_run_file(tmp_path, monkeypatch):
+    """Without hard links the name is claimed empty first: left there, it would stop every later report."""
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted", str(dst))
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(_run(), tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
 def test_other_link_errors_are_not_taken_for_a_missing_feature(tmp_path, monkeypatch):
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))

@@ -397,7 +397,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     generator = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "iteration": 0, "elapsed_s": 0.0}
     resumed_from, earlier, where, left_out = None, [], measured_on(cfg, device), None
-    checkpoint = CheckpointFile(cfg.checkpoint) if cfg.checkpoint else None  # (before a resume reads it)
+    checkpoint = CheckpointFile(cfg.checkpoint, cfg.resume) if cfg.checkpoint else None  # (before resume reads it)
     if cfg.resume:
         state = resume_state(cfg, model, optimizer, generator, images)
         resumed_from = state["epoch"]

@@ -46,6 +46,8 @@ LATIN_LOOKING = {"Alpha": "A", "Beta": "B", "Epsilon": "E", "Zeta": "Z", "Eta": 
 def greek(char: str) -> str | None:
     """A Greek letter as LaTeX ('α' -> '$\\alpha$'; a capital LaTeX has no command for as the Latin letter it is
     drawn as: 'Α' -> 'A'); None for any other character."""
+    if not "\u0391" <= char <= "\u03c9":  # the 24 letters (archaic ones and variants have no command here)
+        return None
     words = unicodedata.name(char, "").split()
     if words == ["GREEK", "SMALL", "LETTER", "FINAL", "SIGMA"]:
         return "$\\varsigma$"
