@@ -229,10 +229,8 @@ def publish_new(tmp: Path, path: Path) -> None:
     create (empty for the moment the rename then takes)."""
     try:
         os.link(tmp, path)
-    except FileExistsError:
-        raise
     except OSError as exc:
-        if exc.errno not in NO_HARD_LINKS:
+        if exc.errno not in NO_HARD_LINKS:  # FileExistsError too: EEXIST is not among them
             raise
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         try:
