@@ -11,6 +11,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from amal.datasets import are_digit_images
 from amal.errors import UsageError
 
 NORMALIZATIONS = ("minmax", "zscore", "none")
@@ -174,7 +175,7 @@ def check_images(images: Images, what: str) -> None:
     reads whatever shape and values the files declare)."""
     for part in ("train", "test"):
         pixels, labels = getattr(images, f"{part}_images"), getattr(images, f"{part}_labels")
-        if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[1:] != (28, 28):
+        if not are_digit_images(pixels):
             raise UsageError(f"{what}: the {part} images are {pixels.dtype} of shape {tuple(pixels.shape[1:])}, "
                              "not 28 × 28 bytes")
         if labels.shape != (len(pixels),):
@@ -190,8 +191,7 @@ def _read_mnist_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
             images, labels = npz["images"], npz["labels"]
     except Exception:  # truncated or corrupt (BadZipFile, EOFError, a CRC error), not an npz, no such arrays
         return None
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or not len(images) \
-            or labels.shape != (len(images),):
+    if not are_digit_images(images) or not len(images) or labels.shape != (len(images),):
         return None
     return images, labels
 
