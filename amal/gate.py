@@ -1,8 +1,9 @@
 """`python -m amal.gate --baseline REF`: time the cases of REF and of the working tree interleaved, then compare.
 
-Each checkout runs in its own long-lived worker process (amal.gate_worker; same interpreter, working directory and
-PYTHONPATH = the checkout), both pinned to the same CPU, and their rounds alternate A B A B, so that the machine's
-drift and the load on that CPU hit both alike. The two
+Each checkout runs in long-lived worker processes (amal.gate_worker; same interpreter, working directory and
+PYTHONPATH = the checkout; three per checkout by default), all pinned to the same CPU. Their rounds alternate A B A B,
+so that the machine's drift and the load on that CPU hit both alike, and rotate over the processes, so that no single
+process's memory layout (which can make every round of one process several percent faster) decides a side. The two
 samples are written as pytest-benchmark JSON (and as runs of a results store with --results), then compared by
 amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when the gate is skipped), 2 when
 the gate cannot run.
@@ -47,6 +48,7 @@ class GateConfig:
     output: Path = Path(".benchmarks/gate")  # where both samples are written as pytest-benchmark JSON
     results: Path | None = None  # when set, both samples are also stored there as bench runs
     pin: bool = True  # both workers on the same CPUs: else the scheduler keeps each on "its" core, loaded unlike
+    processes: int = 3  # worker processes per side; rounds rotate over them (one process can be 10 % faster throughout)
 
 
 def shared_cpus(threads: int | None) -> set[int] | None:
@@ -73,23 +75,41 @@ class Worker:
         self.process = subprocess.Popen(argv, cwd=self.checkout, env={**os.environ, **(env or {}),
                                         "PYTHONPATH": pythonpath}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.stderr, text=True, bufsize=1)
+        self.pin(cpus)
+
+    def pin(self, cpus: set[int] | None) -> None:
+        """Run the worker on these CPUs only (None: wherever the scheduler puts it)."""
         if cpus:
             os.sched_setaffinity(self.process.pid, cpus)
 
     def request(self, op: str, **fields) -> dict:
         """Send one request and wait for its reply; UsageError when the worker died or answered an error."""
+        return self.receive(op, **fields) if self.send(op, **fields) else self.died(op)
+
+    def send(self, op: str, **fields) -> bool:
+        """Write one request without waiting for the reply; False when the worker is gone."""
         try:
             self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self.process.stdin.flush()
-            line = self.process.stdout.readline()
+            return True
         except (BrokenPipeError, OSError):
+            return False
+
+    def receive(self, op: str, **fields) -> dict:
+        """The reply to the request `op` sent last; UsageError when the worker died or answered an error."""
+        try:
+            line = self.process.stdout.readline()
+        except OSError:
             line = ""
         if not line:
-            raise UsageError(f"{self.label} worker died during {op!r}: {self.last_error()}")
+            self.died(op)
         reply = json.loads(line)
         if "error" in reply:
             raise UsageError(f"{self.label}: {op} {fields.get('name', '')} failed: {reply['error']}".replace("  ", " "))
         return reply
+
+    def died(self, op: str):
+        raise UsageError(f"{self.label} worker died during {op!r}: {self.last_error()}")
 
     def last_error(self) -> str:
         self.process.poll()
@@ -108,6 +128,47 @@ class Worker:
         self.process.stdin.close()
         self.process.stdout.close()
         self.stderr.close()
+
+
+class Side:
+    """The worker processes of one checkout. A request goes to all of them (sent to all first, so that their imports
+    and set-ups overlap) and the first one's reply stands for the side; rounds are asked of one process at a time."""
+
+    def __init__(self, workers: list[Worker]):
+        self.workers = workers
+        self.label, self.checkout = workers[0].label, workers[0].checkout
+
+    def request(self, op: str, **fields) -> dict:
+        """The first process's reply; UsageError (the first one) after every process answered, so that none is
+        left with an unread reply."""
+        sent = [worker.send(op, **fields) for worker in self.workers]
+        replies, errors = [], []
+        for worker, ok in zip(self.workers, sent, strict=True):
+            try:
+                replies.append(worker.receive(op, **fields) if ok else worker.died(op))
+            except UsageError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+        return replies[0]
+
+    def rounds(self) -> list:
+        """One zero-argument callable per process: time one round there, return its seconds."""
+        return [lambda worker=worker: worker.request("round")["seconds"] for worker in self.workers]
+
+    def pin(self, cpus: set[int] | None) -> None:
+        for worker in self.workers:
+            worker.pin(cpus)
+
+
+def start_side(checkout: Path, label: str, cfg: "GateConfig", stack: ExitStack, **worker_options) -> Side:
+    """cfg.processes workers of `checkout`, each closed when `stack` closes. Not pinned yet: their imports (torch,
+    seconds each) may use every CPU; `Side.pin` before the timing."""
+    workers = []
+    for _ in range(cfg.processes):
+        workers.append(Worker(checkout, label, **worker_options))
+        stack.callback(workers[-1].close)
+    return Side(workers)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -143,12 +204,13 @@ def commit_info(checkout: Path) -> dict:
     return {"id": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}
 
 
-def interleave(run_a, run_b, rounds: int) -> tuple[list[float], list[float]]:
-    """Seconds of `rounds` calls of each, alternating A B A B, so both see the same drift of the machine."""
+def interleave(runs_a: list, runs_b: list, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of `rounds` calls a side, alternating A B A B, so both see the same drift of the machine; call i of a
+    side goes to its process i mod len (A1 B1 A2 B2 ...: each process of a side gets its share of the rounds)."""
     seconds_a, seconds_b = [], []
-    for _ in range(rounds):
-        seconds_a.append(run_a())
-        seconds_b.append(run_b())
+    for i in range(rounds):
+        seconds_a.append(runs_a[i % len(runs_a)]())
+        seconds_b.append(runs_b[i % len(runs_b)]())
     return seconds_a, seconds_b
 
 
@@ -162,13 +224,14 @@ class BaselineFailed(Exception):
     """A case raised in the baseline (a bug the candidate may fix): that case is not compared."""
 
 
-def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
-    """Set the case up in both workers, warm both up (interleaved), then time interleaved rounds. BaselineFailed
-    when the baseline's setup or one of its rounds raises; the candidate's errors go up as they are."""
+def time_case(a: Side, b: Side, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
+    """Set the case up in every worker of both sides, warm each process up (interleaved), then time interleaved
+    rounds. BaselineFailed when the baseline's setup or one of its rounds raises; the candidate's errors go up as
+    they are."""
 
-    def baseline(op: str, **fields) -> dict:
+    def baseline(call):
         try:
-            return a.request(op, **fields)
+            return call()
         except UsageError as exc:
             raise BaselineFailed(str(exc)) from exc
 
@@ -176,13 +239,14 @@ def time_case(a: Worker, b: Worker, name: str, n_cases: int, cfg: GateConfig) ->
         a.request("release")
         b.request("release")
 
-    baseline("setup", name=name)
+    baseline(lambda: a.request("setup", name=name))
     b.request("setup", name=name)
-    round_a, round_b = (lambda: baseline("round")["seconds"]), (lambda: b.request("round")["seconds"])
+    rounds_a = [lambda run=run: baseline(run) for run in a.rounds()]
+    rounds_b = b.rounds()
     try:
-        warm_a, warm_b = interleave(round_a, round_b, cfg.warmup_rounds)
+        warm_a, warm_b = interleave(rounds_a, rounds_b, cfg.warmup_rounds * len(rounds_a))  # that many per process
         rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)
-        timed = interleave(round_a, round_b, rounds)
+        timed = interleave(rounds_a, rounds_b, rounds)
     except BaselineFailed:  # the gate goes on with the next case
         release()
         raise
@@ -201,7 +265,7 @@ def check_rounds_can_decide(min_rounds: int, n_cases: int, alpha: float) -> None
                          f"{alpha:g}, a case needs at least {needed} rounds a side for its Holm p to go below alpha")
 
 
-def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], list[str]]:
+def common_cases(a: Side, b: Side, cfg: GateConfig) -> tuple[list[dict], list[str]]:
     """The cases both workers have (CUDA ones only with CUDA), and lines noting what is left out."""
     cases, known = {}, set()
     for worker in (a, b):
@@ -247,9 +311,9 @@ def common_cases(a: Worker, b: Worker, cfg: GateConfig) -> tuple[list[dict], lis
             for name in names], notes
 
 
-def time_all(a: Worker, b: Worker, cases: list[dict], cfg: GateConfig,
+def time_all(a: Side, b: Side, cases: list[dict], cfg: GateConfig,
              quiet: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Rounds of every case in both workers (columns side + amal.samples.ROUND_COLUMNS), and lines on cases that
+    """Rounds of every case in both sides (columns side + amal.samples.ROUND_COLUMNS), and lines on cases that
     failed in the baseline; GateSkipped when every case did."""
     parts, notes = [], []
     for case in tqdm(cases, desc="gate", unit="case", disable=quiet or not sys.stderr.isatty(), leave=False):
@@ -308,12 +372,11 @@ def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
     commit = resolve_ref(repo, cfg.baseline)
     with tempfile.TemporaryDirectory(prefix="amal-gate-") as tmp, ExitStack() as stack:
         baseline_dir = export_commit(repo, commit, Path(tmp))
-        cpus = shared_cpus(cfg.threads) if cfg.pin else None
-        a = Worker(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cpus=cpus)
-        stack.callback(a.close)
-        b = Worker(candidate, f"candidate {candidate.name}", cpus=cpus)
-        stack.callback(b.close)
-        cases, notes = common_cases(a, b, cfg)
+        a = start_side(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cfg, stack)
+        b = start_side(candidate, f"candidate {candidate.name}", cfg, stack)
+        cases, notes = common_cases(a, b, cfg)  # (every worker has imported torch and amal by now)
+        for side in (a, b):
+            side.pin(shared_cpus(cfg.threads) if cfg.pin else None)
         compare_cfg = compare_cfg or compare.CompareConfig()
         compare.check_groups(compare_cfg, {case["group"] for case in cases})  # before timing
         check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)
@@ -343,6 +406,8 @@ def build_parser() -> compare.Parser:
     parser.add_argument("--output", type=Path, default=GateConfig.output,
                         help="folder for the two samples' JSON (default: %(default)s)")
     parser.add_argument("--results", type=Path, default=None, help="also store both samples in this results store")
+    parser.add_argument("--processes", type=int, default=GateConfig.processes,
+                        help="worker processes per side, rounds rotating over them (default: %(default)s)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the scheduler place the two workers (default: both on the same CPUs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -358,6 +423,8 @@ def config_from_args(args) -> GateConfig:
         raise UsageError(f"--budget-s must be a finite number of seconds > 0, got {args.budget_s}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    if args.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {args.processes}")
     if not args.candidate.is_dir():
         raise UsageError(f"candidate {args.candidate} is not a folder")
     store.check_writable(args.output, "--output folder")
@@ -365,7 +432,8 @@ def config_from_args(args) -> GateConfig:
         store.check_writable(args.results, "--results folder")
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
-                      only=tuple(args.case), output=args.output, results=args.results, pin=args.pin)
+                      only=tuple(args.case), output=args.output, results=args.results, pin=args.pin,
+                      processes=args.processes)
 
 
 def main(argv=None) -> int:

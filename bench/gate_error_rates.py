@@ -25,7 +25,7 @@ from tqdm import tqdm
 from amal import compare
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
-from amal.gate import GateConfig, Worker, common_cases, shared_cpus, time_all
+from amal.gate import GateConfig, common_cases, shared_cpus, start_side, time_all
 from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,25 +33,23 @@ PLANT = Path(__file__).resolve().with_name("planted_slowdown.py")
 
 
 def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.CompareConfig):
-    """One A worker against one B worker per factor: (comparison rows, raw rounds) tagged with the factor."""
+    """One A side against one B side per factor, each of cfg.processes workers as in the gate: (comparison rows, raw
+    rounds) tagged with the factor."""
     results, rounds = [], []
-    cpus = shared_cpus(cfg.threads) if cfg.pin else None
     with ExitStack() as stack:
-        a = Worker(ROOT, "A", cpus=cpus)
-        stack.callback(a.close)
-        workers = {}
-        for factor in factors:  # all started together: their imports overlap
-            workers[factor] = Worker(ROOT, f"B x{factor}", wrap=PLANT, env={"AMAL_PLANTED_SLOWDOWN": str(factor)},
-                                     cpus=cpus)
-            stack.callback(workers[factor].close)
-        for factor, b in workers.items():
-            cases, _ = common_cases(a, b, cfg)
-            sample, _ = time_all(a, b, cases, cfg)
+        a = start_side(ROOT, "A", cfg, stack)
+        for factor in factors:
+            with ExitStack() as b_stack:  # one B side at a time: the machine holds 2 x processes workers at most
+                b = start_side(ROOT, f"B x{factor}", cfg, b_stack, wrap=PLANT,
+                               env={"AMAL_PLANTED_SLOWDOWN": str(factor)})
+                cases, _ = common_cases(a, b, cfg)
+                for side in (a, b):  # pinned once imported, as the gate does
+                    side.pin(shared_cpus(cfg.threads) if cfg.pin else None)
+                sample, _ = time_all(a, b, cases, cfg)
             sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
             result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
             results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any()))
             rounds.append(sample.assign(factor=factor))
-            b.close()
     return pd.concat(results, ignore_index=True), pd.concat(rounds, ignore_index=True)
 
 
@@ -96,6 +94,8 @@ def check_args(args) -> None:
     """UsageError for a value that would fail (or mean nothing) only after minutes of timing."""
     if args.pairs < 1:
         raise UsageError(f"--pairs must be at least 1, got {args.pairs}")
+    if args.processes < 1:
+        raise UsageError(f"--processes must be at least 1, got {args.processes}")
     if any(factor < 1 for factor in args.slowdowns):
         raise UsageError(f"--slowdowns are factors of at least 1 (a planted slowdown), got {min(args.slowdowns):g}")
     if args.from_rounds and not args.from_rounds.is_file():
@@ -122,6 +122,8 @@ def measure(argv=None) -> int:
     parser.add_argument("--slowdowns", type=floats, default=(1.05, 1.10, 1.15, 1.20, 1.25),
                         help="planted slowdown factors (default: 1.05,1.10,1.15,1.20,1.25); 1 is always measured")
     parser.add_argument("--profile", default="quick", choices=("quick", "full"))
+    parser.add_argument("--processes", type=int, default=GateConfig.processes,
+                        help="worker processes per side, as the gate's --processes (default: %(default)s)")
     parser.add_argument("--case", action="append", default=[], help="only this case (repeatable; default: all)")
     parser.add_argument("--output", type=Path, default=Path(".benchmarks/gate-error-rates"))
     parser.add_argument("--from-rounds", type=Path, metavar="FILE",
@@ -137,7 +139,7 @@ def measure(argv=None) -> int:
             raise UsageError(f"--from-rounds {args.from_rounds}: not the rounds this script saves (*-rounds.parquet)")
         print(not_interleaved_line(not_interleaved(saved, compare.CompareConfig())))
         return 0
-    cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case))
+    cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case), processes=args.processes)
     compare_cfg = compare.CompareConfig()
     factors = (1.0, *sorted(set(args.slowdowns) - {1.0}))
     results, rounds = [], []
@@ -154,7 +156,7 @@ def measure(argv=None) -> int:
     print(compare.markdown(summary.round(3).astype(str)))
     reliable = summary[(summary["planted"] > 1) & (summary["rate"] >= 0.95)]["planted"]
     print(f"\ngate defaults: threshold {compare_cfg.threshold}, alpha {compare_cfg.alpha} (Holm), up to {cfg.rounds} "
-          f"rounds per side; smallest slowdown flagged in >= 95% of pairs: "
+          f"rounds per side over {cfg.processes} process(es); smallest slowdown flagged in >= 95% of pairs: "
           f"{reliable.min() if len(reliable) else 'none of those planted'}")
     if args.pairs > 1:
         print(not_interleaved_line(not_interleaved(rounds, compare_cfg)))

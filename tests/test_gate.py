@@ -18,7 +18,8 @@ from amal.samples import settings_text
 
 AMAL = Path(__file__).resolve().parent.parent / "amal"
 
-# A tiny checkout's benchmark cases: pure-Python work, WORK times over; each round notes its WORK in $GATE_ORDER_LOG.
+# A tiny checkout's benchmark cases: pure-Python work, WORK times over; each round notes its WORK and process id in
+# $GATE_ORDER_LOG.
 CASES = '''
 import os
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ def cases(profile="quick"):
             sum(i * i for i in range(20000 * WORK))
             if log:
                 with open(log, "a") as fh:
-                    fh.write(f"{{WORK}}\\n")
+                    fh.write(f"{{WORK}} {{os.getpid()}}\\n")
 
         return one_round
 
@@ -94,9 +95,19 @@ def gate_args(repo: Path, baseline: str, tmp_path: Path) -> list[str]:
 
 def test_interleave_alternates_a_and_b():
     calls = []
-    a_times, b_times = interleave(lambda: calls.append("A") or 1.0, lambda: calls.append("B") or 2.0, 3)
+    a_times, b_times = interleave([lambda: calls.append("A") or 1.0], [lambda: calls.append("B") or 2.0], 3)
     assert calls == ["A", "B", "A", "B", "A", "B"]
     assert (a_times, b_times) == ([1.0] * 3, [2.0] * 3)
+
+
+def test_interleave_rotates_over_each_sides_processes():
+    calls = []
+
+    def run(name):
+        return lambda: calls.append(name) or 1.0
+
+    interleave([run("A1"), run("A2"), run("A3")], [run("B1"), run("B2"), run("B3")], 7)
+    assert calls == ["A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1"]
 
 
 def test_rounds_follow_the_budget_within_bounds():
@@ -120,9 +131,14 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
     assert main(gate_args(repo, commits["same-case"], tmp_path)) == 1
     out = capsys.readouterr().out
     assert "work/sum" in out and "REGRESSED" in out
-    # each side's worker ran its own checkout's code (1x baseline, 3x candidate), strictly alternating A B A B:
-    # 3 warm-up rounds and 15 timed rounds per side
-    assert log.read_text().split() == ["1", "3"] * 18
+    # each side's workers ran their own checkout's code (1x baseline, 3x candidate), strictly alternating A B A B,
+    # each side rotating over its 3 processes: 3 warm-up rounds per process, then 15 timed rounds per side
+    rounds = [line.split() for line in log.read_text().splitlines()]
+    assert [work for work, _ in rounds] == ["1", "3"] * (9 + 15)
+    for work in ("1", "3"):
+        pids = [pid for w, pid in rounds if w == work]
+        assert len(set(pids)) == 3 and pids == pids[:3] * 8
+    assert not {pid for w, pid in rounds if w == "1"} & {pid for w, pid in rounds if w == "3"}
     # both samples were written as pytest-benchmark JSON and as runs of the results store, and compare again
     jsons = sorted((tmp_path / "out").glob("*.json"))
     assert [p.name.split("-")[1] for p in jsons] == ["baseline", "candidate"]
@@ -201,7 +217,8 @@ def test_an_unwritable_output_exits_2_before_anything_runs(repo, tmp_path, capsy
 
 @pytest.mark.parametrize(("option", "reason"), [(["--seed", "-1"], "--seed must be at least 0"),
                                               (["--budget-s", "nan"], "--budget-s must be a finite number"),
-                                              (["--min-rounds", "20"], "need 1 <= --min-rounds <= --rounds")])
+                                              (["--min-rounds", "20"], "need 1 <= --min-rounds <= --rounds"),
+                                              (["--processes", "0"], "--processes must be at least 1, got 0")])
 def test_a_bad_option_exits_2_before_anything_is_timed(repo, tmp_path, monkeypatch, capsys, option, reason):
     repo, commits = repo
     log = tmp_path / "order.log"
@@ -371,6 +388,7 @@ def test_worker_drops_the_finders_of_an_editable_install(monkeypatch):
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--pairs", "0"], "--pairs must be at least 1, got 0"),
+    (["--processes", "0"], "--processes must be at least 1, got 0"),
     (["--slowdowns", "0.5"], "--slowdowns are factors of at least 1 (a planted slowdown), got 0.5"),
     (["--from-rounds", "/nonexistent.parquet"], "--from-rounds /nonexistent.parquet: no such file"),
     (["--case", "nope", "--pairs", "1"], "--case nope: no such case"),
