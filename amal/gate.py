@@ -47,7 +47,7 @@ class GateConfig:
     only: tuple[str, ...] = ()  # names of the cases to time (empty: every case both sides have)
     output: Path = Path(".benchmarks/gate")  # where both samples are written as pytest-benchmark JSON
     results: Path | None = None  # when set, both samples are also stored there as bench runs
-    pin: bool = True  # both workers on the same CPUs: else the scheduler keeps each on "its" core, loaded unlike
+    pin: bool = True  # all workers on the same CPUs: else the scheduler keeps each on "its" core, loaded unlike
     processes: int = 3  # worker processes per side; rounds rotate over them (one process can be 10 % faster throughout)
 
 
@@ -66,8 +66,7 @@ class GateSkipped(Exception):
 class Worker:
     """One worker process (amal.gate_worker) importing amal from `checkout`; `request(op, ...)` -> its JSON reply."""
 
-    def __init__(self, checkout: Path, label: str, wrap: Path | None = None, env: dict | None = None,
-                 cpus: set[int] | None = None):
+    def __init__(self, checkout: Path, label: str, wrap: Path | None = None, env: dict | None = None):
         self.checkout, self.label = Path(checkout).resolve(), label
         self.stderr = tempfile.TemporaryFile(mode="w+")
         pythonpath = os.pathsep.join(filter(None, [str(self.checkout), os.environ.get("PYTHONPATH")]))
@@ -75,7 +74,6 @@ class Worker:
         self.process = subprocess.Popen(argv, cwd=self.checkout, env={**os.environ, **(env or {}),
                                         "PYTHONPATH": pythonpath}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=self.stderr, text=True, bufsize=1)
-        self.pin(cpus)
 
     def pin(self, cpus: set[int] | None) -> None:
         """Run the worker on these CPUs only (None: wherever the scheduler puts it)."""

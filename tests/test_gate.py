@@ -110,6 +110,35 @@ def test_interleave_rotates_over_each_sides_processes():
     assert calls == ["A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1"]
 
 
+class ScriptedWorker:
+    """Answers each request with the next of `replies` (a dict, or an error message raised as UsageError)."""
+
+    def __init__(self, *replies):
+        self.label, self.checkout, self.replies, self.sent = "w", Path("."), list(replies), []
+
+    def send(self, op, **fields):
+        self.sent.append(op)
+        return True
+
+    def receive(self, op, **fields):
+        reply = self.replies.pop(0)
+        if isinstance(reply, str):
+            raise UsageError(reply)
+        return reply
+
+
+def test_a_side_reads_every_processs_reply_before_raising():
+    """A set-up that fails in one process of three: the others' replies are read too, so that the next request
+    (the release) gets its own replies, not the set-up's."""
+    workers = [ScriptedWorker({"ok": 1}, {"ok": "released"}), ScriptedWorker("setup failed", {"ok": "released"}),
+               ScriptedWorker({"ok": 1}, {"ok": "released"})]
+    side = gate.Side(workers)
+    with pytest.raises(UsageError, match="setup failed"):
+        side.request("setup", name="x")
+    assert side.request("release") == {"ok": "released"}
+    assert [w.sent for w in workers] == [["setup", "release"]] * 3 and not any(w.replies for w in workers)
+
+
 def test_rounds_follow_the_budget_within_bounds():
     cfg = GateConfig(baseline="HEAD", budget_s=120.0, rounds=100, min_rounds=12)
     assert rounds_for(0.5, 2, cfg) == 60  # 120 s / 2 cases / (2 sides x 0.5 s)
