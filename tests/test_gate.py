@@ -139,6 +139,28 @@ def test_a_side_reads_every_processs_reply_before_raising():
     assert [w.sent for w in workers] == [["setup", "release"]] * 3 and not any(w.replies for w in workers)
 
 
+def test_a_side_sets_up_one_process_at_a_time_but_imports_in_all_at_once():
+    log = []
+
+    class Logged(ScriptedWorker):
+        def send(self, op, **fields):
+            log.append(f"send {self.name}")
+            return True
+
+        def receive(self, op, **fields):
+            log.append(f"receive {self.name}")
+            return {"ok": True}
+
+    workers = [Logged(), Logged()]
+    workers[0].name, workers[1].name = "A1", "A2"
+    side = gate.Side(workers)
+    side.request("cases", profile="quick")
+    assert log == ["send A1", "send A2", "receive A1", "receive A2"]
+    log.clear()
+    side.request("setup", name="x")
+    assert log == ["send A1", "receive A1", "send A2", "receive A2"]
+
+
 def test_rounds_follow_the_budget_within_bounds():
     cfg = GateConfig(baseline="HEAD", budget_s=120.0, rounds=100, min_rounds=12)
     assert rounds_for(0.5, 2, cfg) == 60  # 120 s / 2 cases / (2 sides x 0.5 s)
