@@ -351,8 +351,8 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         env = {**env, "num_threads": threads} if threads is not None else env
         params = {c["name"]: {**c["sides"][side].get("params", {}), "device": c["device"], "profile": cfg.profile,
                               "num_threads": threads} for c in cases}
-        doc = to_benchmark_json(sample, params, {**env, "gate_side": side, "profile": cfg.profile}, commit,
-                                when.isoformat())
+        machine = {**env, "gate_side": side, "gate_processes": cfg.processes, "profile": cfg.profile}
+        doc = to_benchmark_json(sample, params, machine, commit, when.isoformat())
         path = cfg.output / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
         written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
         if cfg.results is not None:

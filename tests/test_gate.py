@@ -200,6 +200,7 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
     assert set(select.latest_per(runs, ["benchmark"])["tag"]) == {select.GATE_CANDIDATE}  # what a report shows
     docs = [json.loads(p.read_text()) for p in jsons]
     assert docs[0]["machine_info"]["git_commit"] == commits["same-case"]  # each side names its own commit
+    assert docs[0]["machine_info"]["gate_processes"] == 3  # and how its rounds were taken
     assert docs[1]["machine_info"]["git_commit"] != commits["same-case"]
     assert docs[0]["benchmarks"][0]["extra_info"] == {"work": 1, "device": "cpu", "profile": "quick", "num_threads": 1}
     assert compare.main([str(p) for p in jsons]) == 1
