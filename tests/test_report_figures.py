@@ -105,7 +105,7 @@ def test_batch_time_title_says_when_the_time_is_scaled_from_fewer_epochs(fixture
     on the figure itself."""
     fig = figures.batch_time_figure(fixture_df)
     title = fig.axes[0].get_title()
-    assert title == ("Training time of 1000 epochs (measured over 20, scaled) vs batch size "
+    assert title == ("Training time of 1000 epochs (measured over 20 epochs, scaled) vs batch size "
                      "(cpu, 2 threads)")
     plt.close(fig)
     batch = fixture_df["experiment"] == "batch-size"
@@ -342,3 +342,23 @@ def test_runs_of_one_epoch_are_drawn_as_points_on_whole_epoch_ticks(fixture_df):
         low, high = ax.get_xlim()
         ticks = [tick for tick in ax.get_xticks() if low <= tick <= high]
         assert ticks and all(float(tick).is_integer() for tick in ticks), (make.__name__, ticks)
+
+
+def test_implementations_keep_their_own_markers_never_the_diverged_x(fixture_df):
+    """Fig. 4's points of one batch size each drew a circle over their marker (the error bar's invisible centre got
+    the one-point marker), and seaborn's second marker, ×, is the one that means "diverged"."""
+    for build, panel in ((figures.batch_time_figure, 0), (figures.time_to_target_figure, 1)):
+        fig = build(fixture_df)
+        try:
+            figures._mark_single_points(fig)
+            ax = fig.axes[panel]
+            lines = ax.get_lines()
+            # error bars' centres (no line style) stay unmarked; their caps are "_"
+            assert {line.get_marker() for line in lines if line.get_linestyle() == "None"} <= {"None", "_"}
+            drawn = {line.get_marker() for line in lines if line.get_marker() not in ("None", "", None, "_")}
+            legend = {handle.get_marker() for handle in ax.get_legend().legend_handles if hasattr(handle, "get_marker")}
+            shown = {i for i in select.batch_runs(select.batch_size_rows(fixture_df))["implementation"].unique()}
+            assert drawn == legend == {figures.IMPLEMENTATION_MARKERS[i] for i in shown}
+            assert "x" not in drawn
+        finally:
+            plt.close(fig)

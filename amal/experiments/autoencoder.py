@@ -58,7 +58,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (default: %(default)s)")
     parser.add_argument("--hidden", type=ints, default=d.hidden, metavar="H[,H...]",
                         help=f"encoder layer sizes, decoder tied (default: {','.join(map(str, d.hidden))})")
-    parser.add_argument("--loss", dest="loss_fn", default=d.loss_fn, help="bce or mse (default: %(default)s)")
+    parser.add_argument("--loss", dest="loss_fn", metavar="{bce,mse}", default=d.loss_fn,
+                        help="reconstruction loss (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
     parser.add_argument("--num-workers", type=int, default=d.num_workers,
                         help="DataLoader workers (default: %(default)s)")

@@ -396,12 +396,12 @@ PROFILES = {  # the campaign `python -m amal.report` runs when the store is empt
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One line per (implementation, batch size): final loss, how many seeds diverged (and the first epoch one was
-    stopped at), training time and step split (means over seeds)."""
+    stopped at), training time, time to target (over the seeds that reached it) and step split (means over seeds)."""
     last = df.sort_values("epoch").groupby(["implementation", "batch_size", "seed"]).tail(1)
     last = last.assign(us_per_step=1e6 * last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]))
     table = last.groupby(["implementation", "batch_size"]).agg(
         final_mse=("train_loss", "mean"), train_time_s=("elapsed_s", "mean"), us_per_step=("us_per_step", "mean"),
-        time_to_target_s=("time_to_target_s", "median"), reached=("epoch_to_target", "count"), runs=("seed", "size"),
+        time_to_target_s=("time_to_target_s", "mean"), reached=("epoch_to_target", "count"), runs=("seed", "size"),
         **{f"{part}_us": (f"step_{part}_s", "mean") for part in ("data", "forward", "backward", "update")})
     for part in ("data", "forward", "backward", "update"):
         table[f"{part}_us"] *= 1e6

@@ -434,7 +434,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, t.hidden, t.loss_fn,
              str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
              f"{integer(t.epochs)} ({integer(t.runs)})",
-             number(100 * t.transfer_share, 2) + " %"] for t in per_device.itertuples()]
+             "–" if t.device == "cpu" else number(100 * t.transfer_share, 2) + " %"]  # no copy on the CPU
+            for t in per_device.itertuples()]
     shown = rows["recon_png"].notna() & (rows["recon_png"] != "")
     shown &= ~select.in_diverged_run(rows)  # a diverged run's grid shows a model of NaN weights
     recon = rows.loc[shown, ["run_id", "recon_png"]]

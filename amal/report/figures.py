@@ -51,10 +51,12 @@ def _plain_log_ticks(fig) -> None:
 
 
 def _mark_single_points(fig) -> None:
-    """A line of one point (a run of one epoch) draws nothing: give such lines a marker."""
+    """A line of one point (a run of one epoch) draws nothing: give such lines a marker. Lines drawn without a
+    line style (the invisible centre of an error bar, over the point's own marker) are left alone."""
     for ax in fig.axes:
         for line in ax.get_lines():
-            if len(line.get_xdata()) == 1 and line.get_marker() in ("None", "", None, " "):
+            if (len(line.get_xdata()) == 1 and line.get_marker() in ("None", "", None, " ")
+                    and line.get_linestyle() not in ("None", "", " ")):
                 line.set_marker("o")
 
 
@@ -214,17 +216,27 @@ def batch_loss_figure(df: pd.DataFrame):
     return fig
 
 
+IMPLEMENTATION_MARKERS = {"dataloader": "o", "tensor": "s", "manual": "^", "fused": "D"}  # × means "diverged"
+
+
+def implementation_markers(implementations) -> dict:
+    """A marker per implementation, the same in every figure; never ×, which marks a diverged run."""
+    spare = iter(["v", "P", "*", "h", "<", ">"])
+    return {i: IMPLEMENTATION_MARKERS.get(i) or next(spare, "o") for i in implementations}
+
+
 def batch_time_figure(df: pd.DataFrame):
     """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, mean over seeds with
     error bars from the fastest to the slowest; × marks a diverged run (its epochs before the stop, scaled)."""
     runs = select.batch_runs(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
-                 markers=True, dashes=False, errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
+                 markers=implementation_markers(sorted(runs["implementation"].unique())), dashes=False,
+                 errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
                  hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
     _batch_axis(ax, runs["batch_size"])
     epochs = select.epochs_asked(runs)
-    scaled = "" if epochs == 1000 else f" (measured over {epochs}, scaled)"
+    scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled)"
     where = f"{runs['device'].iloc[0]}, {plural(runs['num_threads'].iloc[0], 'thread')}"
     failed = runs[runs["diverged"].eq(True)]
     if len(failed):  # their time is that of the epochs they ran before being stopped, scaled to 1000
@@ -268,7 +280,8 @@ def time_to_target_figure(df: pd.DataFrame):
         target.set(yticks=[], ylabel="time to target loss (s)")  # no time to show: no scale either
     else:
         sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
-                     hue_order=order, style_order=order, markers=True, dashes=False, errorbar=("pi", 100),
+                     hue_order=order, style_order=order, markers=implementation_markers(order), dashes=False,
+                     errorbar=("pi", 100),
                      err_style="bars", err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log", ylabel="time to target loss (s, log scale)")
         target.margins(y=0.08)  # the fastest and slowest points (and their bars) clear of the frame
