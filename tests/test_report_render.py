@@ -1,3 +1,6 @@
+import shlex
+import subprocess
+
 import pytest
 
 from amal.report import render
@@ -73,4 +76,17 @@ def test_commands_to_run_are_set_as_code_one_per_line(fixture_df):
     assert ("shown):</p><pre><code>python -m amal.run autoencoder --device cuda --epochs 3 --batch-size 64 "
             "--hidden 256,64 --loss bce --n-train 4000 --num-workers 0 --results r\npython -m amal.run") in html
     tex = render.render_tex(context, {})
-    assert r"shown):\\ \texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 -{}-{}batch" in tex
+    # in the PDF each command is cut between words into lines that cannot wrap, each ending in a continuation
+    assert (r"shown):\\ \mbox{\small\texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 "
+            r"-{}-{}batch-{}size 64 \textbackslash{}}}\\ \mbox{\small\texttt{-{}-{}hidden 256,64") in tex
+
+
+def test_shell_lines_cut_between_words_and_keep_quoted_words_whole():
+    command = "python -m amal.run autoencoder --epochs 4 --tag 'a tag with spaces' --results /tmp/some/results"
+    lines = render.shell_lines(command, width=40)
+    assert lines == ["python -m amal.run autoencoder \\", "--epochs 4 --tag 'a tag with spaces' \\",
+                     "--results /tmp/some/results"]  # an option and its value on one line
+    assert all(len(line) <= 40 for line in lines)
+    joined = subprocess.run(["bash", "-c", 'printf "%s\\n" ' + "\n".join(lines)], capture_output=True, text=True)
+    assert joined.stdout.splitlines() == shlex.split(command)  # the shell reads the lines as the one command
+    assert render.shell_lines("short") == ["short"]

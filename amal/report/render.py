@@ -103,6 +103,24 @@ def tex_columns(align: str) -> Tex:
     return Tex(align)
 
 
+SHELL_WORD = re.compile(r"""(?:'[^']*'|"[^"]*"|\S)+""")  # a shell word, its quoted parts (with spaces) whole
+
+
+def shell_lines(command: str, width: int = 80) -> list[str]:
+    """A shell command cut between words (an option with its value) into lines of at most `width` characters (a
+    longer word stays whole), each but the last ending in ` \\`: pasted, the shell reads them as the one command. In
+    the PDF a command left to wrap broke at any space, and its first line alone ran with other settings."""
+    words, lines = SHELL_WORD.findall(command), [""]
+    for i in range(len(words) - 1, 0, -1):  # an option and its value stay on one line
+        if words[i - 1].startswith("--") and not words[i].startswith("-"):
+            words[i - 1:i + 1] = [f"{words[i - 1]} {words[i]}"]
+    for word in words:
+        if lines[-1] and len(lines[-1]) + 1 + len(word) + 2 > width:
+            lines.append("")
+        lines[-1] += (" " if lines[-1] else "") + word
+    return [line + " \\" for line in lines[:-1]] + lines[-1:]
+
+
 def html_environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(templates), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -119,6 +137,7 @@ def tex_environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     env.globals["zip"] = zip
     env.filters["tex_path"] = tex_path
     env.filters["tex_columns"] = tex_columns
+    env.filters["shell_lines"] = shell_lines
     return env
 
 
