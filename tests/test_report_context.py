@@ -25,8 +25,8 @@ def test_header(context):
 def test_lr_sweep_threshold_finding(context):
     lr = sections(context)["lr-sweep"]
     assert lr["findings"][0] == ("Gradient descent does not diverge up to lr = 0.26 and diverges from lr = 0.27: the "
-                                 "observed threshold lies between 0.26 and 0.27; theory lr* = 2/λ_max(H) = 0.2652 "
-                                 "(as theory predicts).")
+                                 "observed threshold lies between 0.26 and 0.27; theory lr* = 2/λmax(H) = 0.2652 "
+                                 "(inside the observed interval).")
     rows = lr["tables"][0]["rows"]
     assert rows[3][:3] == ["0.27", "diverged at epoch 196", "196"]
     assert [f["key"] for f in lr["figures"]] == ["fig1-lr-sweep"]
@@ -35,7 +35,7 @@ def test_lr_sweep_threshold_finding(context):
 def test_threshold_finding_when_theory_disagrees():
     outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, True], "growing": False, "unstable": [False, True],
                              "lr_max_theory": [0.5, 0.5]})
-    assert threshold_finding(outcomes).endswith("theory lr* = 2/λ_max(H) = 0.5 (theory disagrees).")
+    assert threshold_finding(outcomes).endswith("theory lr* = 2/λmax(H) = 0.5 (outside the observed interval).")
 
 
 def test_a_rate_whose_loss_grows_below_the_stop_rule_counts_as_diverging():
@@ -50,7 +50,7 @@ def test_a_rate_whose_loss_grows_below_the_stop_rule_counts_as_diverging():
     assert outcomes["growing"].tolist() == [False, False, True, False]
     assert select.divergence_threshold(outcomes) == (0.26, 0.27)
     finding = threshold_finding(outcomes)
-    assert "between 0.26 and 0.27" in finding and "(as theory predicts)" in finding
+    assert "between 0.26 and 0.27" in finding and "(inside the observed interval)" in finding
     assert " lr = 0.27 was not stopped within 100 epochs, but its loss ended " in finding
     part = sections(build_context(rows, "r"))["lr-sweep"]
     assert part["tables"][0]["rows"][2][1].endswith("× its lowest)")

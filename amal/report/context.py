@@ -119,7 +119,7 @@ def threshold_finding(outcomes: pd.DataFrame) -> str:
     rule whose loss was rising when it ended counts as diverging, and is named)."""
     stable, unstable = select.divergence_threshold(outcomes)
     theory = outcomes["lr_max_theory"].iloc[0]
-    bound = f"theory lr* = 2/λ_max(H) = {number(theory, 4)}"
+    bound = f"theory lr* = 2/λmax(H) = {number(theory, 4)}"
     if stable is None:
         text = f"Every learning rate tried diverged (smallest {number(unstable)}); {bound}."
     elif unstable is None:
@@ -128,7 +128,7 @@ def threshold_finding(outcomes: pd.DataFrame) -> str:
         text = (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
                 f"did not; {bound}.")
     else:
-        agrees = "as theory predicts" if stable <= theory <= unstable else "theory disagrees"
+        agrees = "inside the observed interval" if stable <= theory <= unstable else "outside the observed interval"
         text = (f"Gradient descent does not diverge up to lr = {number(stable)} and diverges from lr = "
                 f"{number(unstable)}: the observed threshold lies between {number(stable)} and {number(unstable)}; "
                 f"{bound} ({agrees}).")
@@ -176,7 +176,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   "spans the runs that did not diverge, a diverging run leaves through the top edge and × marks the "
                   "epoch it was stopped at. Right: final MSE per learning rate (× on the top edge: diverged, or "
                   "growing when its run ended, no final MSE to compare) next to the theoretical bound "
-                  "lr* = 2/λ_max(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
+                  "lr* = 2/λmax(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
                   "diverge to the smallest that did).")
     settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
