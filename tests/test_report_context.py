@@ -354,7 +354,7 @@ def test_lr_sweep_table_shows_the_test_loss_when_a_split_was_held_out(fixture_df
 
 def test_batch_size_captions_speak_of_seeds_only_when_there_are_several(fixture_df, context):
     several = {f["key"]: f["caption"] for f in sections(context)["batch-size"]["figures"]}
-    assert "mean over seeds; band: ± one standard deviation" in several["fig2-batch-loss"]
+    assert "mean over seeds; band: lowest to highest seed" in several["fig2-batch-loss"]
     assert several["fig3-batch-time"].endswith("mean over seeds, error bars from the fastest to the slowest seed.")
     one = fixture_df[(fixture_df["experiment"] != "batch-size") | (fixture_df["seed"] == 0)]
     captions = {f["key"]: f["caption"] for f in sections(build_context(one, "r"))["batch-size"]["figures"]}

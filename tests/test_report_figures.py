@@ -266,7 +266,7 @@ def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
 
 
 def test_batch_loss_title_names_the_seed_when_there_is_one(fixture_df):
-    for df, text in ((fixture_df, "mean ± sd over 2 seeds)"),
+    for df, text in ((fixture_df, "mean over 2 seeds, band: lowest to highest)"),
                      (fixture_df[(fixture_df["experiment"] != "batch-size") | (fixture_df["seed"] == 0)], "seed 0)")):
         fig = figures.batch_loss_figure(df)
         assert fig.axes[0].get_title().endswith(text)

@@ -259,7 +259,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
     seeds = rows["seed"].nunique()
     mean = "mean over seeds" if seeds > 1 else f"one seed ({integer(rows['seed'].iloc[0])})"
-    drawn_mean, spread = (("mean over seeds", "; band: ± one standard deviation") if drawn["seed"].nunique() > 1
+    drawn_mean, spread = (("mean over seeds", "; band: lowest to highest seed") if drawn["seed"].nunique() > 1
                           else (f"one seed ({integer(drawn['seed'].iloc[0])})", ""))  # Fig. 2, Fig. 4 left
     bars = ", error bars from the fastest to the slowest seed" if seeds > 1 else ""
     return section("batch-size", title, intro, rows, findings=findings,

@@ -180,13 +180,14 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
 
 
 def _over_seeds(rows: pd.DataFrame) -> str:
-    """What a line of the batch-size figures is: 'mean ± sd over 3 seeds', or 'seed 0' when there is one."""
+    """What a line of Fig. 2 is: 'mean over 3 seeds, band: lowest to highest', or 'seed 0' when there is one."""
     seeds = rows["seed"].unique()
-    return f"mean ± sd over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+    return f"mean over {len(seeds)} seeds, band: lowest to highest" if len(seeds) > 1 else f"seed {seeds[0]}"
 
 
 def batch_loss_figure(df: pd.DataFrame):
-    """Seed Fig. 2: MSE per epoch per batch size at lr = 1e-3, mean over seeds with a ± sd band."""
+    """Seed Fig. 2: MSE per epoch per batch size at lr = 1e-3, mean over seeds with a band from the lowest to the
+    highest seed (a ± sd band went below zero, off the log axis)."""
     rows, lr, implementation = select.fig2_rows(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sizes = sorted(rows["batch_size"].unique())
@@ -200,7 +201,7 @@ def batch_loss_figure(df: pd.DataFrame):
             ax.plot([], [], color=colours[size], label=names[size])
     else:
         sns.lineplot(data=shown.assign(batch=shown["batch_size"].map(names)), x="epoch", y="train_loss", hue="batch",
-                     hue_order=[names[b] for b in sizes], errorbar="sd", ax=ax,
+                     hue_order=[names[b] for b in sizes], errorbar=("pi", 100), ax=ax,
                      palette={names[size]: colour for size, colour in colours.items()})
     ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
     ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)")
@@ -210,7 +211,7 @@ def batch_loss_figure(df: pd.DataFrame):
     for size, epoch in stopped.items():  # where the first seed was stopped, on the top edge (as in Fig. 1)
         ax.plot([epoch], [top], marker="x", ms=10, mew=2.5, color=colours[size], clip_on=False, zorder=5)
     ax.set_ylim(top=top)
-    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
