@@ -92,7 +92,14 @@ def test_log_axes_are_labelled_with_plain_numbers(fixture_df):
     figures.png_bytes(fig)  # labels are set when the figure is saved
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels and not any("10^" in label or "times" in label for label in labels)
-    assert all(float(label) > 0 for label in labels)
+    assert all(float(label.replace(",", "")) > 0 for label in labels)
+
+
+@pytest.mark.parametrize(("value", "label"), [(1, "1"), (0.01, "0.01"), (506, "506"), (1e4, "10,000"),
+                                              (1e9, "1,000,000,000"), (1e-5, "1e-05")])
+def test_plain_numbers_for_large_values_too(value, label):
+    """A diverging run's loss axis read 10000, 100000, 1e+06, 1e+07."""
+    assert figures._plain_number(value) == label
 
 
 def test_few_batch_sizes_spreads_over_the_range():

@@ -32,7 +32,7 @@ class _PlainLogFormatter(ticker.LogFormatterSciNotation):
     same ticks are labelled."""
 
     def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        return _plain_number(x) if super().__call__(x, pos) else ""
 
 
 def _plain_log_ticks(fig) -> None:
@@ -72,8 +72,8 @@ def png_bytes(fig) -> bytes:
 
 
 def _plain_number(value, _position=None) -> str:
-    """Tick labels like 1, 16, 506, 0.01 instead of 10^0."""
-    return f"{value:g}"
+    """Tick labels like 1, 16, 506, 0.01, 100,000 instead of 10^0 or 1e+05 (very small values stay as 1e-05)."""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:g}"
 
 
 def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
