@@ -1,5 +1,6 @@
 """`python -m amal.run EXPERIMENT ...`: run one experiment over its grid, store it as parquet, print a summary."""
 
+import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from tqdm import tqdm
 
 from amal import store
 from amal.environment import run_start
-from amal.errors import Parser, UsageError, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, help_paragraphs, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
 from amal.timing import set_threads, use_device
 
@@ -21,14 +22,16 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=Parser)
     commands.required = True
     for name, experiment in EXPERIMENTS.items():
-        sub = commands.add_parser(name, help=experiment.__doc__.splitlines()[0], description=experiment.__doc__)
+        sub = commands.add_parser(name, help=experiment.__doc__.splitlines()[0],
+                                  description=help_paragraphs(experiment.__doc__),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         experiment.add_arguments(sub)
         threads = getattr(experiment, "CAMPAIGN_THREADS", None)  # a run by hand is timed as the campaign's is
         default = threads or "torch's choice"
         sub.add_argument("--threads", type=int, default=threads, metavar="N",
                          help=f"torch CPU threads (default: {default}, as in the campaign of {PROG_REPORT}; "
                               "recorded in the results)")
-        sub.add_argument("--results", default=None,
+        sub.add_argument("--results", default=None, metavar="DIR",
                          help="results directory (default: $AMAL_RESULTS or ./results)")
         sub.add_argument("--tag", default="", help="free text stored with every row")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -3,6 +3,7 @@ interrupted."""
 
 import argparse
 import signal
+import textwrap
 import threading
 from contextlib import contextmanager
 
@@ -34,3 +35,10 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def help_paragraphs(text: str, width: int = 79) -> str:
+    """A docstring as --help text: each paragraph refilled to `width`, paragraphs kept apart, Markdown's backticks
+    dropped. For a parser with argparse.RawDescriptionHelpFormatter (the default formatter runs paragraphs together)."""
+    return "\n\n".join(textwrap.fill(" ".join(paragraph.replace("`", "").split()), width, break_on_hyphens=False)
+                       for paragraph in text.strip().split("\n\n"))

@@ -150,6 +150,15 @@ def test_help_everywhere():
         assert proc.returncode == 0 and "usage: python -m amal.run" in proc.stdout
 
 
+def test_an_experiments_help_keeps_its_paragraphs():
+    """batch-size's description ran its paragraphs together, with Markdown backticks and words cut at hyphens."""
+    proc = subprocess.run([sys.executable, "-m", "amal.run", "batch-size", "--help"], capture_output=True, text=True)
+    description = proc.stdout.split("\n\n")[1:]
+    assert description[0].startswith("TP2: full batch") and description[1].startswith("Linear regression")
+    assert "`" not in proc.stdout and not any(line.endswith("-") for line in proc.stdout.splitlines())
+    assert "--results DIR" in proc.stdout
+
+
 def test_the_package_lists_its_commands_and_refuses_unknown_options():
     for argv in ([], ["--help"]):
         proc = subprocess.run([sys.executable, "-m", "amal", *argv], capture_output=True, text=True)

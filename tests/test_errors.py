@@ -3,7 +3,7 @@ import signal
 
 import pytest
 
-from amal.errors import sigterm_as_interrupt
+from amal.errors import help_paragraphs, sigterm_as_interrupt
 
 
 def test_sigterm_ends_the_block_as_ctrl_c_then_the_handler_is_restored():
@@ -16,3 +16,12 @@ def test_sigterm_ends_the_block_as_ctrl_c_then_the_handler_is_restored():
             cleaned.append(True)  # what the command does on Ctrl-C runs
     assert cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_help_paragraphs_refills_each_paragraph_apart():
+    text = """First `code` line
+    continues here.
+
+    Second paragraph, hand-written and long enough to wrap somewhere."""
+    assert help_paragraphs(text, width=30) == ("First code line continues\nhere.\n\nSecond paragraph, hand-written\n"
+                                               "and long enough to wrap\nsomewhere.")

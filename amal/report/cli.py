@@ -13,12 +13,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from datetime import datetime
 from pathlib import Path
 
 from amal import store
-from amal.errors import Parser, UsageError, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, help_paragraphs, sigterm_as_interrupt
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
@@ -53,8 +52,7 @@ def formats(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> Parser:
-    description = "\n\n".join(textwrap.fill(" ".join(paragraph.split()), 79)  # the epilog's lines stay as written
-                                for paragraph in __doc__.split(":", 1)[1].strip().split("\n\n"))
+    description = help_paragraphs(__doc__.split(":", 1)[1])  # the epilog's lines stay as written
     parser = Parser(prog=PROG, description=description, epilog=WHICH_RUNS,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", default=None, metavar="DIR",
