@@ -43,7 +43,7 @@ class GateConfig:
     min_rounds: int = 12  # timed rounds per case and side, at least, whatever the budget
     warmup_rounds: int = 3  # untimed rounds per side first (caches settle; they also estimate a round's time)
     budget_s: float = 120.0  # time for the timed rounds of all cases together; slow cases get fewer rounds
-    threads: int | None = 1  # torch threads in both workers (1: least exposed to other processes' load)
+    threads: int | None = 1  # torch threads in every worker (1: least exposed to other processes' load)
     only: tuple[str, ...] = ()  # names of the cases to time (empty: every case both sides have)
     output: Path = Path(".benchmarks/gate")  # where both samples are written as pytest-benchmark JSON
     results: Path | None = None  # when set, both samples are also stored there as bench runs
@@ -52,11 +52,15 @@ class GateConfig:
 
 
 def shared_cpus(threads: int | None) -> set[int] | None:
-    """The CPUs both workers are pinned to: the last `threads` (default 1) this process may use; None off Linux."""
+    """The CPUs all workers are pinned to: the last `threads` (default 1) this process may use; None off Linux."""
     if not hasattr(os, "sched_getaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))
     return set(allowed[-(threads or 1):])
+
+
+class WorkerDied(UsageError):
+    """A worker process ended (a crash, a kill): the gate cannot go on (exit 2), whichever side it was on."""
 
 
 class GateSkipped(Exception):
@@ -107,10 +111,13 @@ class Worker:
         return reply
 
     def died(self, op: str):
-        raise UsageError(f"{self.label} worker died during {op!r}: {self.last_error()}")
+        raise WorkerDied(f"{self.label} worker died during {op!r}: {self.last_error()}")
 
     def last_error(self) -> str:
-        self.process.poll()
+        try:
+            self.process.wait(timeout=1)  # a worker that just died: its exit code, not None
+        except subprocess.TimeoutExpired:
+            pass
         self.stderr.seek(0)
         lines = [line for line in self.stderr.read().splitlines() if line.strip()]
         return lines[-1] if lines else f"exit code {self.process.returncode}"
@@ -123,7 +130,10 @@ class Worker:
             except (UsageError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
-        self.process.stdin.close()
+        try:
+            self.process.stdin.close()  # flushes: a request a dead worker never read raises BrokenPipeError
+        except OSError:
+            pass
         self.process.stdout.close()
         self.stderr.close()
 
@@ -235,6 +245,8 @@ def time_case(a: Side, b: Side, name: str, n_cases: int, cfg: GateConfig) -> tup
     def baseline(call):
         try:
             return call()
+        except WorkerDied:  # not a bug of the case: with one process fewer the side would go on, and pass anything
+            raise
         except UsageError as exc:
             raise BaselineFailed(str(exc)) from exc
 
@@ -269,7 +281,7 @@ def check_rounds_can_decide(min_rounds: int, n_cases: int, alpha: float) -> None
 
 
 def common_cases(a: Side, b: Side, cfg: GateConfig) -> tuple[list[dict], list[str]]:
-    """The cases both workers have (CUDA ones only with CUDA), and lines noting what is left out."""
+    """The cases both sides have (CUDA ones only with CUDA), and lines noting what is left out."""
     cases, known = {}, set()
     for worker in (a, b):
         # a baseline from before amal or its cases has nothing to compare: skipped; a candidate without them is
@@ -412,7 +424,7 @@ def build_parser() -> compare.Parser:
     parser.add_argument("--processes", type=int, default=GateConfig.processes,
                         help="worker processes per side, rounds rotating over them (default: %(default)s)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="let the scheduler place the two workers (default: both on the same CPUs)")
+                        help="let the scheduler place the workers (default: all on the same CPUs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.add_compare_arguments(parser)
     return parser
@@ -426,8 +438,8 @@ def config_from_args(args) -> GateConfig:
         raise UsageError(f"--budget-s must be a finite number of seconds > 0, got {args.budget_s}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    if args.processes < 1:
-        raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    if not 1 <= args.processes <= args.min_rounds:  # each process gets a share of the timed rounds
+        raise UsageError(f"need 1 <= --processes <= --min-rounds, got {args.processes} and {args.min_rounds}")
     if not args.candidate.is_dir():
         raise UsageError(f"candidate {args.candidate} is not a folder")
     store.check_writable(args.output, "--output folder")

@@ -1,4 +1,4 @@
-"""The regression gate's worker: one process per checkout, timing that checkout's own benchmark cases.
+"""The regression gate's worker: a process (of several per checkout), timing that checkout's own benchmark cases.
 
 It runs as `python -c <this file's text>` with its working directory and PYTHONPATH set to a checkout, so `amal`
 below is that checkout's package (the baseline's cases are timed by the baseline's amal.timing). It reads one JSON

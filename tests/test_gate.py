@@ -40,6 +40,8 @@ def cases(profile="quick"):
     def setup():
         if "{broken}" == "setup":
             raise RuntimeError("broken on purpose")
+        if "{broken}" == "die":
+            os.kill(os.getpid(), 9)  # a crash: the worker process is gone
         log = os.environ.get("GATE_ORDER_LOG")
 
         def one_round():
@@ -82,6 +84,8 @@ def repo(tmp_path_factory):
     commits["broken-case"] = commit(repo, "the case, raising")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="round"))
     commits["broken-round"] = commit(repo, "the case, raising in a round")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="die"))
+    commits["dying-case"] = commit(repo, "the case, killing its process")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=""))
     commits["same-case"] = commit(repo, "the case, 1x work")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=3, name="work/sum", broken=""))
@@ -270,7 +274,8 @@ def test_an_unwritable_output_exits_2_before_anything_runs(repo, tmp_path, capsy
 @pytest.mark.parametrize(("option", "reason"), [(["--seed", "-1"], "--seed must be at least 0"),
                                               (["--budget-s", "nan"], "--budget-s must be a finite number"),
                                               (["--min-rounds", "20"], "need 1 <= --min-rounds <= --rounds"),
-                                              (["--processes", "0"], "--processes must be at least 1, got 0")])
+                                              (["--processes", "0"], "--processes <= --min-rounds, got 0 and 15"),
+                                              (["--processes", "16"], "need 1 <= --processes <= --min-rounds")])
 def test_a_bad_option_exits_2_before_anything_is_timed(repo, tmp_path, monkeypatch, capsys, option, reason):
     repo, commits = repo
     log = tmp_path / "order.log"
@@ -453,3 +458,14 @@ def test_the_error_rate_script_refuses_bad_input_in_one_line(args, said, tmp_pat
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith(f"gate_error_rates.py: error: {said}")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_stops_the_gate_in_one_line(repo, tmp_path, capsys):
+    """A baseline worker killed in its set-up counted as "failed in the baseline": the gate skipped the case (and,
+    the dead process still in the rotation, every later one) and passed, exit 0; closing it raised BrokenPipeError."""
+    repo, commits = repo
+    assert main(gate_args(repo, commits["dying-case"], tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "worker died during 'setup': exit code -9" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
