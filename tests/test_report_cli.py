@@ -210,7 +210,7 @@ def test_missing_sections_give_the_command_to_produce_them(fixture_results, tmp_
     assert "No batch-size results in the store yet. To produce them, run:" in html
     assert ("<pre><code>python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto --results "
             f"{results}</code></pre>") in html
-    assert r"\texttt{pytest bench -{}-{}benchmark-{}autosave -{}-{}results " in tex
+    assert r"\mbox{\small\texttt{pytest bench -{}-{}benchmark-{}autosave" in tex  # lines set whole
     assert '<figure id="fig1-lr-sweep">' in html and '<figure id="fig2-batch-loss">' not in html
 
 
