@@ -152,15 +152,12 @@ class Side:
         """The first process's reply; UsageError (the first one) after every process answered, so that none is
         left with an unread reply. Other requests than OVERLAPPED go to one process after the other: set-ups
         sharing the pinned CPU would each run slower (one that calibrates against the clock, wrongly)."""
-        overlapped = op in self.OVERLAPPED
-        sent = [worker.send(op, **fields) for worker in self.workers] if overlapped else []
-        replies, errors = [], []
-        for i, worker in enumerate(self.workers):
-            try:
-                ok = sent[i] if overlapped else worker.send(op, **fields)
-                replies.append(worker.receive(op, **fields) if ok else worker.died(op))
-            except UsageError as exc:
-                errors.append(exc)
+        if op in self.OVERLAPPED:
+            sent = [worker.send(op, **fields) for worker in self.workers]
+            replies = [reply(worker, ok, op, fields) for worker, ok in zip(self.workers, sent, strict=True)]
+        else:
+            replies = [reply(worker, worker.send(op, **fields), op, fields) for worker in self.workers]
+        errors = [answer for answer in replies if isinstance(answer, UsageError)]
         if errors:
             raise errors[0]
         return replies[0]
@@ -172,6 +169,22 @@ class Side:
     def pin(self, cpus: set[int] | None) -> None:
         for worker in self.workers:
             worker.pin(cpus)
+
+
+def reply(worker: Worker, sent: bool, op: str, fields: dict) -> dict | UsageError:
+    """The worker's reply to `op` (sent: whether the request reached it), or the UsageError it raised, returned so
+    that the other workers of its side are still read."""
+    try:
+        return worker.receive(op, **fields) if sent else worker.died(op)
+    except UsageError as exc:
+        return exc
+
+
+def pin_sides(cfg: "GateConfig", *sides: Side) -> None:
+    """Once their workers have imported torch, pin every worker to the gate's CPUs (cfg.pin; else leave them)."""
+    cpus = shared_cpus(cfg.threads) if cfg.pin else None
+    for side in sides:
+        side.pin(cpus)
 
 
 def start_side(checkout: Path, label: str, cfg: "GateConfig", stack: ExitStack, **worker_options) -> Side:
@@ -390,8 +403,7 @@ def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
         a = start_side(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cfg, stack)
         b = start_side(candidate, f"candidate {candidate.name}", cfg, stack)
         cases, notes = common_cases(a, b, cfg)  # (every worker has imported torch and amal by now)
-        for side in (a, b):
-            side.pin(shared_cpus(cfg.threads) if cfg.pin else None)
+        pin_sides(cfg, a, b)
         compare_cfg = compare_cfg or compare.CompareConfig()
         compare.check_groups(compare_cfg, {case["group"] for case in cases})  # before timing
         check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)

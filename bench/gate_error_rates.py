@@ -25,7 +25,7 @@ from tqdm import tqdm
 from amal import compare
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
-from amal.gate import GateConfig, common_cases, shared_cpus, start_side, time_all
+from amal.gate import GateConfig, common_cases, pin_sides, start_side, time_all
 from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +43,7 @@ def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.C
                 b = start_side(ROOT, f"B x{factor}", cfg, b_stack, wrap=PLANT,
                                env={"AMAL_PLANTED_SLOWDOWN": str(factor)})
                 cases, _ = common_cases(a, b, cfg)
-                for side in (a, b):  # pinned once imported, as the gate does
-                    side.pin(shared_cpus(cfg.threads) if cfg.pin else None)
+                pin_sides(cfg, a, b)  # once imported, as the gate does
                 sample, _ = time_all(a, b, cases, cfg)
             sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
             result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
@@ -94,8 +93,9 @@ def check_args(args) -> None:
     """UsageError for a value that would fail (or mean nothing) only after minutes of timing."""
     if args.pairs < 1:
         raise UsageError(f"--pairs must be at least 1, got {args.pairs}")
-    if args.processes < 1:
-        raise UsageError(f"--processes must be at least 1, got {args.processes}")
+    if not 1 <= args.processes <= GateConfig.min_rounds:  # as the gate: each process gets a share of the rounds
+        raise UsageError(f"need 1 <= --processes <= {GateConfig.min_rounds} (the gate's --min-rounds), "
+                         f"got {args.processes}")
     if any(factor < 1 for factor in args.slowdowns):
         raise UsageError(f"--slowdowns are factors of at least 1 (a planted slowdown), got {min(args.slowdowns):g}")
     if args.from_rounds and not args.from_rounds.is_file():

@@ -445,7 +445,8 @@ def test_worker_drops_the_finders_of_an_editable_install(monkeypatch):
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--pairs", "0"], "--pairs must be at least 1, got 0"),
-    (["--processes", "0"], "--processes must be at least 1, got 0"),
+    (["--processes", "0"], "need 1 <= --processes <= 12 (the gate's --min-rounds), got 0"),
+    (["--processes", "13"], "need 1 <= --processes <= 12 (the gate's --min-rounds), got 13"),
     (["--slowdowns", "0.5"], "--slowdowns are factors of at least 1 (a planted slowdown), got 0.5"),
     (["--from-rounds", "/nonexistent.parquet"], "--from-rounds /nonexistent.parquet: no such file"),
     (["--case", "nope", "--pairs", "1"], "--case nope: no such case"),

@@ -230,11 +230,11 @@ def batch_time_figure(df: pd.DataFrame):
     """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, mean over seeds with
     error bars from the fastest to the slowest; × marks a diverged run (its epochs before the stop, scaled)."""
     runs = select.batch_runs(select.batch_size_rows(df))
+    order = sorted(runs["implementation"].unique())
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
-                 markers=implementation_markers(sorted(runs["implementation"].unique())), dashes=False,
-                 errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax,
-                 hue_order=sorted(runs["implementation"].unique()), style_order=sorted(runs["implementation"].unique()))
+                 markers=implementation_markers(order), dashes=False, errorbar=("pi", 100), err_style="bars",
+                 err_kws={"capsize": 3}, ax=ax, hue_order=order, style_order=order)
     _batch_axis(ax, runs["batch_size"])
     epochs = select.epochs_asked(runs)
     scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled)"
