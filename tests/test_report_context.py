@@ -72,7 +72,7 @@ def test_batch_size_findings(context):
 
 def test_autoencoder_findings_and_recon_from_the_newest_run(context):
     ae = sections(context)["autoencoder"]
-    assert ae["findings"][1].startswith("GPU speedup in throughput at batch size 256 (hidden 256,64, bce, dataloader): "
+    assert ae["findings"][1].startswith("GPU speedup in throughput at batch size 256 (784→256→64, bce, dataloader): "
                                         "19.7× (95 % CI ")
     assert ae["findings"][1].endswith(" over the epochs of one run per device, run-to-run variation not included), "
                                       "NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
@@ -80,12 +80,12 @@ def test_autoencoder_findings_and_recon_from_the_newest_run(context):
     assert "one colour per configuration, dashed with circles on the CPU, solid with squares on the GPU" in throughput
     recon = ae["figures"][-1]
     assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
-    assert recon["caption"].endswith("after 3 epochs (run 20261127T120000Z-autoencoder-4f5a6b: hidden 256,64, bce, "
+    assert recon["caption"].endswith("after 3 epochs (run 20261127T120000Z-autoencoder-4f5a6b: 784→256→64, bce, "
                                      "batch size 256, cuda).")
-    assert ae["tables"][0]["columns"] == ["device", "data", "hidden", "loss", "batch size", "images/s",
+    assert ae["tables"][0]["columns"] == ["device", "data", "layers", "loss", "batch size", "images/s",
                                           "slowest–fastest epoch", "epochs (runs)", "host-to-device copy"]
-    assert ae["tables"][0]["rows"][1] == ["cpu", "dataloader", "256,64", "bce", "256", "6,100", "6,000–6,200", "3 (1)",
-                                          "–"]
+    assert ae["tables"][0]["rows"][1] == ["cpu", "dataloader", "784→256→64", "bce", "256", "6,100", "6,000–6,200",
+                                          "3 (1)", "–"]
 
 
 def test_cpu_only_autoencoder_says_gpu_not_measured(fixture_df):
@@ -202,8 +202,8 @@ def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, con
                            samples_per_s=fixture_df["samples_per_s"].where(~slow, fixture_df["samples_per_s"] / 5))
     notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
     assert [note for note in notes if note.startswith("Epoch times")] == [
-        "Epoch times of cpu, dataloader, hidden 256,64, bce, batch size 256 varied 4.9×: the median epoch ran at 6,000 "
-        "images/s against 2,640 over all epochs; the machine was probably busy (rerun on an idle machine, or with "
+        "Epoch times of cpu, dataloader, 784→256→64, bce, batch size 256 varied 4.9×: 6,000 images/s in the median "
+        "epoch, 2,640 over all epochs together; the machine was probably busy (rerun on an idle machine, or with "
         "--threads 1)."]
 
 

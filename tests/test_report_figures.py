@@ -39,7 +39,7 @@ def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
                                (gpu_only, ["cuda"], "(GPU only: CPU not measured)")):
         fig = figures.throughput_figure(df)
         ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, hidden 256,64, bce" for d in devices]
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, 784→256→64, bce" for d in devices]
         assert [bars.lines[0].get_linestyle() for bars in ax.containers] == [
             {"cpu": "--", "cuda": "-"}[d] for d in devices]  # the device is told by the line: dashed CPU, solid GPU
         assert ax.get_title().endswith(title)
@@ -181,7 +181,7 @@ def test_autoencoder_loss_draws_the_mean_over_seeds_one_line_per_configuration(f
     assert all((np.diff(line.get_xdata()) > 0).all() for line in lines)
     assert len(lines) == 2 * 4  # train and test of cpu/cuda × batch 64/256
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cpu, hidden 256,64, batch 256 (mean of 2 seeds)" in labels
+    assert "cpu, 784→256→64, batch 256 (mean of 2 seeds)" in labels
     first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
     assert any(np.allclose(line.get_ydata(), first + 0.05) for line in lines)
     plt.close(fig)
@@ -198,7 +198,7 @@ def test_autoencoder_loss_draws_epochs_with_fewer_seeds_faint(fixture_df):
     fig = figures.autoencoder_loss_figure(df)
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cpu, hidden 256,64, batch 64 (mean of 2 seeds; faint: fewer)" in labels
+    assert "cpu, 784→256→64, batch 64 (mean of 2 seeds; faint: fewer)" in labels
     first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
     solid = [line for line in ax.get_lines() if line.get_alpha() is None and len(line.get_xdata())
              and np.isnan(line.get_ydata()[0])]
@@ -240,8 +240,8 @@ def test_throughput_keeps_loss_functions_and_data_paths_apart(fixture_df):
                              data_on_device=True)
     fig = figures.throughput_figure(df)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert labels == ["cpu, hidden 256,64, bce", "cpu, hidden 256,64, mse", "cpu, resident, hidden 256,64, bce",
-                      "cpu, resident, hidden 256,64, mse", "cuda, hidden 256,64, bce"]  # the copy took both losses
+    assert labels == ["cpu, 784→256→64, bce", "cpu, 784→256→64, mse", "cpu, resident, 784→256→64, bce",
+                      "cpu, resident, 784→256→64, mse", "cuda, 784→256→64, bce"]  # the copy took both losses
     plt.close(fig)
 
 
@@ -288,7 +288,7 @@ def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars
     fig = figures.throughput_figure(df)
     ax = fig.axes[0]
     bars = dict(zip([t.get_text() for t in ax.get_legend().get_texts()], ax.containers, strict=True))
-    bce, mse = bars["cpu, hidden 256,64, bce"], bars["cpu, hidden 256,64, mse"]
+    bce, mse = bars["cpu, 784→256→64, bce"], bars["cpu, 784→256→64, mse"]
     assert bce.lines[0].get_color() != mse.lines[0].get_color()
     for size in (64, 256):
         xs = []
@@ -369,3 +369,71 @@ def test_implementations_keep_their_own_markers_never_the_diverged_x(fixture_df)
             assert "x" not in drawn
         finally:
             plt.close(fig)
+
+
+def test_batch_sizes_and_implementations_never_share_a_colour(fixture_df):
+    """Fig. 4 puts batch sizes (left) beside implementations (right): blue meant batch size 1 on one side and
+    dataloader on the other. Batch sizes now run dark to light in their order, in Fig. 2 as in Fig. 4."""
+    sizes = sorted(select.batch_size_rows(fixture_df)["batch_size"].unique())
+    fig = figures.time_to_target_figure(fixture_df)
+    wall, target = fig.axes
+    by_size = {line.get_label(): line.get_color() for line in wall.get_lines() if line.get_label() != "target"}
+    assert list(by_size) == [str(size) for size in sizes]
+    implementation_colours = {tuple(np.round(line.get_color(), 6)) for line in target.get_lines()}
+    assert not implementation_colours & {tuple(np.round(colour, 6)) for colour in by_size.values()}
+    lightness = [np.mean(colour[:3]) for colour in by_size.values()]
+    assert lightness == sorted(lightness)  # small batches dark, large ones light
+    plt.close(fig)
+    fig = figures.batch_loss_figure(fixture_df)
+    legend = fig.axes[0].get_legend()
+    assert [tuple(handle.get_color()) for handle in legend.legend_handles[:len(sizes)]] == list(by_size.values())
+    plt.close(fig)
+
+
+def test_a_batch_size_diverged_at_its_first_epoch_is_still_named_in_fig4(fixture_df):
+    """Its run has no finite loss to draw: the curve was left out, and its name with it, unlike Fig. 2's legend."""
+    rows = fixture_df.copy()
+    largest = rows["batch_size"].eq(rows.loc[rows["experiment"] == "batch-size", "batch_size"].max())
+    stopped = (rows["experiment"] == "batch-size") & largest
+    rows = rows[~stopped | (rows["epoch"] == 1)].copy()
+    rows.loc[stopped, ["train_loss", "time_to_target_s", "epoch_to_target"]] = None
+    rows.loc[stopped, "diverged"] = True
+    fig = figures.time_to_target_figure(rows)
+    names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    fig2 = figures.batch_loss_figure(rows)
+    assert names[:-1] == [t.get_text() for t in fig2.axes[0].get_legend().get_texts()][:-1]
+    assert names[-2:] == ["506 (diverged, epoch 1)", "target"]
+    plt.close(fig)
+    plt.close(fig2)
+
+
+def test_time_to_target_points_of_one_batch_size_stand_side_by_side(fixture_df):
+    """Implementations at one batch size were drawn at the same x, their error bars on top of each other."""
+    fig = figures.time_to_target_figure(fixture_df)
+    target = fig.axes[1]
+    points = [line for line in target.get_lines() if line.get_linestyle() != "None" and len(line.get_xdata())]
+    reached = select.batch_runs(select.batch_size_rows(fixture_df)).query("reached")
+    sizes = sorted(reached["batch_size"].unique())
+    for size in sizes:
+        xs = [x for line in points for x in line.get_xdata() if abs(np.log(x / size)) < np.log(1.2)]
+        assert len(xs) == reached.loc[reached["batch_size"] == size, "implementation"].nunique()
+        assert len(set(xs)) == len(xs)  # apart, each within 20 % of its tick
+    low, high = target.get_xlim()
+    assert low < min(sizes) / 1.2 and high > max(sizes) * 1.2  # the shifted ends stay inside the frame
+    plt.close(fig)
+
+
+def test_overhead_writes_each_steps_total_over_its_bar(fixture_df):
+    """A fused step 50 times shorter than a dataloader one is a sliver on a linear axis: its number still reads."""
+    summary = select.batch_summary(select.batch_runs(select.batch_size_rows(fixture_df)))
+    fig = figures.overhead_figure(fixture_df)
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        size = int(ax.get_title().split()[-1])
+        at = summary[summary["batch_size"] == size].sort_values("implementation")
+        totals = at[list(select.STEP_PARTS)].fillna(0).sum(axis=1) * 1e6
+        labels = [t.get_text() for t in ax.texts]
+        assert labels == [figures._plain_number(round(t, 1 if t < 10 else 0)) for t in totals]
+        assert max(totals) < ax.get_ylim()[1]
+    plt.close(fig)

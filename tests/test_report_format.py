@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from amal.report.format import integer, missing, number, rate, seconds
+from amal.report.format import integer, layers, missing, number, rate, seconds, seconds_sd
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -38,3 +38,15 @@ def test_rate_and_integer():
     assert integer(1000) == "1,000"
     assert integer(math.nan) == "–"
     assert missing(None) and missing(math.nan) and not missing(0)
+
+
+def test_layers_reads_as_the_encoder_from_the_input():
+    assert layers("256,64") == "784→256→64" and layers("64") == "784→64" and layers("32", inputs=10) == "10→32"
+
+
+@pytest.mark.parametrize(("mean", "sd", "text"), [
+    (4.5, 0.325, "4.5 ± 0.33 s"), (4.498, 0.325, "4.50 ± 0.33 s"), (0.0594, 0.000923, "59.4 ± 0.92 ms"), (146.0, 29.3, "146 ± 29 s"),
+    (1234.5, 20.0, "1,230 ± 20 s"), (2.4e-5, math.nan, "24 µs"), (0.5, None, "500 ms"),
+])
+def test_seconds_sd_keeps_the_means_unit(mean, sd, text):
+    assert seconds_sd(mean, sd) == text

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, number, plural, rate, seconds
+from amal.report.format import integer, layers, number, plural, rate, seconds, seconds_sd
 
 HOW_TO = {
     "lr-sweep": "python -m amal.run lr-sweep",
@@ -253,7 +253,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
     epochs = select.epochs_asked(rows)
     scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled to 1000)"
     body = [[s.implementation, str(s.batch_size), integer(s.seeds),
-             seconds(s.time_mean_s) + ("" if pd.isna(s.time_sd_s) else f" ± {seconds(s.time_sd_s)}"),
+             seconds_sd(s.time_mean_s, s.time_sd_s),
              target_cell(s), seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
@@ -295,7 +295,7 @@ def speedup_finding(speedups: pd.DataFrame) -> str:
     interval = ("no interval: a device with a single epoch timed" if pd.isna(best["low"])
                 else f"95 % CI {number(best['low'])}–{number(best['high'])} over the epochs of {runs}, "
                      "run-to-run variation not included")
-    return (f"GPU speedup in throughput at batch size {best['batch_size']} (hidden {best['hidden']}, "
+    return (f"GPU speedup in throughput at batch size {best['batch_size']} ({layers(best['hidden'])}, "
             f"{best['loss_fn']}, {best['implementation']}): "
             f"{number(best['speedup'])}× ({interval}), {best['gpu_name']} vs {best['cpu_name']}.")
 
@@ -345,10 +345,10 @@ def loss_caption(loss_fns: pd.Series) -> str:
 def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
     """For each configuration of select.noisy_epochs, how much its epoch times varied and what its median epoch ran
     at, beside the rate over all epochs the table shows."""
-    return [f"Epoch times of {n.device}, {n.implementation}, hidden {n.hidden}, {n.loss_fn}, batch size {n.batch_size} "
-            f"varied {number(n.spread, 2)}×: the median epoch ran at {rate(n.median_per_s)} images/s against "
-            f"{rate(n.samples_per_s)} over all epochs; the machine was probably busy (rerun on an idle machine"
-            f"{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
+    return [f"Epoch times of {n.device}, {n.implementation}, {layers(n.hidden)}, {n.loss_fn}, "
+            f"batch size {n.batch_size} varied {number(n.spread, 2)}×: {rate(n.median_per_s)} images/s in the median "
+            f"epoch, {rate(n.samples_per_s)} over all epochs together; the machine was probably busy (rerun on an "
+            f"idle machine{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
@@ -409,8 +409,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     for loss_fn, runs in final[final["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
         best = runs.loc[runs["test_loss"].idxmin()]
         seeds = f", mean of {integer(best['seeds'])} seeds" if best["seeds"] > 1 else ""
-        findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} (hidden "
-                        f"{best['hidden']}, batch size {best['batch_size']}, {best['device']}, "
+        findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} ("
+                        f"{layers(best['hidden'])}, batch size {best['batch_size']}, {best['device']}, "
                         f"{plural(best['epoch'], 'epoch')}{seeds}).")
     speedups = select.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
@@ -431,7 +431,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     else:
         findings.append(speedup_finding(speedups))
     per_device = select.throughput(rows)
-    body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, t.hidden, t.loss_fn,
+    body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, layers(t.hidden), t.loss_fn,
              str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
              f"{integer(t.epochs)} ({integer(t.runs)})",
              "–" if t.device == "cpu" else number(100 * t.transfer_share, 2) + " %"]  # no copy on the CPU
@@ -451,14 +451,14 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
         run = rows[rows["run_id"] == recon["run_id"].max()].iloc[-1]
         figures.append(figure("fig6c-ae-recon", "Autoencoder: test images and their reconstructions",
                               f"Top row: the first test image of each digit; bottom row: its reconstruction after "
-                              f"{plural(run['epoch'], 'epoch')} (run {run['run_id']}: hidden {run['hidden']}, "
+                              f"{plural(run['epoch'], 'epoch')} (run {run['run_id']}: {layers(run['hidden'])}, "
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
                    settings=settings, commands=commands,
                    tables=[table("Throughput per configuration: training images per second of training time over all "
                                  "its epochs, and the slowest and fastest epoch",
-                                 ["device", "data", "hidden", "loss", "batch size", "images/s",
+                                 ["device", "data", "layers", "loss", "batch size", "images/s",
                                   "slowest–fastest epoch", "epochs (runs)", "host-to-device copy"],
                                  body, align="llllrrrrr")])
 

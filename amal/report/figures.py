@@ -18,7 +18,7 @@ from matplotlib import ticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from amal.report import select  # noqa: E402
-from amal.report.format import plural  # noqa: E402
+from amal.report.format import layers, plural  # noqa: E402
 
 DPI = 130
 STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
@@ -78,12 +78,12 @@ def _plain_number(value, _position=None) -> str:
 
 def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
     """Log x axis ticked at the batch sizes measured; `unit`: what a batch holds. One batch size gets a factor of 2
-    either side (autoscaled, points a few % apart would look like different batch sizes)."""
+    either side (autoscaled, points a few % apart would look like different batch sizes). Call it after drawing."""
     ax.set_xscale("log")
     sizes = sorted(set(int(b) for b in batch_sizes))
     ax.set_xticks(sizes)
-    if len(sizes) == 1:
-        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
+    # one batch size: a factor of 2 either side; more: room for points shifted apart (_dodge) at the ends
+    ax.set_xlim(sizes[0] / 2, sizes[0] * 2) if len(sizes) == 1 else ax.set_xlim(sizes[0] / 1.35, sizes[-1] * 1.35)
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -100,6 +100,24 @@ def _palette(values) -> dict:
         return {value: hues[i // 2 + (half if i % 2 else 0)] for i, value in enumerate(values)}
     shades = sns.color_palette("tab20", 20)  # pairs: dark and light shade of each tab10 hue
     return {value: shades[2 * (i % 10) + i // 10] for i, value in enumerate(values)}
+
+
+def _batch_palette(sizes) -> dict:
+    """One colour per batch size, dark (small) to light (large) along viridis: the order reads from the colour, and
+    no batch size takes an implementation's colour (Fig. 4 shows both side by side). The palest end, hard to see on
+    white, is left out."""
+    sizes = sorted(set(int(size) for size in sizes))
+    shades = matplotlib.colormaps["viridis"](np.linspace(0, 0.85, max(len(sizes), 2)))
+    return {size: tuple(shades[i]) for i, size in enumerate(sizes)}
+
+
+def _batch_names(rows: pd.DataFrame) -> dict:
+    """Legend label per batch size of Fig. 2 and 4: '8', or '8 (diverged, epoch 3)' where a seed's training of that
+    size was stopped (the earliest such epoch)."""
+    failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
+    stopped = failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
+    return {int(size): f"{size} (diverged, epoch {int(stopped[size])})" if size in stopped else str(size)
+            for size in sorted(rows["batch_size"].unique())}
 
 
 def _loss_range(rows: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[float, float]:
@@ -193,8 +211,8 @@ def batch_loss_figure(df: pd.DataFrame):
     sizes = sorted(rows["batch_size"].unique())
     failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
     stopped = failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
-    names = {size: f"{size} (diverged, epoch {int(stopped[size])})" if size in stopped else str(size) for size in sizes}
-    colours = _palette(sizes)  # as in Fig. 4
+    names = _batch_names(rows)
+    colours = _batch_palette(sizes)  # as in Fig. 4
     shown = rows[np.isfinite(rows["train_loss"])]  # a diverged run's last loss may be inf or NaN: off any scale
     if shown.empty:  # every training diverged in its first epoch: the legend still names each batch size
         for size in sizes:
@@ -258,9 +276,11 @@ def time_to_target_figure(df: pd.DataFrame):
     fig, (wall, target) = plt.subplots(1, 2, figsize=(9.6, 4.3))
     means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
     means = means[np.isfinite(means["train_loss"])]  # a diverged run's last epoch has no loss to draw
-    colours = _palette(chosen["batch_size"])  # every batch size shown in Fig. 2, diverged or not: same colours
-    for size, curve in means.groupby("batch_size"):
-        wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=str(size))
+    colours = _batch_palette(chosen["batch_size"])  # every batch size shown in Fig. 2, diverged or not: same colours
+    names = _batch_names(chosen)
+    for size in names:  # one diverged in its first epoch has no curve: the legend still names it, as Fig. 2's does
+        curve = means[means["batch_size"] == size]
+        wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=names[size])
     wall.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target")
     if means.empty:  # every run diverged in its first epoch: nothing to put on a log time axis
         wall.text(0.5, 0.5, "every run diverged in its first epoch", ha="center", va="center",
@@ -270,7 +290,8 @@ def time_to_target_figure(df: pd.DataFrame):
         wall.set(xscale="log", xlabel="cumulative training time (s, log scale)")
     wall.set(yscale="log", ylabel=r"training MSE ((k\$)², log scale)",
              title=f"Loss against wall-clock time ({implementation})")
-    wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=6)  # below: curves seen
+    wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2),  # below: curves seen
+                ncols=6 if len(names) < 6 else 3)  # long labels ("8 (diverged, epoch 3)") in fewer columns
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
     if reached.empty:  # a valid result: say it where the curve would be
@@ -280,10 +301,11 @@ def time_to_target_figure(df: pd.DataFrame):
                     ha="center", va="center", transform=target.transAxes, fontsize=11, color="dimgrey")
         target.set(yticks=[], ylabel="time to target loss (s)")  # no time to show: no scale either
     else:
-        sns.lineplot(data=reached, x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
+        shift = dict(zip(order, _dodge(len(order)), strict=True))  # side by side at a batch size, not on top
+        sns.lineplot(data=reached.assign(batch_size=reached["batch_size"] * reached["implementation"].map(shift)),
+                     x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
                      hue_order=order, style_order=order, markers=implementation_markers(order), dashes=False,
-                     errorbar=("pi", 100),
-                     err_style="bars", err_kws={"capsize": 3}, ax=target)
+                     errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log", ylabel="time to target loss (s, log scale)")
         target.margins(y=0.08)  # the fastest and slowest points (and their bars) clear of the frame
         target.legend(title="implementation")
@@ -315,8 +337,12 @@ def overhead_figure(df: pd.DataFrame):
         bottom = np.zeros(len(at))
         for column, part in select.STEP_PARTS.items():
             height = at[column].fillna(0).to_numpy() * 1e6
-            ax.bar(at["implementation"], height, bottom=bottom, color=PART_COLOURS[part], label=part, width=0.65)
+            bars = ax.bar(at["implementation"], height, bottom=bottom, color=PART_COLOURS[part], label=part, width=0.65)
             bottom += height
+        # the whole step's time over each bar: one 50x shorter than its neighbour is a sliver, its number still reads
+        ax.bar_label(bars, labels=[_plain_number(round(total, 1 if total < 10 else 0)) for total in bottom],
+                     padding=2, fontsize=8.5)
+        ax.margins(y=0.12)  # room for the numbers above the tallest bar
         ax.set(title=f"batch size {size}", xlabel="", ylabel="time per step (µs)")
     for ax in axes.flat[len(sizes):]:  # an odd number of panels leaves one cell empty
         ax.set_visible(False)
@@ -326,9 +352,10 @@ def overhead_figure(df: pd.DataFrame):
     return fig
 
 
-def _autoencoder_label(device: str, implementation: str, hidden: str, loss_fn: str) -> str:
-    """'cpu, hidden 256,64, bce' (', resident' when the training set sat on the device)."""
-    return f"{device}{', resident' if implementation == 'resident' else ''}, hidden {hidden}, {loss_fn}"
+def _autoencoder_label(device: str, implementation: str, hidden: str, last: str) -> str:
+    """'cpu, 784→256→64, bce' (', resident' when the training set sat on the device); `last`: the loss function,
+    or in Fig. 6a, whose panels each have one, the batch size."""
+    return f"{device}{', resident' if implementation == 'resident' else ''}, {layers(hidden)}, {last}"
 
 
 def autoencoder_loss_figure(df: pd.DataFrame):
@@ -356,9 +383,8 @@ def autoencoder_loss_figure(df: pd.DataFrame):
                 if not whole.all():
                     ax.plot(curve["epoch"], curve[column], color=colour, lw=1.2, ms=3, alpha=0.35, **style)
                 ax.plot(curve["epoch"], curve[column].where(whole), color=colour, lw=1.8, ms=4, **style)
-            label = (f"{device}{', resident' if implementation == 'resident' else ''}, hidden {hidden}, batch {size}"
+            label = (_autoencoder_label(device, implementation, hidden, f"batch {size}")  # loss: the panel's
                      + (f" (mean of {seeds} seeds{'' if whole.all() else '; faint: fewer'})" if seeds > 1 else ""))
-            # (the loss function is the panel's)
             handles.append(Line2D([], [], color=colour, lw=2.5, label=label))
         handles += [Line2D([], [], color="0.3", marker="o", label="train"),
                     Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
@@ -412,7 +438,8 @@ def throughput_figure(df: pd.DataFrame):
         measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
-    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2)  # below: no bar hidden
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2,  # below: no bar hidden
+              handlelength=4)  # long enough to show the CPU's dashes
     fig.tight_layout()
     return fig
 

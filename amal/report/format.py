@@ -51,6 +51,17 @@ def seconds(value, digits: int = 3) -> str:
             return f"{significant(value / scale, digits)} {unit}"
 
 
+def seconds_sd(mean, sd, digits: int = 3) -> str:
+    """A mean duration and its sd in the mean's unit, the sd to 2 significant figures: (4.498, 0.325) -> '4.50 ± 0.33 s'
+    (not '4.50 s ± 325 ms'); no sd (one value): the mean alone."""
+    text = seconds(mean, digits)
+    if missing(sd) or missing(mean):
+        return text
+    value, unit = text.rsplit(" ", 1)
+    scale = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}[unit]
+    return f"{value} ± {significant(float(sd) / scale, 2)} {unit}"
+
+
 def rate(value, digits: int = 3) -> str:
     """Items per second with a thousands separator: 6100.0 -> '6,100'."""
     if missing(value):
@@ -61,3 +72,8 @@ def rate(value, digits: int = 3) -> str:
 
 def integer(value) -> str:
     return "–" if missing(value) else f"{int(value):,}"
+
+
+def layers(hidden: str, inputs: int = 784) -> str:
+    """An autoencoder's encoder as its layer sizes from the input: '256,64' -> '784→256→64' (the decoder mirrors it)."""
+    return "→".join([str(inputs), *str(hidden).split(",")])
