@@ -107,6 +107,8 @@ def run(args) -> int:
                   "to go on from there", file=sys.stderr)
         return 130
     print(experiment.summary(df).to_string(index=False))
+    if hasattr(experiment, "overall"):  # what a per-epoch table leaves to the reader's arithmetic
+        print(experiment.overall(df))
     for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
         print(note, file=sys.stderr)
     print(f"stored {len(df)} rows in {path}")

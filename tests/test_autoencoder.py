@@ -15,7 +15,7 @@ from PIL import Image
 from amal import cli
 from amal.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from amal.experiments import EXPERIMENTS
-from amal.experiments.autoencoder import PROFILES, AutoencoderConfig, bench_cases, run, summary
+from amal.experiments.autoencoder import PROFILES, AutoencoderConfig, bench_cases, overall, run, summary
 from amal.store import COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,8 @@ def test_cli_stores_rows_and_the_reconstruction_png(tmp_path, capsys):
     with Image.open(results / relative) as image:
         assert image.size == (302, 62)
     assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
-    assert "stored 1 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stored 1 rows" in out and "1 epoch (1): " in out and " images/s over all of them; last train loss " in out
 
 
 def no_files(folder: Path) -> bool:
@@ -449,6 +450,11 @@ def test_profiles_and_summary():
                        "samples_per_s": [8000.4], "transfer_s": [0.0]})
     assert summary(df).iloc[0].to_dict() == {"epoch": 1, "train_loss": 0.12346, "test_loss": 0.2, "epoch_s": 0.5,
                                              "samples_per_s": 8000.0, "transfer_s": 0.0}
+    two = pd.DataFrame({"epoch": [3, 4], "train_loss": [0.2, 0.123456], "test_loss": [0.3, 0.2], "epoch_s": [0.5, 1.5],
+                        "samples_per_s": [8000.0, 4000.0], "transfer_s": [0.0, 0.0]})
+    # 4,000 + 6,000 images in 2 s: 5,000 images/s, not the mean of the two epochs' rates (6,000)
+    assert overall(two) == ("2 epochs (3-4): 2 s of training, 5,000 images/s over all of them; last train loss "
+                            "0.1235, test loss 0.2")
 
 
 @pytest.mark.gpu

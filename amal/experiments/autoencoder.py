@@ -20,6 +20,7 @@ from amal.environment import environment
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
+from amal.report.format import number, plural, rate, seconds
 from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
 NAME = "autoencoder"
@@ -505,6 +506,18 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         "samples_per_s": df["samples_per_s"].round(0).to_numpy(),
         "transfer_s": df["transfer_s"].round(4).to_numpy(),
     })
+
+
+def overall(df: pd.DataFrame) -> str:
+    """The line under the per-epoch table: all epochs together, counted as the report's throughput table counts them
+    (images over seconds of training, not a mean of the epochs' rates), and where the losses ended."""
+    seconds_trained = df["epoch_s"].sum()
+    images = (df["samples_per_s"] * df["epoch_s"]).sum()
+    first, last = df.iloc[0], df.iloc[-1]
+    span = f"{first['epoch']:.0f}" + ("" if len(df) == 1 else f"-{last['epoch']:.0f}")
+    return (f"{plural(len(df), 'epoch')} ({span}): {seconds(seconds_trained)} of training, "
+            f"{rate(images / seconds_trained)} images/s over all of them; last train loss "
+            f"{number(last['train_loss'], 4)}, test loss {number(last['test_loss'], 4)}")
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
