@@ -274,10 +274,12 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                f"Left: training MSE against cumulative training time ({implementation}, {drawn_mean}); dotted: the "
                "target. Right: training time until the target is reached ("
                + ("mean over the seeds that reached it, error bars from the fastest to the slowest of them"
-                  if seeds > 1 else mean) + "); batch sizes that never reach it are left out."),
+                  if seeds > 1 else mean) + "; the implementations at one batch size are drawn side by side); "
+               "batch sizes that never reach it are left out."),
         figure("fig5-overhead", "Where the time of a step goes",
                "Mean time per step split into data fetch, forward, backward and parameter update, per implementation "
-               "at a few batch sizes (µs per step; each panel has its own scale). The split comes from a separate "
+               "at a few batch sizes (µs per step; each panel has its own scale; the number over a bar is the whole "
+               "step's time). The split comes from a separate "
                "instrumented pass that reads the clock between the parts, which adds its own cost: the bars can "
                "differ from the table's time per step, which is the training clock's time over the steps."),
     ], tables=[table(f"Per implementation and batch size (lr = {number(lr)}): time of 1000 epochs{scaled}, mean ± sd "
