@@ -82,8 +82,10 @@ def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
     ax.set_xscale("log")
     sizes = sorted(set(int(b) for b in batch_sizes))
     ax.set_xticks(sizes)
-    # one batch size: a factor of 2 either side; more: room for points shifted apart (_dodge) at the ends
-    ax.set_xlim(sizes[0] / 2, sizes[0] * 2) if len(sizes) == 1 else ax.set_xlim(sizes[0] / 1.35, sizes[-1] * 1.35)
+    if len(sizes) == 1:
+        ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
+    else:  # room for the points shifted apart (_dodge) at both ends
+        ax.set_xlim(sizes[0] / 1.35, sizes[-1] * 1.35)
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))
     ax.xaxis.set_minor_locator(ticker.NullLocator())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -111,11 +113,16 @@ def _batch_palette(sizes) -> dict:
     return {size: tuple(shades[i]) for i, size in enumerate(sizes)}
 
 
+def _stopped(rows: pd.DataFrame) -> pd.Series:
+    """Per batch size that diverged: the epoch its first seed to diverge was stopped at."""
+    failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
+    return failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
+
+
 def _batch_names(rows: pd.DataFrame) -> dict:
     """Legend label per batch size of Fig. 2 and 4: '8', or '8 (diverged, epoch 3)' where a seed's training of that
     size was stopped (the earliest such epoch)."""
-    failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
-    stopped = failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
+    stopped = _stopped(rows)
     return {int(size): f"{size} (diverged, epoch {int(stopped[size])})" if size in stopped else str(size)
             for size in sorted(rows["batch_size"].unique())}
 
@@ -209,8 +216,7 @@ def batch_loss_figure(df: pd.DataFrame):
     rows, lr, implementation = select.fig2_rows(select.batch_size_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sizes = sorted(rows["batch_size"].unique())
-    failed = rows[rows["diverged"].eq(True)]  # every epoch of a diverged training: the last is where it stopped
-    stopped = failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
+    stopped = _stopped(rows)
     names = _batch_names(rows)
     colours = _batch_palette(sizes)  # as in Fig. 4
     shown = rows[np.isfinite(rows["train_loss"])]  # a diverged run's last loss may be inf or NaN: off any scale

@@ -37,6 +37,9 @@ def number(value, digits: int = 3) -> str:
     return f"{value:.{digits - 1}e}"
 
 
+UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}  # of a duration, largest first
+
+
 def seconds(value, digits: int = 3) -> str:
     """A duration with a readable unit, chosen after rounding: 9.41e-3 -> '9.41 ms', 3.2e-5 -> '32 µs', 75 -> '75 s',
     0.9996 -> '1.00 s', 1234.5 -> '1,230 s'."""
@@ -46,7 +49,7 @@ def seconds(value, digits: int = 3) -> str:
     rounded = float(f"{value:.{digits}g}")
     if abs(rounded) >= 1000:
         return f"{rounded:,.0f} s"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+    for unit, scale in UNITS.items():
         if abs(rounded) >= scale or unit == "ns" or value == 0:
             return f"{significant(value / scale, digits)} {unit}"
 
@@ -58,8 +61,7 @@ def seconds_sd(mean, sd, digits: int = 3) -> str:
     if missing(sd) or missing(mean):
         return text
     value, unit = text.rsplit(" ", 1)
-    scale = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}[unit]
-    return f"{value} ± {significant(float(sd) / scale, 2)} {unit}"
+    return f"{value} ± {significant(float(sd) / UNITS[unit], 2)} {unit}"
 
 
 def rate(value, digits: int = 3) -> str:
