@@ -229,6 +229,12 @@ def test_the_summary_says_how_many_seeds_diverged_and_when():
     stopped = runs[runs["batch_size"] == 506].groupby("seed")["epoch"].max()
     assert runs["diverged"].all() and stopped.min() > 1  # full batch takes a few epochs to blow up
     assert table.loc[506, "diverged"] == f"2/2 at epoch {stopped.min()}"
-    calm = batch_size.summary(batch_size.run(batch_size.BatchSizeConfig(
-        batch_sizes=(64,), implementations=("fused",), epochs=2, seeds=1, decomposition_steps=1)))
+    calm_runs = batch_size.run(batch_size.BatchSizeConfig(
+        batch_sizes=(16,), implementations=("fused",), epochs=2, seeds=1, decomposition_steps=1))
+    calm = batch_size.summary(calm_runs)
     assert calm["diverged"].tolist() == [""]
+    # beside a batch size that did not diverge: the epoch stays a whole number ("at epoch 3.0" before), and an
+    # exploded loss is no final MSE
+    mixed = batch_size.summary(pd.concat([runs, calm_runs], ignore_index=True)).set_index("batch_size")
+    assert mixed.loc[506, "diverged"] == f"2/2 at epoch {stopped.min()}" and np.isnan(mixed.loc[506, "final_mse"])
+    assert mixed.loc[16, "final_mse"] == pytest.approx(calm_runs["train_loss"].iloc[-1], abs=1e-4)

@@ -96,7 +96,8 @@ def test_log_axes_are_labelled_with_plain_numbers(fixture_df):
 
 
 @pytest.mark.parametrize(("value", "label"), [(1, "1"), (0.01, "0.01"), (506, "506"), (1e4, "10,000"),
-                                              (1e9, "1,000,000,000"), (1e-5, "1e-05")])
+                                              (1e9, "1,000,000,000"), (1e-5, "1e-05"), (1e22, "1e+22"),
+                                              (4.2e22, "4.2e+22")])
 def test_plain_numbers_for_large_values_too(value, label):
     """A diverging run's loss axis read 10000, 100000, 1e+06, 1e+07."""
     assert figures._plain_number(value) == label
@@ -437,3 +438,22 @@ def test_overhead_writes_each_steps_total_over_its_bar(fixture_df):
         assert labels == [figures._plain_number(round(t, 1 if t < 10 else 0)) for t in totals]
         assert max(totals) < ax.get_ylim()[1]
     plt.close(fig)
+
+
+def test_a_batch_size_that_exploded_leaves_through_the_top_of_fig2_and_fig4(fixture_df):
+    """Batch size 1 at a large lr reached MSE 4e22 in its first epoch: drawn, the log axis ran to 1e22 and squashed
+    every other batch size into the bottom of the panel (Fig. 1 already kept such runs off its scale)."""
+    rows = fixture_df.copy()
+    batch = rows["experiment"] == "batch-size"
+    smallest = batch & (rows["batch_size"] == rows.loc[batch, "batch_size"].min())
+    rows = rows[~smallest | (rows["epoch"] == 1)].copy()
+    rows.loc[smallest, ["train_loss", "diverged"]] = [4.2e22, True]
+    rows.loc[smallest, ["time_to_target_s", "epoch_to_target"]] = None
+    drawn, _, _ = select.fig2_rows(select.batch_size_rows(rows))  # the implementation both figures draw
+    kept = drawn[~drawn["diverged"].eq(True)]
+    assert len(kept) and kept["train_loss"].max() < 1e4
+    for build in (figures.batch_loss_figure, figures.time_to_target_figure):
+        fig = build(rows)
+        bottom, top = fig.axes[0].get_ylim()
+        assert bottom <= kept["train_loss"].min() and kept["train_loss"].max() <= top < 1e4, build.__name__
+        plt.close(fig)

@@ -395,10 +395,12 @@ PROFILES = {  # the campaign `python -m amal.report` runs when the store is empt
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per (implementation, batch size): final loss, how many seeds diverged (and the first epoch one was
-    stopped at), training time, time to target (over the seeds that reached it) and step split (means over seeds)."""
+    """One line per (implementation, batch size): final loss (over the seeds that did not diverge: an exploded loss
+    is no result), how many seeds diverged (and the first epoch one was stopped at), training time, time to target
+    (over the seeds that reached it) and step split (means over seeds)."""
     last = df.sort_values("epoch").groupby(["implementation", "batch_size", "seed"]).tail(1)
-    last = last.assign(us_per_step=1e6 * last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]))
+    last = last.assign(us_per_step=1e6 * last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]),
+                       train_loss=last["train_loss"].where(~last["diverged"].eq(True)))
     table = last.groupby(["implementation", "batch_size"]).agg(
         final_mse=("train_loss", "mean"), train_time_s=("elapsed_s", "mean"), us_per_step=("us_per_step", "mean"),
         time_to_target_s=("time_to_target_s", "mean"), reached=("epoch_to_target", "count"), runs=("seed", "size"),
@@ -406,7 +408,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     for part in ("data", "forward", "backward", "update"):
         table[f"{part}_us"] *= 1e6
     stopped = last[last["diverged"].eq(True)].groupby(["implementation", "batch_size"])["epoch"]
-    table.insert(1, "diverged", [f"{n}/{runs} at epoch {first}" if n else "" for n, first, runs in zip(
+    table.insert(1, "diverged", [f"{n}/{runs} at epoch {first:.0f}" if n else "" for n, first, runs in zip(
         stopped.size().reindex(table.index, fill_value=0), stopped.min().reindex(table.index), table["runs"],
         strict=True)])
     return table.reset_index().round(4)

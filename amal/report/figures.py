@@ -72,7 +72,10 @@ def png_bytes(fig) -> bytes:
 
 
 def _plain_number(value, _position=None) -> str:
-    """Tick labels like 1, 16, 506, 0.01, 100,000 instead of 10^0 or 1e+05 (very small values stay as 1e-05)."""
+    """Tick labels like 1, 16, 506, 0.01, 100,000 instead of 10^0 or 1e+05 (very small values stay as 1e-05, very
+    large ones from 1e+10 on too: 10²² written out in full is unreadable)."""
+    if abs(value) >= 1e10:
+        return f"{value:.2g}"
     return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:g}"
 
 
@@ -127,17 +130,20 @@ def _batch_names(rows: pd.DataFrame) -> dict:
             for size in sorted(rows["batch_size"].unique())}
 
 
-def _loss_range(rows: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[float, float]:
-    """Log-scale y limits for the lr-sweep's loss curves: the losses of the runs that did not diverge, with room
-    above when some did. A diverged run climbs to 10⁶ × its start: drawn whole, it would squash the curves that
-    matter into the bottom of the panel, so it leaves through the top edge."""
+def _loss_range(rows: pd.DataFrame, key: str, leaving, target: float | None = None) -> tuple[float, float]:
+    """Log-scale y limits for loss curves, one per value of `key` (lr, batch size): the losses of the curves not in
+    `leaving` (those that diverged or grew), with room above when some are, and the target loss if any. A diverged
+    run climbs to 10⁶ × its start or more: drawn whole, it would squash the curves that matter into the bottom of
+    the panel, so it leaves through the top edge."""
+    leaving = set(leaving)
     finite = rows[np.isfinite(rows["train_loss"])]
-    kept = finite[~finite["lr"].isin(outcomes.loc[outcomes["unstable"], "lr"])]  # growing ones leave the top too
+    kept = finite[~finite[key].isin(leaving)]
     if kept.empty:  # every run diverged: show how each started
-        kept = finite.groupby("lr").head(1)
-    if kept.empty:  # and none has a finite loss: any range will do
+        kept = finite.groupby(key).head(1)
+    losses = kept["train_loss"].tolist() + ([] if target is None else [target])
+    if not losses:  # and none has a finite loss: any range will do
         return 1.0, 10.0
-    return kept["train_loss"].min() * 0.85, kept["train_loss"].max() * (3 if outcomes["unstable"].any() else 1.3)
+    return min(losses) * 0.85, max(losses) * (3 if leaving else 1.3)
 
 
 def lr_sweep_figure(df: pd.DataFrame):
@@ -146,7 +152,7 @@ def lr_sweep_figure(df: pd.DataFrame):
     outcomes = select.lr_outcomes(rows)
     colours = _palette(outcomes["lr"])
     fig, (curves, bound) = plt.subplots(1, 2, figsize=(9.6, 4.3), gridspec_kw={"width_ratios": [1.5, 1]})
-    bottom, top = _loss_range(rows, outcomes)
+    bottom, top = _loss_range(rows, "lr", outcomes.loc[outcomes["unstable"], "lr"])
     for outcome in outcomes.itertuples():
         run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
         stopped = (f" (diverged, epoch {outcome.diverged_epoch:.0f})" if outcome.diverged
@@ -227,14 +233,15 @@ def batch_loss_figure(df: pd.DataFrame):
         sns.lineplot(data=shown.assign(batch=shown["batch_size"].map(names)), x="epoch", y="train_loss", hue="batch",
                      hue_order=[names[b] for b in sizes], errorbar=("pi", 100), ax=ax,
                      palette={names[size]: colour for size, colour in colours.items()})
-    ax.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target loss")
-    ax.set(yscale="log", xlabel="epoch (one pass over the training set)", ylabel=r"training MSE ((k\$)², log scale)")
+    target = rows["target_loss"].iloc[0]
+    ax.axhline(target, color="grey", ls=":", lw=1.2, label="target loss")
+    bottom, top = _loss_range(rows, "batch_size", stopped.index, target)  # a diverged batch size: off the top
+    ax.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one pass over the training set)",
+           ylabel=r"training MSE ((k\$)², log scale)")
     ax.set_title(f"Training MSE per epoch at lr = {lr:g} ({implementation}, {_over_seeds(rows)})"
                  + (" (× = diverged)" if len(stopped) else ""), pad=14 if len(stopped) else 6)  # clear of the ×
-    top = ax.get_ylim()[1]
     for size, epoch in stopped.items():  # where the first seed was stopped, on the top edge (as in Fig. 1)
         ax.plot([epoch], [top], marker="x", ms=10, mew=2.5, color=colours[size], clip_on=False, zorder=5)
-    ax.set_ylim(top=top)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
     ax.legend(title="batch size", loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
@@ -287,15 +294,16 @@ def time_to_target_figure(df: pd.DataFrame):
     for size in names:  # one diverged in its first epoch has no curve: the legend still names it, as Fig. 2's does
         curve = means[means["batch_size"] == size]
         wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=names[size])
-    wall.axhline(rows["target_loss"].iloc[0], color="grey", ls=":", lw=1.2, label="target")
+    target_loss = rows["target_loss"].iloc[0]
+    wall.axhline(target_loss, color="grey", ls=":", lw=1.2, label="target")
     if means.empty:  # every run diverged in its first epoch: nothing to put on a log time axis
         wall.text(0.5, 0.5, "every run diverged in its first epoch", ha="center", va="center",
                   transform=wall.transAxes, fontsize=11, color="dimgrey")
         wall.set(xticks=[], xlabel="cumulative training time (s)")
     else:
         wall.set(xscale="log", xlabel="cumulative training time (s, log scale)")
-    wall.set(yscale="log", ylabel=r"training MSE ((k\$)², log scale)",
-             title=f"Loss against wall-clock time ({implementation})")
+    wall.set(yscale="log", ylim=_loss_range(chosen, "batch_size", _stopped(chosen).index, target_loss),
+             ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
     wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2),  # below: curves seen
                 ncols=6 if len(names) < 6 else 3)  # long labels ("8 (diverged, epoch 3)") in fewer columns
     reached = runs[runs["reached"]]
