@@ -457,3 +457,18 @@ def test_a_batch_size_that_exploded_leaves_through_the_top_of_fig2_and_fig4(fixt
         bottom, top = fig.axes[0].get_ylim()
         assert bottom <= kept["train_loss"].min() and kept["train_loss"].max() <= top < 1e4, build.__name__
         plt.close(fig)
+
+
+def test_an_implementation_keeps_its_colour_whichever_others_are_shown(fixture_df):
+    """seaborn deals colours in order: fused was orange beside dataloader and blue without it."""
+    batch = fixture_df["experiment"] == "batch-size"
+    only = fixture_df[~batch | fixture_df["implementation"].isin(["manual", "tensor"])]
+    for df in (fixture_df, only):
+        for build, panel in ((figures.batch_time_figure, 0), (figures.time_to_target_figure, 1)):
+            fig = build(df)
+            legend = fig.axes[panel].get_legend()
+            colours = {text.get_text(): handle.get_color()
+                       for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)}
+            for implementation in ("manual", "tensor"):
+                assert tuple(colours[implementation]) == tuple(figures.IMPLEMENTATION_COLOURS[implementation])
+            plt.close(fig)

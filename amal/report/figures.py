@@ -251,10 +251,21 @@ def batch_loss_figure(df: pd.DataFrame):
 IMPLEMENTATION_MARKERS = {"dataloader": "o", "tensor": "s", "manual": "^", "fused": "D"}  # × means "diverged"
 
 
+IMPLEMENTATION_COLOURS = dict(zip(["dataloader", "fused", "manual", "tensor"], sns.color_palette("tab10", 4),
+                                  strict=True))
+
+
 def implementation_markers(implementations) -> dict:
     """A marker per implementation, the same in every figure; never ×, which marks a diverged run."""
     spare = iter(["v", "P", "*", "h", "<", ">"])
     return {i: IMPLEMENTATION_MARKERS.get(i) or next(spare, "o") for i in implementations}
+
+
+def implementation_colours(implementations) -> dict:
+    """A colour per implementation, the same in every figure and every report, whichever others are shown (seaborn
+    deals its colours in order: fused was orange beside dataloader, blue without it)."""
+    spare = iter(sns.color_palette("tab10", 10)[4:])
+    return {i: IMPLEMENTATION_COLOURS.get(i) or next(spare, "black") for i in implementations}
 
 
 def batch_time_figure(df: pd.DataFrame):
@@ -264,8 +275,9 @@ def batch_time_figure(df: pd.DataFrame):
     order = sorted(runs["implementation"].unique())
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
-                 markers=implementation_markers(order), dashes=False, errorbar=("pi", 100), err_style="bars",
-                 err_kws={"capsize": 3}, ax=ax, hue_order=order, style_order=order)
+                 markers=implementation_markers(order), palette=implementation_colours(order), dashes=False,
+                 errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=ax, hue_order=order,
+                 style_order=order)
     _batch_axis(ax, runs["batch_size"])
     epochs = select.epochs_asked(runs)
     scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled)"
@@ -318,8 +330,9 @@ def time_to_target_figure(df: pd.DataFrame):
         shift = dict(zip(order, _dodge(len(order)), strict=True))  # side by side at a batch size, not on top
         sns.lineplot(data=reached.assign(batch_size=reached["batch_size"] * reached["implementation"].map(shift)),
                      x="batch_size", y="time_to_target_s", hue="implementation", style="implementation",
-                     hue_order=order, style_order=order, markers=implementation_markers(order), dashes=False,
-                     errorbar=("pi", 100), err_style="bars", err_kws={"capsize": 3}, ax=target)
+                     hue_order=order, style_order=order, markers=implementation_markers(order),
+                     palette=implementation_colours(order), dashes=False, errorbar=("pi", 100), err_style="bars",
+                     err_kws={"capsize": 3}, ax=target)
         target.set(yscale="log", ylabel="time to target loss (s, log scale)")
         target.margins(y=0.08)  # the fastest and slowest points (and their bars) clear of the frame
         target.legend(title="implementation")
