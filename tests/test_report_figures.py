@@ -97,7 +97,7 @@ def test_log_axes_are_labelled_with_plain_numbers(fixture_df):
 
 @pytest.mark.parametrize(("value", "label"), [(1, "1"), (0.01, "0.01"), (506, "506"), (1e4, "10,000"),
                                               (1e9, "1,000,000,000"), (1e-5, "1e-05"), (1e22, "1e+22"),
-                                              (4.2e22, "4.2e+22")])
+                                              (4.2e22, "4.2e+22"), (6000, "6,000"), (2500.5, "2500.5")])
 def test_plain_numbers_for_large_values_too(value, label):
     """A diverging run's loss axis read 10000, 100000, 1e+06, 1e+07."""
     assert figures._plain_number(value) == label
@@ -472,3 +472,20 @@ def test_an_implementation_keeps_its_colour_whichever_others_are_shown(fixture_d
             for implementation in ("manual", "tensor"):
                 assert tuple(colours[implementation]) == tuple(figures.IMPLEMENTATION_COLOURS[implementation])
             plt.close(fig)
+
+
+def test_lr_sweep_legend_lists_only_what_is_drawn(fixture_df):
+    """Nothing diverged: "diverged" was listed with no marker; everything diverged: "final MSE" with none, over an
+    empty 0.1-1 scale."""
+    sweep = fixture_df["experiment"] == "lr-sweep"
+    outcomes = select.lr_outcomes(select.lr_sweep_rows(fixture_df))
+    calm = fixture_df[~sweep | fixture_df["lr"].isin(outcomes.loc[~outcomes["unstable"], "lr"])]
+    wild = fixture_df[~sweep | fixture_df["lr"].isin(outcomes.loc[outcomes["unstable"], "lr"])]
+    for df, absent, present in ((calm, "diverged", "final MSE"), (wild, "final MSE", "diverged")):
+        fig = figures.lr_sweep_figure(df)
+        bound = fig.axes[1]
+        labels = [t.get_text().split(" (")[0] for t in bound.get_legend().get_texts()]
+        assert present in labels and absent not in labels, labels
+        assert (list(bound.get_yticks()) == []) == (df is wild)
+        assert any("no final MSE" in t.get_text() for t in bound.texts) == (df is wild)
+        plt.close(fig)

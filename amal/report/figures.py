@@ -72,11 +72,11 @@ def png_bytes(fig) -> bytes:
 
 
 def _plain_number(value, _position=None) -> str:
-    """Tick labels like 1, 16, 506, 0.01, 100,000 instead of 10^0 or 1e+05 (very small values stay as 1e-05, very
-    large ones from 1e+10 on too: 10²² written out in full is unreadable)."""
+    """Tick labels like 1, 16, 506, 0.01, 6,000, 100,000 instead of 10^0 or 1e+05 (very small values stay as 1e-05,
+    very large ones from 1e+10 on too: 10²² written out in full is unreadable)."""
     if abs(value) >= 1e10:
         return f"{value:.2g}"
-    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:g}"
+    return f"{value:,.0f}" if abs(value) >= 1e3 and float(value).is_integer() else f"{value:g}"
 
 
 def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
@@ -184,14 +184,15 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     logarithmic = high / low >= 100  # rates over decades: on a linear axis the small ones and the band squeeze
     edge = high * (1.5 if logarithmic else 1.08)
     ax.scatter(finite["lr"], finite["final_loss"], c=[colours[v] for v in finite["lr"]], s=45, zorder=3,
-               label="final MSE")
+               label="final MSE" if len(finite) else "_nolegend_")  # no entry without a point to show
     top = finite["final_loss"].max() * 1.2 if not finite.empty else 1.0
     bottom = finite["final_loss"].min() * 0.85 if not finite.empty else 0.1
     diverged = outcomes[outcomes["unstable"]]  # stopped, or growing when the run ended: no final MSE to compare
     beyond = diverged["lr"] > edge
     ax.scatter(diverged["lr"].clip(upper=edge), [top] * len(diverged), marker="x", s=70, linewidths=2.5,
                c=[colours[v] for v in diverged["lr"]], clip_on=False, zorder=3,
-               label=("diverged or growing" if outcomes["growing"].any() else "diverged")
+               label="_nolegend_" if diverged.empty else
+               ("diverged or growing" if outcomes["growing"].any() else "diverged")
                + (f" ({plural(int(beyond.sum()), 'larger lr')}: on the right edge)" if beyond.any() else ""))
     ax.axvline(theory, color="black", ls="--", lw=1.2, label=f"theory lr* = {theory:.4g}")
     if stable is not None and unstable is not None and stable < unstable:
@@ -206,6 +207,10 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     else:
         ax.set(xlim=(0, edge), xlabel="learning rate")
     ax.set(ylim=(bottom, top), ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
+    if finite.empty:  # a scale with nothing on it would read as data: say why the panel is empty instead
+        ax.set(yticks=[])
+        ax.text(0.5, 0.5, "every learning rate diverged:\nno final MSE to compare", ha="center", va="center",
+                transform=ax.transAxes, fontsize=10, color="dimgrey")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2,  # below: no point
               fontsize=8.5)  # hidden; in one column when a label is long, clear of the other panel's legend
 
