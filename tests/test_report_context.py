@@ -125,7 +125,24 @@ def test_gpu_command_gives_a_cuda_run_the_report_sets_beside_the_cpu_run(tmp_pat
 
 def test_bench_finding(context):
     assert sections(context)["bench"]["findings"] == [
-        "batch-size: batch-size/tensor/bs16/cpu is 3.24× faster than batch-size/dataloader/bs16/cpu (median round)."]
+        "batch-size, by implementation: batch-size/tensor/bs16/cpu is 3.24× faster than batch-size/dataloader/bs16/cpu "
+        "(alike in every other setting; median round)."]
+
+
+def test_bench_findings_compare_only_cases_that_differ_in_one_setting(fixture_df):
+    """"fused/b506 is 1,540× faster than dataloader/b1" mixed the implementation with 506× fewer steps a round."""
+    bench = fixture_df[fixture_df["experiment"] == "bench"]
+    tensor = bench[bench["benchmark"] == "batch-size/tensor/bs16/cpu"]
+    more = pd.concat([tensor.assign(benchmark="batch-size/tensor/bs506/cpu", batch_size=506,
+                                    round_s=tensor["round_s"] / 20),
+                      tensor.assign(benchmark="batch-size/fused/bs1/cpu", implementation="fused", batch_size=1,
+                                    round_s=tensor["round_s"] * 40)])  # differs from every other case in two
+    findings = sections(build_context(pd.concat([fixture_df, more], ignore_index=True), "r"))["bench"]["findings"]
+    assert findings == [
+        "batch-size, by implementation: batch-size/tensor/bs16/cpu is 3.24× faster than batch-size/dataloader/bs16/cpu "
+        "(alike in every other setting; median round).",
+        "batch-size, by batch size: batch-size/tensor/bs506/cpu is 20× faster than batch-size/tensor/bs16/cpu "
+        "(alike in every other setting; median round)."]
 
 
 def test_missing_sections_say_how_to_produce_them(fixture_df):

@@ -465,6 +465,25 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
                                  body, align="llllrrrrr")])
 
 
+BENCH_PARAM_NAMES = {"implementation": "implementation", "batch_size": "batch size", "device": "device",
+                     "hidden": "model size", "loss_fn": "loss", "data_on_device": "data path", "epochs": "epochs"}
+
+
+def bench_contrasts(cases: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series]]:
+    """Per parameter in which the cases differ: (parameter, fastest, slowest) of the two cases alike in every other
+    parameter, epochs a round trains included, whose median rounds differ most. Cases that differ in more than one
+    (fused at batch size 506 against dataloader at 1) are never compared: the ratio would mix the two."""
+    params = [p for p in [*select.BENCH_PARAMS, "epochs"] if cases[p].nunique(dropna=False) > 1]
+    contrasts = []
+    for param in params:
+        others = [p for p in [*select.BENCH_PARAMS, "epochs"] if p != param]
+        pairs = [(alike.loc[alike["median_s"].idxmin()], alike.loc[alike["median_s"].idxmax()])
+                 for _, alike in cases.groupby(others, dropna=False, sort=False) if alike[param].nunique() > 1]
+        if pairs:
+            contrasts.append((param, *max(pairs, key=lambda pair: pair[1]["median_s"] / pair[0]["median_s"])))
+    return contrasts
+
+
 def bench_section(df: pd.DataFrame) -> dict:
     rows = select.experiment_rows(df, "bench")
     title = "Benchmarks (pytest-benchmark rounds)"
@@ -476,10 +495,11 @@ def bench_section(df: pd.DataFrame) -> dict:
     mixed = commits.nunique() > 1  # a case rerun alone after a change: its rows are another commit's code
     findings = []
     for (group, commit), cases in summary.groupby(["bench_group", commits], sort=True):
-        if len(cases) > 1:  # cases compared only with cases timed at the same commit
-            quick, slow = cases.loc[cases["median_s"].idxmin()], cases.loc[cases["median_s"].idxmax()]
-            findings.append(f"{group}: {quick['benchmark']} is {number(slow['median_s'] / quick['median_s'])}× "
-                            f"faster than {slow['benchmark']} (median round{f', commit {commit}' if mixed else ''}).")
+        # cases compared only with cases timed at the same commit
+        for param, quick, slow in bench_contrasts(cases):
+            findings.append(f"{group}, by {BENCH_PARAM_NAMES[param]}: {quick['benchmark']} is "
+                            f"{number(slow['median_s'] / quick['median_s'])}× faster than {slow['benchmark']} "
+                            f"(alike in every other setting; median round{f', commit {commit}' if mixed else ''}).")
     body = [[s.benchmark, s.bench_group, "–" if pd.isna(s.epochs) else plural(s.epochs, "epoch"),
              integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s), *([commit] if mixed else [])]
             for s, commit in zip(summary.itertuples(), commits, strict=True)]

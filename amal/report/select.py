@@ -342,14 +342,16 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs", "git_commit"]
+BENCH_PARAMS = ["implementation", "batch_size", "device", "hidden", "loss_fn", "data_on_device"]  # of a case
+BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs", "git_commit",
+                 *BENCH_PARAMS]
 
 
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
-    (q3 − q1) and min of the round times, in seconds, the epochs one round trains (NA where not recorded) and the
+    (q3 − q1) and min of the round times, in seconds, the epochs one round trains (NA where not recorded), the
     commit of the run it comes from ('' where not recorded; a case rerun alone after a change is newer than the
-    others)."""
+    others) and the case's parameters (BENCH_PARAMS)."""
     rows = experiment_rows(df, "bench")
     rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
     if rows.empty:
@@ -361,6 +363,8 @@ def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
                                      iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
     summary["epochs"] = grouped["epochs"].first().astype("Int64")  # first: the first non-missing value
     summary["git_commit"] = grouped["git_commit"].first()  # one run per benchmark: one commit
+    for param in BENCH_PARAMS:  # what the case trains (missing where it does not apply: hidden of a regression)
+        summary[param] = grouped[param].first() if param in rows else None
     return summary.reset_index()[BENCH_SUMMARY]
 
 
