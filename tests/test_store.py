@@ -1,5 +1,6 @@
 import errno
 import os
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -227,3 +228,15 @@ def test_measurements_may_be_null_in_a_whole_run(tmp_path):
     store.save(_run("batch-size", n=1, train_loss=[float("nan")]), tmp_path)
     loaded, problems = store.load(tmp_path)
     assert problems == [] and loaded["train_loss"].isna().all()
+
+
+def test_a_copied_run_file_is_refused_not_counted_twice(tmp_path):
+    """A run file copied under another name (same run_id): its rows were read twice, the report counting 5 runs."""
+    path = store.save(_run(n=2), tmp_path)
+    copy = tmp_path / f"zz-{path.name}"
+    shutil.copy(path, copy)
+    run_id = pd.read_parquet(path)["run_id"].iloc[0]
+    with pytest.raises(UsageError, match=f"^{copy}: run {run_id} is already in {path.name} \\(a copy\\?\\): keep one"):
+        store.load(tmp_path)
+    loaded, problems = store.load(tmp_path, skip_bad=True)
+    assert len(loaded) == 2 and loaded["run_id"].nunique() == 1 and len(problems) == 1
