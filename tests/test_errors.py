@@ -1,5 +1,8 @@
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,23 @@ def test_help_paragraphs_refills_each_paragraph_apart():
     Second paragraph, hand-written and long enough to wrap somewhere."""
     assert help_paragraphs(text, width=30) == ("First code line continues\nhere.\n\nSecond paragraph, hand-written\n"
                                                "and long enough to wrap\nsomewhere.")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(("argv0", "quiet"), [("-m", True), ("-c", False)])
+def test_ctrl_c_before_a_commands_main_is_one_line_not_an_import_traceback(argv0, quiet):
+    """`python -m amal.run` hit by Ctrl-C while torch imports printed 14-54 lines of traceback. While the module of
+    `python -m` is found, argv[0] is "-m": only then does amal replace the hook (a program importing amal keeps its
+    own)."""
+    code = (f"import sys; sys.argv[0] = {argv0!r}; import amal; "
+            "print(sys.excepthook is sys.__excepthook__, flush=True); raise KeyboardInterrupt")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode in (130, -signal.SIGINT)  # interrupted, as Python ends on an unhandled Ctrl-C
+    assert done.stdout == f"{not quiet}\n"
+    if quiet:
+        assert done.stderr == "interrupted while starting: nothing was done\n"
+    else:
+        assert done.stderr.startswith("Traceback") and done.stderr.endswith("KeyboardInterrupt\n")
