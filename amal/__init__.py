@@ -3,14 +3,15 @@
 import sys
 
 
-def _interrupted_while_starting(kind, value, traceback) -> None:
-    """Ctrl-C before a command's main() runs (while torch imports, seconds): one line, not an import traceback.
-    Python still exits as interrupted (130); every main() handles Ctrl-C itself once it runs."""
+def _interrupted(kind, value, traceback) -> None:
+    """A Ctrl-C no command handles (one while torch imports, seconds, before any main() runs): one line, not a
+    traceback through the imports; Python still exits as interrupted (130). What a command must clean up, it
+    cleans up itself, and says so; any other exception goes to Python's own hook."""
     if issubclass(kind, KeyboardInterrupt):
-        print("interrupted while starting: nothing was done", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
     else:
         sys.__excepthook__(kind, value, traceback)
 
 
 if sys.argv[:1] == ["-m"]:  # `python -m amal.<command>` (argv[0] is "-m" while the command's module is found)
-    sys.excepthook = _interrupted_while_starting
+    sys.excepthook = _interrupted

@@ -296,23 +296,13 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UsageError(f"results directory {results_dir} does not exist")
-    tables, problems, seen = [], [], {}
+    tables, problems, seen = [], [], {}  # seen: run id -> the file it was read from
     for path in run_files(results_dir):
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowException) as exc:
             message = f"{path}: unreadable parquet file ({exc})".splitlines()[0]
         else:
-            runs = set(table.column("run_id").unique().to_pylist()) if "run_id" in table.column_names else set()
-            again = sorted(str(run) for run in runs if run in seen)
-            if again:  # a copied file: read twice, its rows would count twice in every mean and every count
-                message = (f"{path}: run {again[0]} is already in {seen[again[0]]} (a copy?): keep one of the two "
-                           "files")
-                if not skip_bad:
-                    raise UsageError(message)
-                problems.append(message)
-                continue
-            seen.update(dict.fromkeys(runs, path.name))
             missing = [name for name in ("run_id", "experiment") if name not in table.column_names]
             known = table.select([n for n in table.column_names if n in COLUMNS])
             try:  # the schema's types: a file rewritten by other tools may hold large_string for string, say
@@ -321,13 +311,18 @@ def load(results_dir: str | Path, skip_bad: bool = False) -> tuple[pd.DataFrame,
                 message = f"{path}: columns of other types than amal's ({exc})".splitlines()[0]
             else:
                 lacking = missing or lacks(known)
-                if not lacking:  # columns a file lacks are null, as in a run that does not use them
+                runs = set() if lacking else set(known.column("run_id").unique().to_pylist())
+                copied = sorted(runs & seen.keys())  # a copied file: its rows would count twice in every mean
+                if not lacking and not copied:  # columns a file lacks are null, as in a run that does not use them
+                    seen.update(dict.fromkeys(runs, path.name))
                     tables.append(pa.Table.from_arrays(
                         [known[field.name] if field.name in known.column_names else pa.nulls(len(known), field.type)
                          for field in SCHEMA], schema=SCHEMA))
                     continue
                 message = (f"{path}: not an amal run file (no {', '.join(missing)} column)" if missing else
-                           f"{path}: not a whole amal run (no values in {', '.join(lacking)})")
+                           f"{path}: not a whole amal run (no values in {', '.join(lacking)})" if lacking else
+                           f"{path}: run {copied[0]} is already in {seen[copied[0]]} (a copy?): keep one of the two "
+                           "files")
         if not skip_bad:
             raise UsageError(message)
         problems.append(message)

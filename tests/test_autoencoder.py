@@ -451,10 +451,12 @@ def test_profiles_and_summary():
     assert summary(df).iloc[0].to_dict() == {"epoch": 1, "train_loss": 0.12346, "test_loss": 0.2, "epoch_s": 0.5,
                                              "samples_per_s": 8000.0, "transfer_s": 0.0}
     two = pd.DataFrame({"epoch": [3, 4], "train_loss": [0.2, 0.123456], "test_loss": [0.3, 0.2], "epoch_s": [0.5, 1.5],
-                        "samples_per_s": [8000.0, 4000.0], "transfer_s": [0.0, 0.0]})
+                        "samples_per_s": [8000.0, 4000.0], "transfer_s": [0.0, 0.0], "diverged": [False, False]})
     # 4,000 + 6,000 images in 2 s: 5,000 images/s, not the mean of the two epochs' rates (6,000)
     assert overall(two) == ("2 epochs (3-4): 2 s of training, 5,000 images/s over all of them; last train loss "
                             "0.1235, test loss 0.2")
+    stopped = two.assign(train_loss=[0.2, float("inf")], test_loss=[0.3, None], diverged=[False, True])
+    assert overall(stopped).endswith("images/s over all of them; diverged at epoch 4")  # not "last train loss inf"
 
 
 @pytest.mark.gpu

@@ -143,6 +143,9 @@ def test_bench_findings_compare_only_cases_that_differ_in_one_setting(fixture_df
         "(alike in every other setting; median round).",
         "batch-size, by batch size: batch-size/tensor/bs506/cpu is 20× faster than batch-size/tensor/bs16/cpu "
         "(alike in every other setting; median round)."]
+    tie = bench.assign(round_s=0.01)  # equally fast: no "1× faster than" (nor a case compared with itself)
+    assert sections(build_context(pd.concat([fixture_df[fixture_df["experiment"] != "bench"], tie],
+                                            ignore_index=True), "r"))["bench"]["findings"] == []
 
 
 def test_missing_sections_say_how_to_produce_them(fixture_df):

@@ -438,6 +438,12 @@ def test_overhead_writes_each_steps_total_over_its_bar(fixture_df):
         assert labels == [figures._plain_number(round(t, 1 if t < 10 else 0)) for t in totals]
         assert max(totals) < ax.get_ylim()[1]
     plt.close(fig)
+    # a run stored without the split has no bar: no "0" over it either
+    unsplit = fixture_df.copy()
+    unsplit.loc[unsplit["implementation"] == "dataloader", list(select.STEP_PARTS)] = None
+    fig = figures.overhead_figure(unsplit)
+    assert [t.get_text() == "" for t in fig.axes[0].texts] == [True, False, False]  # dataloader, manual, tensor
+    plt.close(fig)
 
 
 def test_a_batch_size_that_exploded_leaves_through_the_top_of_fig2_and_fig4(fixture_df):

@@ -515,9 +515,10 @@ def overall(df: pd.DataFrame) -> str:
     images = (df["samples_per_s"] * df["epoch_s"]).sum()
     first, last = df.iloc[0], df.iloc[-1]
     span = f"{first['epoch']:.0f}" + ("" if len(df) == 1 else f"-{last['epoch']:.0f}")
+    ended = (f"diverged at epoch {last['epoch']:.0f}" if last["diverged"] else
+             f"last train loss {number(last['train_loss'], 4)}, test loss {number(last['test_loss'], 4)}")
     return (f"{plural(len(df), 'epoch')} ({span}): {seconds(seconds_trained)} of training, "
-            f"{rate(images / seconds_trained)} images/s over all of them; last train loss "
-            f"{number(last['train_loss'], 4)}, test loss {number(last['test_loss'], 4)}")
+            f"{rate(images / seconds_trained)} images/s over all of them; {ended}")
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:

@@ -466,19 +466,21 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
 
 
 BENCH_PARAM_NAMES = {"implementation": "implementation", "batch_size": "batch size", "device": "device",
-                     "hidden": "model size", "loss_fn": "loss", "data_on_device": "data path", "epochs": "epochs"}
+                     "hidden": "model size", "loss_fn": "loss", "epochs": "epochs"}
 
 
 def bench_contrasts(cases: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series]]:
     """Per parameter in which the cases differ: (parameter, fastest, slowest) of the two cases alike in every other
     parameter, epochs a round trains included, whose median rounds differ most. Cases that differ in more than one
     (fused at batch size 506 against dataloader at 1) are never compared: the ratio would mix the two."""
+    cases = cases[cases["median_s"] > 0]  # (a round of no time, or none, has no ratio)
     params = [p for p in [*select.BENCH_PARAMS, "epochs"] if cases[p].nunique(dropna=False) > 1]
     contrasts = []
     for param in params:
         others = [p for p in [*select.BENCH_PARAMS, "epochs"] if p != param]
         pairs = [(alike.loc[alike["median_s"].idxmin()], alike.loc[alike["median_s"].idxmax()])
-                 for _, alike in cases.groupby(others, dropna=False, sort=False) if alike[param].nunique() > 1]
+                 for _, alike in cases.groupby(others, dropna=False, sort=False)
+                 if alike[param].nunique() > 1 and alike["median_s"].nunique() > 1]  # a tie: no "1× faster"
         if pairs:
             contrasts.append((param, *max(pairs, key=lambda pair: pair[1]["median_s"] / pair[0]["median_s"])))
     return contrasts

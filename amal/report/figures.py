@@ -209,8 +209,9 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     ax.set(ylim=(bottom, top), ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
     if finite.empty:  # a scale with nothing on it would read as data: say why the panel is empty instead
         ax.set(yticks=[])
-        ax.text(0.5, 0.5, "every learning rate diverged:\nno final MSE to compare", ha="center", va="center",
-                transform=ax.transAxes, fontsize=10, color="dimgrey")
+        grew = " or grew" if outcomes["growing"].any() else ""
+        ax.text(0.5, 0.5, f"every learning rate diverged{grew}:\nno final MSE to compare", ha="center",
+                va="center", transform=ax.transAxes, fontsize=10, color="dimgrey")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2,  # below: no point
               fontsize=8.5)  # hidden; in one column when a label is long, clear of the other panel's legend
 
@@ -372,8 +373,9 @@ def overhead_figure(df: pd.DataFrame):
             bars = ax.bar(at["implementation"], height, bottom=bottom, color=PART_COLOURS[part], label=part, width=0.65)
             bottom += height
         # the whole step's time over each bar: one 50x shorter than its neighbour is a sliver, its number still reads
-        ax.bar_label(bars, labels=[_plain_number(round(total, 1 if total < 10 else 0)) for total in bottom],
-                     padding=2, fontsize=8.5)
+        split = at[list(select.STEP_PARTS)].notna().any(axis=1).to_numpy()  # a run stored without the split: no bar
+        ax.bar_label(bars, labels=[_plain_number(round(total, 1 if total < 10 else 0)) if measured else ""
+                                   for total, measured in zip(bottom, split, strict=True)], padding=2, fontsize=8.5)
         ax.margins(y=0.12)  # room for the numbers above the tallest bar
         ax.set(title=f"batch size {size}", xlabel="", ylabel="time per step (µs)")
     for ax in axes.flat[len(sizes):]:  # an odd number of panels leaves one cell empty

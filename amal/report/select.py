@@ -342,7 +342,8 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-BENCH_PARAMS = ["implementation", "batch_size", "device", "hidden", "loss_fn", "data_on_device"]  # of a case
+# what a case trains (an autoencoder's data path is its implementation: resident or dataloader)
+BENCH_PARAMS = ["implementation", "batch_size", "device", "hidden", "loss_fn"]
 BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs", "git_commit",
                  *BENCH_PARAMS]
 
