@@ -117,8 +117,8 @@ class Stopwatch:
         return None if self.cpu_ns is None else self.cpu_ns / 1e9
 
 
-CONTENDED = 0.85  # a median cpu_share under this: other processes competed (measured, README: idle 0.95-1.04;
-# one busy loop beside 2 threads on 2 CPUs: 0.57-0.77, the epochs 4-5x slower)
+CONTENDED = 0.85  # a median cpu_share under this: other processes competed (idle: 0.99-1.04; one busy loop beside
+# 2 threads on 2 CPUs: 0.59-0.75, the epochs 2.5-4x slower)
 
 
 def cpu_share(cpu_s: float | None, wall_s: float, threads: int) -> float | None:
