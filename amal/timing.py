@@ -70,27 +70,19 @@ def set_threads(threads: int | None) -> int:
 class Stopwatch:
     """Accumulates the time spent inside `with watch:` blocks, in nanoseconds; syncs `device` at both ends (decided
     once: on the CPU a lap costs the two clock reads and the collector's switch, nothing else); the garbage collector
-    is paused inside a block (and left as it was found: a block inside another keeps it paused).
+    is paused inside a block (and left as it was found: a block inside another keeps it paused)."""
 
-    With `cpu=True` it also accumulates the CPU time the whole process (all its threads) got inside the blocks
-    (`cpu_s`), read outside the wall-clock interval, so that it costs the timed time nothing (a system call each
-    end: for long blocks, such as epochs, not steps)."""
-
-    def __init__(self, device: torch.device | str | None = None, cpu: bool = False):
+    def __init__(self, device: torch.device | str | None = None):
         self.device = device
         self._cuda = torch.device(device) if is_cuda(device) else None
         self.total_ns = 0
-        self.cpu_ns = 0 if cpu else None
         self.laps = 0
         self._start = None
-        self._cpu_start = None
         self._collecting = False
 
     def __enter__(self):
         self._collecting = gc.isenabled()
         gc.disable()
-        if self.cpu_ns is not None:
-            self._cpu_start = time.process_time_ns()
         if self._cuda is not None:
             torch.cuda.synchronize(self._cuda)
         self._start = time.perf_counter_ns()
@@ -100,8 +92,6 @@ class Stopwatch:
         if self._cuda is not None:
             torch.cuda.synchronize(self._cuda)
         self.total_ns += time.perf_counter_ns() - self._start
-        if self.cpu_ns is not None:
-            self.cpu_ns += time.process_time_ns() - self._cpu_start
         self.laps += 1
         self._start = None
         if self._collecting:
@@ -111,23 +101,6 @@ class Stopwatch:
     @property
     def total_s(self) -> float:
         return self.total_ns / 1e9
-
-    @property
-    def cpu_s(self) -> float | None:
-        return None if self.cpu_ns is None else self.cpu_ns / 1e9
-
-
-CONTENDED = 0.85  # a median cpu_share under this: other processes competed (idle: 0.99-1.04; one busy loop beside
-# 2 threads on 2 CPUs: 0.59-0.75, the epochs 2.5-4x slower)
-
-
-def cpu_share(cpu_s: float | None, wall_s: float, threads: int) -> float | None:
-    """The share of its threads' CPU time a process got: CPU seconds over wall seconds × threads. About 1 when each
-    thread had a CPU to itself throughout; well under 1 when other processes ran on the same CPUs (or when there are
-    more threads than CPUs): its times are then slow, however steady. None when not measured."""
-    if cpu_s is None or wall_s <= 0 or threads < 1:
-        return None
-    return cpu_s / (wall_s * threads)
 
 
 class StreamStopwatch:

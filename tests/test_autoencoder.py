@@ -477,19 +477,6 @@ def test_worker_processes_give_the_same_batches():
     with_workers = run(replace(SMALL, num_workers=2))
     assert with_workers["train_loss"].tolist() == in_process["train_loss"].tolist()
     assert (with_workers["num_workers"] == 2).all()
-    # the CPU time of the workers is theirs, not this process's: no share to read from it
-    assert with_workers["cpu_share"].isna().all() and in_process["cpu_share"].between(0.05, 1.5).all()
-
-
-def test_the_cli_says_when_other_processes_took_the_cpu():
-    """Evenly slow epochs (a busy loop beside 2 threads on 2 CPUs: 2.5-4x slower, each epoch alike) passed as the
-    machine's throughput; the share of CPU time the process got tells."""
-    epochs = pd.DataFrame({"epoch": [1, 2, 3], "diverged": False, "cpu_share": [0.6, 0.7, 0.99]})
-    said = EXPERIMENTS["autoencoder"].notes(epochs, SMALL)
-    assert said == ["this process got 70% of its threads' CPU time (median epoch): other processes were running on "
-                    "the same CPUs, so these times are slow, however steady; rerun on an idle machine, or with "
-                    "--threads 1"]
-    assert EXPERIMENTS["autoencoder"].notes(epochs.assign(cpu_share=[0.9, 0.99, None]), SMALL) == []
 
 
 def test_bench_cases_name_the_images_they_train_on(monkeypatch):

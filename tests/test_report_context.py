@@ -1,7 +1,6 @@
 import shlex
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -454,14 +453,3 @@ def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
     assert [n for n in notes if "DataLoader worker" in n] == [
         "With 2 DataLoader workers, the workers start again each epoch (they are not persistent, so that the batches "
         "do not depend on their number): every epoch's time includes their start-up, a large share of a short epoch."]
-
-
-def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(fixture_df):
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    busy = cpu & (fixture_df["batch_size"] == 64)
-    df = fixture_df.assign(cpu_share=np.where(busy, 0.66, np.where(cpu, 0.99, np.nan)))
-    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
-    assert [note for note in notes if "CPU time" in note] == [
-        "cpu, dataloader, 784→256→64, bce, batch size 64: its process got 66 % of its threads' CPU time (median "
-        "epoch): other processes were running on the same CPUs, so its throughput is too low, however steady its "
-        "epochs (rerun on an idle machine, or with --threads 1)."]

@@ -212,16 +212,6 @@ def test_noisy_epochs_flags_a_spread_above_three_times_with_the_median_epochs_ra
     assert select.noisy_epochs(rows, ratio=2.9)["batch_size"].tolist() == [64, 256]
 
 
-def test_contended_flags_configurations_whose_process_got_too_little_cpu_time():
-    config = {"device": "cpu", "implementation": "dataloader", "hidden": "64", "loss_fn": "bce"}
-    rows = pd.concat([epochs_of({**config, "batch_size": 256}, [0.1] * 3).assign(cpu_share=[0.6, 0.65, 1.0]),
-                      epochs_of({**config, "batch_size": 64}, [0.1] * 3).assign(cpu_share=[0.99, 0.7, 1.0]),
-                      epochs_of({**config, "batch_size": 16}, [0.1] * 3).assign(cpu_share=None)],
-                     ignore_index=True)
-    contended = select.contended(rows)
-    assert contended["batch_size"].tolist() == [256] and contended["cpu_share"].iloc[0] == pytest.approx(0.65)
-
-
 def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_settings(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     good = ae[ae["run_id"] == ae["run_id"].max()]

@@ -5,9 +5,6 @@ reading of a block can never exceed a reference clock read just outside that blo
 Both bounds hold whatever the load of the machine, so these tests assert no wall-clock speed.
 """
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,7 +16,6 @@ from amal.timing import (
     Stopwatch,
     StreamStopwatch,
     clock_s,
-    cpu_share,
     measure,
     recording,
     resolve_device,
@@ -313,45 +309,3 @@ def test_the_garbage_collector_is_paused_inside_a_stopwatch_and_restored_after()
         gc.enable()
         gc.set_threshold(*threshold)
         gc.callbacks.remove(record)
-
-
-def test_a_cpu_stopwatch_counts_the_processs_cpu_time_not_sleep():
-    watch, plain = Stopwatch(cpu=True), Stopwatch()
-    with watch, plain:
-        time.sleep(0.05)
-    assert plain.cpu_s is None and cpu_share(plain.cpu_s, plain.total_s, 1) is None  # off unless asked for
-    assert watch.total_s >= 0.05 and watch.cpu_s < 0.02  # asleep: no CPU time
-    start = time.process_time_ns()
-    with watch:
-        while time.process_time_ns() - start < 30_000_000:
-            pass
-    assert watch.laps == 2 and 0.02 <= watch.cpu_s <= (time.process_time_ns() - start) / 1e9 + 0.02
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
-def test_cpu_share_falls_when_another_process_runs_on_the_same_cpu():
-    """The autoencoder's cpu_share: a process alone on its CPU gets about all of its time; beside a busy loop
-    pinned to the same CPU, about half, however steady its own work looks."""
-    mine = os.sched_getaffinity(0)
-    cpu = {max(mine)}
-    os.sched_setaffinity(0, cpu)
-    try:
-        def spin_share() -> float:
-            watch = Stopwatch(cpu=True)
-            with watch:
-                end = time.perf_counter() + 0.3
-                while time.perf_counter() < end:
-                    pass
-            return cpu_share(watch.cpu_s, watch.total_s, 1)
-
-        alone = spin_share()
-        with subprocess.Popen([sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
-                               "print(flush=True)\nwhile True: pass", str(max(mine))], stdout=subprocess.PIPE) as rival:
-            try:
-                rival.stdout.readline()  # pinned and spinning
-                shared = spin_share()
-            finally:
-                rival.kill()
-    finally:
-        os.sched_setaffinity(0, mine)
-    assert shared < 0.75 and shared < alone - 0.2, (alone, shared)

@@ -21,7 +21,7 @@ from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.report.format import number, plural, rate, seconds
-from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, cpu_share, resolve_device, synced, warmup
+from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
 
 NAME = "autoencoder"
 # what loading a state of the wrong shape or type into a model, an optimiser or a random generator raises
@@ -415,11 +415,8 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         batches = make_batches(train_set, cfg, device, generator)
     pending_s = upload.total_s if cfg.data_on_device and device.type != "cpu" else 0.0
     rows = []
-    # the CPU time the process got, where it tells whether other processes competed: on the CPU, all the work in
-    # this process (DataLoader workers are other processes; on a GPU the host mostly waits)
-    share_of_cpu = device.type == "cpu" and cfg.num_workers == 0
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        clock = Stopwatch(device, cpu=share_of_cpu)
+        clock = Stopwatch(device)
         with clock:
             stats = train_epoch(model, batches, optimizer, cfg.loss_fn, device)
         epoch_s, transfer_s, pending_s = clock.total_s + pending_s, stats["transfer"].total_s + pending_s, 0.0
@@ -427,7 +424,6 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
                  "elapsed_s": state["elapsed_s"] + epoch_s}
         rows.append({"epoch": epoch, "elapsed_s": state["elapsed_s"], "epoch_s": epoch_s,
                      "samples_per_s": stats["samples"] / epoch_s, "transfer_s": transfer_s,
-                     "cpu_share": cpu_share(clock.cpu_s, clock.total_s, torch.get_num_threads()),
                      **losses(model, train_set, test_set, cfg.loss_fn, device)})
         if not math.isfinite(rows[-1]["train_loss"]):  # diverged: nothing to learn from more epochs of NaN
             rows[-1].update(diverged=True, diverged_epoch=epoch)
@@ -526,14 +522,9 @@ def overall(df: pd.DataFrame) -> str:
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
-    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, CPU
-    time other processes took, a divergence and what the checkpoint then holds."""
+    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, a
+    divergence and what the checkpoint then holds."""
     out = []
-    share = df["cpu_share"].median() if "cpu_share" in df else None
-    if share is not None and share < CONTENDED:
-        out.append(f"this process got {share:.0%} of its threads' CPU time (median epoch): other processes were "
-                   "running on the same CPUs, so these times are slow, however steady; rerun on an idle machine, or "
-                   "with --threads 1")
     left_out = df.attrs.get("carried_left_out")
     if left_out:
         first, last = left_out["epochs"]

@@ -12,7 +12,6 @@ from scipy import stats
 
 from amal import store
 from amal.experiments.lr_sweep import GROWING, growth
-from amal.timing import CONTENDED
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -295,14 +294,6 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
         transfer_s=("transfer_s", "sum"), cuda_device=("cuda_device", "first"))
     return summary.reset_index().assign(samples_per_s=lambda t: t["images"] / t["epoch_s"],
                                         transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
-
-
-def contended(rows: pd.DataFrame, below: float = CONTENDED) -> pd.DataFrame:
-    """The configurations (as in `throughput`) whose median epoch got less than `below` of its threads' CPU time
-    (cpu_share: other processes competed, and the epochs were slow however steady), with that median share."""
-    keys = ["device", *AUTOENCODER_CONFIG]
-    shares = rows.dropna(subset=["cpu_share"]).groupby(keys, sort=True)["cpu_share"].median().reset_index()
-    return shares[shares["cpu_share"] < below].reset_index(drop=True)
 
 
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
