@@ -10,6 +10,7 @@ block, so that timing the part does not slow the whole.
 """
 
 import gc
+import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -70,19 +71,27 @@ def set_threads(threads: int | None) -> int:
 class Stopwatch:
     """Accumulates the time spent inside `with watch:` blocks, in nanoseconds; syncs `device` at both ends (decided
     once: on the CPU a lap costs the two clock reads and the collector's switch, nothing else); the garbage collector
-    is paused inside a block (and left as it was found: a block inside another keeps it paused)."""
+    is paused inside a block (and left as it was found: a block inside another keeps it paused).
 
-    def __init__(self, device: torch.device | str | None = None):
+    With `waits=True` it also accumulates how long the process's threads waited for a CPU inside the blocks
+    (`waited_s`: run-queue delay, see `cpu_wait_ns`), read outside the wall-clock interval, so that it costs the
+    timed time nothing (a few small file reads each end: for long blocks, such as epochs, not steps)."""
+
+    def __init__(self, device: torch.device | str | None = None, waits: bool = False):
         self.device = device
         self._cuda = torch.device(device) if is_cuda(device) else None
         self.total_ns = 0
+        self.waited_ns = 0 if waits and cpu_wait_ns() is not None else None
         self.laps = 0
         self._start = None
+        self._wait_start = None
         self._collecting = False
 
     def __enter__(self):
         self._collecting = gc.isenabled()
         gc.disable()
+        if self.waited_ns is not None:
+            self._wait_start = cpu_wait_ns()
         if self._cuda is not None:
             torch.cuda.synchronize(self._cuda)
         self._start = time.perf_counter_ns()
@@ -92,6 +101,8 @@ class Stopwatch:
         if self._cuda is not None:
             torch.cuda.synchronize(self._cuda)
         self.total_ns += time.perf_counter_ns() - self._start
+        if self.waited_ns is not None:
+            self.waited_ns += max(0, cpu_wait_ns() - self._wait_start)  # (a thread that ended takes its count along)
         self.laps += 1
         self._start = None
         if self._collecting:
@@ -101,6 +112,42 @@ class Stopwatch:
     @property
     def total_s(self) -> float:
         return self.total_ns / 1e9
+
+    @property
+    def waited_s(self) -> float | None:
+        return None if self.waited_ns is None else self.waited_ns / 1e9
+
+
+CONTENDED = 0.15  # a median cpu_wait above this: other processes competed (measured, README: idle 0.000-0.006;
+# beside a busy loop, 2 threads on 2 CPUs: 0.25-0.39, the epochs up to 6x slower)
+
+
+def cpu_wait_ns() -> int | None:
+    """Nanoseconds this process's threads (those alive now) have spent ready to run but waiting for a CPU, since
+    each started: the run-queue delay of Linux's /proc/self/task/*/schedstat. A thread with nothing to do does not
+    wait, so this counts CPU time denied, not CPU time left unused. None where the kernel does not say."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # not Linux
+        return None
+    total, read = 0, False
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as stats:
+                total += int(stats.read().split()[1])
+            read = True
+        except (OSError, IndexError, ValueError):  # a thread that just ended, or a kernel without schedstat
+            continue
+    return total if read else None
+
+
+def cpu_wait(waited_s: float | None, wall_s: float, threads: int) -> float | None:
+    """The share of its threads' time a process spent waiting for a CPU: waited seconds over wall seconds × threads.
+    About 0 when each thread that had work had a CPU; 0.3-0.5 when another busy process shares the CPUs (its times
+    are then slow, however steady). None when not measured."""
+    if waited_s is None or wall_s <= 0 or threads < 1:
+        return None
+    return waited_s / (wall_s * threads)
 
 
 class StreamStopwatch:

@@ -197,6 +197,7 @@ def test_unparsable_values_exit_2(capsys, args):
 
 
 def refused(tmp_path, capsys, checkpoint: Path, *args) -> str:
+    capsys.readouterr()  # what the run that made the checkpoint said (on a busy machine, a note on stderr) is its own
     before = checkpoint.read_bytes()
     results = tmp_path / "results"
     argv = ["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--checkpoint", str(checkpoint),
@@ -477,6 +478,19 @@ def test_worker_processes_give_the_same_batches():
     with_workers = run(replace(SMALL, num_workers=2))
     assert with_workers["train_loss"].tolist() == in_process["train_loss"].tolist()
     assert (with_workers["num_workers"] == 2).all()
+    for df in (in_process, with_workers):  # measured (Linux) or null, never negative
+        assert df["cpu_wait"].isna().all() or df["cpu_wait"].between(0, 1).all()
+
+
+def test_the_cli_says_when_other_processes_took_the_cpu():
+    """Evenly slow epochs (a busy loop beside 2 threads on 2 CPUs: 4-5x slower, each epoch alike) passed as the
+    machine's throughput; how long the threads waited for a CPU tells."""
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "diverged": False, "cpu_wait": [0.4, 0.31, 0.01]})
+    said = EXPERIMENTS["autoencoder"].notes(epochs, SMALL)
+    assert said == ["this process's threads waited for a CPU 31% of their time (median epoch): other processes "
+                    "were running on the same CPUs, so these times are slow, however steady; rerun on an idle "
+                    "machine, or with --threads 1"]
+    assert EXPERIMENTS["autoencoder"].notes(epochs.assign(cpu_wait=[0.1, 0.01, None]), SMALL) == []
 
 
 def test_bench_cases_name_the_images_they_train_on(monkeypatch):

@@ -1,6 +1,7 @@
 import shlex
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -453,3 +454,14 @@ def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
     assert [n for n in notes if "DataLoader worker" in n] == [
         "With 2 DataLoader workers, the workers start again each epoch (they are not persistent, so that the batches "
         "do not depend on their number): every epoch's time includes their start-up, a large share of a short epoch."]
+
+
+def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(fixture_df):
+    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+    busy = cpu & (fixture_df["batch_size"] == 64)
+    df = fixture_df.assign(cpu_wait=np.where(busy, 0.34, np.where(cpu, 0.01, np.nan)))
+    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
+    assert [note for note in notes if "waited for a CPU" in note] == [
+        "cpu, dataloader, 784→256→64, bce, batch size 64: its threads waited for a CPU 34 % of their time (median "
+        "epoch): other processes were running on the same CPUs, so its throughput is too low, however steady its "
+        "epochs (rerun on an idle machine, or with --threads 1)."]

@@ -212,6 +212,16 @@ def test_noisy_epochs_flags_a_spread_above_three_times_with_the_median_epochs_ra
     assert select.noisy_epochs(rows, ratio=2.9)["batch_size"].tolist() == [64, 256]
 
 
+def test_contended_flags_configurations_whose_threads_waited_for_a_cpu():
+    config = {"device": "cpu", "implementation": "dataloader", "hidden": "64", "loss_fn": "bce"}
+    rows = pd.concat([epochs_of({**config, "batch_size": 256}, [0.1] * 3).assign(cpu_wait=[0.4, 0.35, 0.01]),
+                      epochs_of({**config, "batch_size": 64}, [0.1] * 3).assign(cpu_wait=[0.01, 0.3, 0.0]),
+                      epochs_of({**config, "batch_size": 16}, [0.1] * 3).assign(cpu_wait=None)],
+                     ignore_index=True)
+    contended = select.contended(rows)
+    assert contended["batch_size"].tolist() == [256] and contended["cpu_wait"].iloc[0] == pytest.approx(0.35)
+
+
 def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_settings(fixture_df):
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     good = ae[ae["run_id"] == ae["run_id"].max()]

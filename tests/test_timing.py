@@ -5,6 +5,9 @@ reading of a block can never exceed a reference clock read just outside that blo
 Both bounds hold whatever the load of the machine, so these tests assert no wall-clock speed.
 """
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -16,6 +19,8 @@ from amal.timing import (
     Stopwatch,
     StreamStopwatch,
     clock_s,
+    cpu_wait,
+    cpu_wait_ns,
     measure,
     recording,
     resolve_device,
@@ -309,3 +314,43 @@ def test_the_garbage_collector_is_paused_inside_a_stopwatch_and_restored_after()
         gc.enable()
         gc.set_threshold(*threshold)
         gc.callbacks.remove(record)
+
+
+def test_a_waiting_stopwatch_counts_no_wait_for_a_thread_that_sleeps():
+    """A thread with nothing to do does not wait for a CPU: a sleep adds (about) no wait, whatever it lasts."""
+    watch, plain = Stopwatch(waits=True), Stopwatch()
+    with watch, plain:
+        time.sleep(0.05)
+    assert plain.waited_s is None and cpu_wait(plain.waited_s, plain.total_s, 1) is None  # off unless asked for
+    if cpu_wait_ns() is None:
+        pytest.skip("this kernel does not say how long threads wait (no /proc/self/task/*/schedstat)")
+    assert watch.total_s >= 0.05 and watch.waited_s < 0.02 and watch.laps == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or cpu_wait_ns() is None,
+                    reason="needs CPU affinity and /proc/self/task/*/schedstat (Linux)")
+def test_cpu_wait_rises_when_another_process_runs_on_the_same_cpu():
+    """The autoencoder's cpu_wait: a process alone on its CPU hardly waits; beside a busy loop pinned to the same
+    CPU it waits about half the time, however steady its own work looks."""
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(mine)})
+    try:
+        def spin_wait() -> float:
+            watch = Stopwatch(waits=True)
+            with watch:
+                end = time.perf_counter() + 0.3
+                while time.perf_counter() < end:
+                    pass
+            return cpu_wait(watch.waited_s, watch.total_s, 1)
+
+        alone = spin_wait()
+        with subprocess.Popen([sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+                               "print(flush=True)\nwhile True: pass", str(max(mine))], stdout=subprocess.PIPE) as rival:
+            try:
+                rival.stdout.readline()  # pinned and spinning
+                shared = spin_wait()
+            finally:
+                rival.kill()
+    finally:
+        os.sched_setaffinity(0, mine)
+    assert shared > 0.25 and shared > alone + 0.2, (alone, shared)

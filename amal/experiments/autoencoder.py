@@ -21,7 +21,7 @@ from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.report.format import number, plural, rate, seconds
-from amal.timing import Stopwatch, StreamStopwatch, resolve_device, synced, warmup
+from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, cpu_wait, resolve_device, synced, warmup
 
 NAME = "autoencoder"
 # what loading a state of the wrong shape or type into a model, an optimiser or a random generator raises
@@ -416,7 +416,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
     pending_s = upload.total_s if cfg.data_on_device and device.type != "cpu" else 0.0
     rows = []
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        clock = Stopwatch(device)
+        clock = Stopwatch(device, waits=device.type == "cpu")  # how long the threads waited for a CPU
         with clock:
             stats = train_epoch(model, batches, optimizer, cfg.loss_fn, device)
         epoch_s, transfer_s, pending_s = clock.total_s + pending_s, stats["transfer"].total_s + pending_s, 0.0
@@ -424,6 +424,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
                  "elapsed_s": state["elapsed_s"] + epoch_s}
         rows.append({"epoch": epoch, "elapsed_s": state["elapsed_s"], "epoch_s": epoch_s,
                      "samples_per_s": stats["samples"] / epoch_s, "transfer_s": transfer_s,
+                     "cpu_wait": cpu_wait(clock.waited_s, clock.total_s, torch.get_num_threads()),
                      **losses(model, train_set, test_set, cfg.loss_fn, device)})
         if not math.isfinite(rows[-1]["train_loss"]):  # diverged: nothing to learn from more epochs of NaN
             rows[-1].update(diverged=True, diverged_epoch=epoch)
@@ -522,9 +523,14 @@ def overall(df: pd.DataFrame) -> str:
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
-    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, a
-    divergence and what the checkpoint then holds."""
+    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, CPU
+    time other processes took, a divergence and what the checkpoint then holds."""
     out = []
+    waited = df["cpu_wait"].median() if "cpu_wait" in df else None
+    if waited is not None and waited > CONTENDED:
+        out.append(f"this process's threads waited for a CPU {waited:.0%} of their time (median epoch): other "
+                   "processes were running on the same CPUs, so these times are slow, however steady; rerun on an "
+                   "idle machine, or with --threads 1")
     left_out = df.attrs.get("carried_left_out")
     if left_out:
         first, last = left_out["epochs"]

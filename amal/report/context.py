@@ -353,6 +353,14 @@ def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
             f"idle machine{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
 
 
+def contended_notes(contended: pd.DataFrame) -> list[str]:
+    """For each configuration of select.contended: how long its threads waited for a CPU, and what that means."""
+    return [f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}: its threads "
+            f"waited for a CPU {number(100 * c.cpu_wait, 2)} % of their time (median epoch): other processes were "
+            "running on the same CPUs, so its throughput is too low, however steady its epochs (rerun on an idle "
+            "machine, or with --threads 1)." for c in contended.itertuples()]
+
+
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
     """'Run ... diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it.'
     for each such run of `rows`; of runs not `shown`, with what it was made with instead."""
@@ -420,7 +428,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     every = select.experiment_rows(df, "autoencoder")
-    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + diverged_notes(rows) + workers_note(rows)
+    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + contended_notes(select.contended(rows))
+    notes += diverged_notes(rows) + workers_note(rows)
     notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
     commands = None  # a note followed by command lines, each a line of code
     if speedups.empty:

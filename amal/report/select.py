@@ -12,6 +12,7 @@ from scipy import stats
 
 from amal import store
 from amal.experiments.lr_sweep import GROWING, growth
+from amal.timing import CONTENDED
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -294,6 +295,14 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
         transfer_s=("transfer_s", "sum"), cuda_device=("cuda_device", "first"))
     return summary.reset_index().assign(samples_per_s=lambda t: t["images"] / t["epoch_s"],
                                         transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
+
+
+def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:
+    """The configurations (as in `throughput`) whose threads waited for a CPU more than `above` of their time in the
+    median epoch (cpu_wait: other processes competed, and the epochs were slow however steady), with that share."""
+    keys = ["device", *AUTOENCODER_CONFIG]
+    waits = rows.dropna(subset=["cpu_wait"]).groupby(keys, sort=True)["cpu_wait"].median().reset_index()
+    return waits[waits["cpu_wait"] > above].reset_index(drop=True)
 
 
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
