@@ -216,7 +216,7 @@ def test_contended_flags_configurations_whose_threads_waited_for_a_cpu():
     config = {"device": "cpu", "implementation": "dataloader", "hidden": "64", "loss_fn": "bce"}
     rows = pd.concat([epochs_of({**config, "batch_size": 256}, [0.1] * 3).assign(cpu_wait=[0.4, 0.35, 0.01]),
                       epochs_of({**config, "batch_size": 64}, [0.1] * 3).assign(cpu_wait=[0.01, 0.3, 0.0]),
-                      epochs_of({**config, "batch_size": 16}, [0.1] * 3).assign(cpu_wait=None)],
+                      epochs_of({**config, "batch_size": 16}, [0.1] * 3).assign(cpu_wait=float("nan"))],
                      ignore_index=True)
     contended = select.contended(rows)
     assert contended["batch_size"].tolist() == [256] and contended["cpu_wait"].iloc[0] == pytest.approx(0.35)
