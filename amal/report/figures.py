@@ -122,10 +122,9 @@ def _stopped(rows: pd.DataFrame) -> pd.Series:
     return failed.groupby(["batch_size", "seed"])["epoch"].max().groupby("batch_size").min()
 
 
-def _batch_names(rows: pd.DataFrame) -> dict:
+def _batch_names(rows: pd.DataFrame, stopped: pd.Series) -> dict:
     """Legend label per batch size of Fig. 2 and 4: '8', or '8 (diverged, epoch 3)' where a seed's training of that
-    size was stopped (the earliest such epoch)."""
-    stopped = _stopped(rows)
+    size was stopped (`stopped`, as _stopped gives it: the earliest such epoch)."""
     return {int(size): f"{size} (diverged, epoch {int(stopped[size])})" if size in stopped else str(size)
             for size in sorted(rows["batch_size"].unique())}
 
@@ -229,7 +228,7 @@ def batch_loss_figure(df: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sizes = sorted(rows["batch_size"].unique())
     stopped = _stopped(rows)
-    names = _batch_names(rows)
+    names = _batch_names(rows, stopped)
     colours = _batch_palette(sizes)  # as in Fig. 4
     shown = rows[np.isfinite(rows["train_loss"])]  # a diverged run's last loss may be inf or NaN: off any scale
     if shown.empty:  # every training diverged in its first epoch: the legend still names each batch size
@@ -308,7 +307,8 @@ def time_to_target_figure(df: pd.DataFrame):
     means = chosen.groupby(["batch_size", "epoch"], sort=True)[["elapsed_s", "train_loss"]].mean().reset_index()
     means = means[np.isfinite(means["train_loss"])]  # a diverged run's last epoch has no loss to draw
     colours = _batch_palette(chosen["batch_size"])  # every batch size shown in Fig. 2, diverged or not: same colours
-    names = _batch_names(chosen)
+    stopped = _stopped(chosen)
+    names = _batch_names(chosen, stopped)
     for size in names:  # one diverged in its first epoch has no curve: the legend still names it, as Fig. 2's does
         curve = means[means["batch_size"] == size]
         wall.plot(curve["elapsed_s"], curve["train_loss"], color=colours[size], lw=1.6, label=names[size])
@@ -320,7 +320,7 @@ def time_to_target_figure(df: pd.DataFrame):
         wall.set(xticks=[], xlabel="cumulative training time (s)")
     else:
         wall.set(xscale="log", xlabel="cumulative training time (s, log scale)")
-    wall.set(yscale="log", ylim=_loss_range(chosen, "batch_size", _stopped(chosen).index, target_loss),
+    wall.set(yscale="log", ylim=_loss_range(chosen, "batch_size", stopped.index, target_loss),
              ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
     wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2),  # below: curves seen
                 ncols=6 if len(names) < 6 else 3)  # long labels ("8 (diverged, epoch 3)") in fewer columns
