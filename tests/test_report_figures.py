@@ -1,10 +1,14 @@
 import io
 import warnings
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
+from matplotlib.legend import Legend
+from matplotlib.text import Text
 
 from amal.report import figures, select
 
@@ -498,3 +502,38 @@ def test_lr_sweep_legend_lists_only_what_is_drawn(fixture_df):
         assert (list(bound.get_yticks()) == []) == (df is wild)
         assert any("no final MSE" in t.get_text() for t in bound.texts) == (df is wild)
         plt.close(fig)
+
+
+# report.tex (a4paper, margin=2.2cm) scales each figure down to the text's width, at most half the text's height
+PRINTED_IN = ((21.0 - 2 * 2.2) / 2.54, 0.5 * (29.7 - 2 * 2.2) / 2.54)
+
+
+@pytest.mark.parametrize("key", sorted(figures.FIGURES))
+def test_every_figures_text_prints_at_6_5_pt_or_more_in_the_pdf(fixture_df, key):
+    """A 9.6 in wide figure shrinks to 6.5 in in the PDF: its 8.5 pt legends printed at 5.6 pt."""
+    template = (Path(__file__).parents[1] / "templates" / "report.tex.j2").read_text()
+    assert "a4paper" in template and "margin=2.2cm" in template  # what PRINTED_IN assumes
+    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+        fig = figures.FIGURES[key](fixture_df)
+        fig.canvas.draw()
+        box = fig.get_tightbbox().padded(0.15)  # as png_bytes saves it (bbox_inches="tight", pad_inches=0.15)
+        scale = min(1.0, PRINTED_IN[0] / box.width, PRINTED_IN[1] / box.height)
+        shown = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+                 and (t.axes is None or t.axes.get_visible())]
+        plt.close(fig)
+    assert shown
+    assert min(t.get_fontsize() for t in shown) * scale >= 6.5
+
+
+@pytest.mark.parametrize("key", sorted(figures.FIGURES))
+def test_no_legend_covers_another_legend_or_panel(fixture_df, key):
+    """Fig. 1's three-column legend, with a 'diverged, epoch 31' label, ran under the other panel's legend."""
+    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+        fig = figures.FIGURES[key](fixture_df)
+        fig.canvas.draw()
+        legends = [(legend, legend.get_window_extent()) for legend in fig.findobj(Legend)]
+        panels = [(ax, ax.get_window_extent()) for ax in fig.axes if ax.get_visible()]
+        plt.close(fig)
+    for i, (legend, box) in enumerate(legends):
+        assert not any(box.overlaps(other) for _, other in legends[i + 1:])
+        assert not any(box.overlaps(panel) for ax, panel in panels if ax is not legend.axes)

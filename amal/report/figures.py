@@ -21,8 +21,10 @@ from amal.report import select  # noqa: E402
 from amal.report.format import layers, plural  # noqa: E402
 
 DPI = 130
-STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9,
-         "xtick.labelsize": 9.5, "ytick.labelsize": 9.5, "figure.titlesize": 13, "svg.hashsalt": "amal"}
+# sizes for print: a figure ~9.6 in wide fills a PDF column of 6.5 in, so 10 pt here prints as about 7 pt
+STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12.5, "axes.labelsize": 11.5, "legend.fontsize": 10,
+         "legend.title_fontsize": 10.5, "xtick.labelsize": 10.5, "ytick.labelsize": 10.5, "figure.titlesize": 13.5,
+         "svg.hashsalt": "amal"}
 PART_COLOURS = dict(zip(select.STEP_PARTS.values(), sns.color_palette("Set2", 4), strict=True))
 DEVICE_LINES = {"cpu": {"ls": "--", "marker": "o"}}  # Fig. 6b; any other device (a GPU): solid, square markers
 
@@ -150,7 +152,7 @@ def lr_sweep_figure(df: pd.DataFrame):
     rows = select.lr_sweep_rows(df)
     outcomes = select.lr_outcomes(rows)
     colours = _palette(outcomes["lr"])
-    fig, (curves, bound) = plt.subplots(1, 2, figsize=(9.6, 4.3), gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, (curves, bound) = plt.subplots(1, 2, figsize=(9.0, 4.8), gridspec_kw={"width_ratios": [1.5, 1]})
     bottom, top = _loss_range(rows, "lr", outcomes.loc[outcomes["unstable"], "lr"])
     for outcome in outcomes.itertuples():
         run = rows[(rows["lr"] == outcome.lr) & np.isfinite(rows["train_loss"])]
@@ -165,7 +167,8 @@ def lr_sweep_figure(df: pd.DataFrame):
     curves.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one full-batch gradient step)",
                ylabel=r"training MSE ((k\$)², log scale)", title=f"Training MSE per epoch{diverged}")
     curves.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
-    curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=3, fontsize=8.5)  # below: curves stay seen
+    stops = (outcomes["diverged"] | outcomes["growing"]).any()  # a long label: two columns, clear of the right legend
+    curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2 if stops else 3)  # below: curves seen
     _bound_panel(bound, outcomes, colours)
     fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
     fig.tight_layout()
@@ -211,8 +214,8 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
         grew = " or grew" if outcomes["growing"].any() else ""
         ax.text(0.5, 0.5, f"every learning rate diverged{grew}:\nno final MSE to compare", ha="center",
                 va="center", transform=ax.transAxes, fontsize=10, color="dimgrey")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2,  # below: no point
-              fontsize=8.5)  # hidden; in one column when a label is long, clear of the other panel's legend
+    # below: no point hidden; in one column when a label is long, clear of the other panel's legend
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2)
 
 
 def _over_seeds(rows: pd.DataFrame) -> str:
@@ -364,7 +367,7 @@ def overhead_figure(df: pd.DataFrame):
     sizes = few_batch_sizes(summary["batch_size"])
     columns = min(2, len(sizes))
     rows = -(-len(sizes) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.3 * columns + 1.6, 3.4 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.0 * columns + 1.6, 3.0 * rows + 0.5), squeeze=False)
     for ax, size in zip(axes.flat, sizes, strict=False):
         at = summary[summary["batch_size"] == size].sort_values("implementation")
         bottom = np.zeros(len(at))
@@ -375,9 +378,10 @@ def overhead_figure(df: pd.DataFrame):
         # the whole step's time over each bar: one 50x shorter than its neighbour is a sliver, its number still reads
         split = at[list(select.STEP_PARTS)].notna().any(axis=1).to_numpy()  # a run stored without the split: no bar
         ax.bar_label(bars, labels=[_plain_number(round(total, 1 if total < 10 else 0)) if measured else ""
-                                   for total, measured in zip(bottom, split, strict=True)], padding=2, fontsize=8.5)
+                                   for total, measured in zip(bottom, split, strict=True)], padding=2)
         ax.margins(y=0.12)  # room for the numbers above the tallest bar
         ax.set(title=f"batch size {size}", xlabel="", ylabel="time per step (µs)")
+        ax.yaxis.set_major_formatter(ticker.FuncFormatter(_plain_number))  # 4,000 as over the bars
     for ax in axes.flat[len(sizes):]:  # an odd number of panels leaves one cell empty
         ax.set_visible(False)
     axes[0][-1].legend(title="part of the step", loc="upper left", bbox_to_anchor=(1.02, 1))
@@ -424,7 +428,7 @@ def autoencoder_loss_figure(df: pd.DataFrame):
                     Line2D([], [], color="0.3", ls="--", marker="s", label="test")]
         ax.set(xlabel="epoch", ylabel=f"{loss.upper()} reconstruction loss (mean per pixel)")
         ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, min_n_ticks=1))
-        ax.legend(handles=handles, fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.18),
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18),
                   ncols=2)  # below: no curve hidden
     title = "Autoencoder: train (solid) and test (dashed) loss per epoch"
     if len(losses) > 1:
@@ -472,7 +476,7 @@ def throughput_figure(df: pd.DataFrame):
         measured = "CPU and GPU" if "cuda" in devices else "CPU only: GPU not measured"
     ax.set(yscale="log", ylabel="training images per second (log scale)",
            title=f"Autoencoder throughput by batch size ({measured})")
-    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2,  # below: no bar hidden
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=2,  # below: no bar hidden
               handlelength=4)  # long enough to show the CPU's dashes
     fig.tight_layout()
     return fig
