@@ -118,7 +118,7 @@ class Stopwatch:
         return None if self.waited_ns is None else self.waited_ns / 1e9
 
 
-CONTENDED = 0.15  # a median cpu_wait above this: other processes competed (measured, README: idle 0.000-0.006;
+CONTENDED = 0.15  # an epoch's cpu_wait above this: other processes competed (measured, README: idle 0.000-0.006;
 # beside a busy loop, 2 threads on 2 CPUs: 0.25-0.39, the epochs up to 6x slower)
 
 

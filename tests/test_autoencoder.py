@@ -491,6 +491,12 @@ def test_the_cli_says_when_other_processes_took_the_cpu():
                     "were running on the same CPUs, so these times are slow, however steady; rerun on an idle "
                     "machine, or with --threads 1"]
     assert EXPERIMENTS["autoencoder"].notes(epochs.assign(cpu_wait=[0.1, 0.01, None]), SMALL) == []
+    # two slow epochs of five (100x slower, 2 threads beside another process's): not the median, still said
+    said = EXPERIMENTS["autoencoder"].notes(pd.DataFrame({"epoch": range(1, 6), "diverged": False,
+                                                          "cpu_wait": [0.5, 0.01, 0.49, 0.0, 0.02]}), SMALL)
+    assert said == ["in 2 of 5 epochs this process's threads waited for a CPU more than 15% of their time (up to "
+                    "50%): other processes were running on the same CPUs then, so those epochs are slow; rerun on "
+                    "an idle machine, or with --threads 1"]
 
 
 def test_bench_cases_name_the_images_they_train_on(monkeypatch):

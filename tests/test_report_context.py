@@ -465,3 +465,20 @@ def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(f
         "cpu, dataloader, 784→256→64, bce, batch size 64: its threads waited for a CPU 34 % of their time (median "
         "epoch): other processes were running on the same CPUs, so its throughput is too low, however steady its "
         "epochs (rerun on an idle machine, or with --threads 1)."]
+
+
+def test_a_slow_epoch_whose_threads_waited_for_a_cpu_is_explained(fixture_df):
+    """The CPU's batch 256 with its second epoch 5× slower and its threads waiting 48 % of it: not 'probably busy'
+    but how many epochs other processes slowed, though the median epoch did not wait."""
+    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
+    slow = cpu & (fixture_df["batch_size"] == 256) & (fixture_df["epoch"] == 2)
+    df = fixture_df.assign(epoch_s=fixture_df["epoch_s"].where(~slow, fixture_df["epoch_s"] * 5),
+                           samples_per_s=fixture_df["samples_per_s"].where(~slow, fixture_df["samples_per_s"] / 5),
+                           cpu_wait=np.where(slow, 0.48, np.where(cpu, 0.01, np.nan)))
+    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
+    assert [note for note in notes if "batch size 256" in note] == [
+        "Epoch times of cpu, dataloader, 784→256→64, bce, batch size 256 varied 4.9×: 6,000 images/s in the median "
+        "epoch, 2,640 over all epochs together; its threads waited for a CPU (note below).",
+        "cpu, dataloader, 784→256→64, bce, batch size 256: in 1 of its 3 epochs its threads waited for a CPU more "
+        "than 15 % of their time (up to 48 %): other processes were running on the same CPUs then, so that epoch "
+        "is slow and its throughput too low (rerun on an idle machine, or with --threads 1)."]

@@ -526,10 +526,16 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, CPU
     time other processes took, a divergence and what the checkpoint then holds."""
     out = []
-    waited = df["cpu_wait"].median() if "cpu_wait" in df else None
-    if waited is not None and waited > CONTENDED:
-        out.append(f"this process's threads waited for a CPU {waited:.0%} of their time (median epoch): other "
-                   "processes were running on the same CPUs, so these times are slow, however steady; rerun on an "
+    waits = df["cpu_wait"].dropna() if "cpu_wait" in df else pd.Series(dtype=float)
+    if not waits.empty and waits.median() > CONTENDED:  # most epochs: evenly slow, however steady
+        out.append(f"this process's threads waited for a CPU {waits.median():.0%} of their time (median epoch): "
+                   "other processes were running on the same CPUs, so these times are slow, however steady; rerun "
+                   "on an idle machine, or with --threads 1")
+    elif (waits > CONTENDED).any():
+        slowed = int((waits > CONTENDED).sum())
+        out.append(f"in {slowed} of {len(waits)} epochs this process's threads waited for a CPU more than "
+                   f"{CONTENDED:.0%} of their time (up to {waits.max():.0%}): other processes were running on the "
+                   f"same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on an "
                    "idle machine, or with --threads 1")
     left_out = df.attrs.get("carried_left_out")
     if left_out:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from amal.report import select
 from amal.report.format import integer, layers, number, plural, rate, seconds, seconds_sd
+from amal.timing import CONTENDED
 
 HOW_TO = {
     "lr-sweep": "python -m amal.run lr-sweep",
@@ -344,21 +345,36 @@ def loss_caption(loss_fns: pd.Series) -> str:
             f"({', '.join(loss.upper() for loss in losses)}): their values are on different scales.")
 
 
-def noisy_epoch_notes(noisy: pd.DataFrame) -> list[str]:
+def noisy_epoch_notes(noisy: pd.DataFrame, contended: pd.DataFrame) -> list[str]:
     """For each configuration of select.noisy_epochs, how much its epoch times varied and what its median epoch ran
-    at, beside the rate over all epochs the table shows."""
-    return [f"Epoch times of {n.device}, {n.implementation}, {layers(n.hidden)}, {n.loss_fn}, "
-            f"batch size {n.batch_size} varied {number(n.spread, 2)}×: {rate(n.median_per_s)} images/s in the median "
-            f"epoch, {rate(n.samples_per_s)} over all epochs together; the machine was probably busy (rerun on an "
-            f"idle machine{'' if n.device == 'cuda' else ', or with --threads 1'})." for n in noisy.itertuples()]
+    at, beside the rate over all epochs the table shows; why, where select.contended knows."""
+    keys = ["device", *select.AUTOENCODER_CONFIG]
+    notes = []
+    for n in noisy.merge(contended[keys], on=keys, how="left", indicator="waited").itertuples():
+        busy = ("its threads waited for a CPU (note below)" if n.waited == "both" else "the machine was probably busy "
+                f"(rerun on an idle machine{'' if n.device == 'cuda' else ', or with --threads 1'})")
+        notes.append(f"Epoch times of {n.device}, {n.implementation}, {layers(n.hidden)}, {n.loss_fn}, batch size "
+                     f"{n.batch_size} varied {number(n.spread, 2)}×: {rate(n.median_per_s)} images/s in the median "
+                     f"epoch, {rate(n.samples_per_s)} over all epochs together; {busy}.")
+    return notes
 
 
 def contended_notes(contended: pd.DataFrame) -> list[str]:
     """For each configuration of select.contended: how long its threads waited for a CPU, and what that means."""
-    return [f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}: its threads "
-            f"waited for a CPU {number(100 * c.cpu_wait, 2)} % of their time (median epoch): other processes were "
-            "running on the same CPUs, so its throughput is too low, however steady its epochs (rerun on an idle "
-            "machine, or with --threads 1)." for c in contended.itertuples()]
+    notes = []
+    for c in contended.itertuples():
+        name = f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}"
+        if c.cpu_wait > CONTENDED:  # most epochs: evenly slow, which no spread of epoch times shows
+            notes.append(f"{name}: its threads waited for a CPU {number(100 * c.cpu_wait, 2)} % of their time "
+                         "(median epoch): other processes were running on the same CPUs, so its throughput is too "
+                         "low, however steady its epochs (rerun on an idle machine, or with --threads 1).")
+        else:
+            slow = "that epoch is" if c.contended == 1 else "those epochs are"
+            notes.append(f"{name}: in {c.contended} of its {plural(c.epochs, 'epoch')} its threads waited for a CPU "
+                         f"more than {number(100 * CONTENDED, 2)} % of their time (up to "
+                         f"{number(100 * c.largest, 2)} %): other processes were running on the same CPUs then, so "
+                         f"{slow} slow and its throughput too low (rerun on an idle machine, or with --threads 1).")
+    return notes
 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
@@ -428,7 +444,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     every = select.experiment_rows(df, "autoencoder")
-    notes += noisy_epoch_notes(select.noisy_epochs(rows)) + contended_notes(select.contended(rows))
+    contended = select.contended(rows)
+    notes += noisy_epoch_notes(select.noisy_epochs(rows), contended) + contended_notes(contended)
     notes += diverged_notes(rows) + workers_note(rows)
     notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
     commands = None  # a note followed by command lines, each a line of code

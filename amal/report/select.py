@@ -298,11 +298,13 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:
-    """The configurations (as in `throughput`) whose threads waited for a CPU more than `above` of their time in the
-    median epoch (cpu_wait: other processes competed, and the epochs were slow however steady), with that share."""
+    """The configurations (as in `throughput`) whose threads waited for a CPU more than `above` of their time in at
+    least one epoch (cpu_wait: other processes competed, and those epochs were slow however steady), with how many
+    epochs did (`contended`, of `epochs` measured), the median epoch's share (`cpu_wait`) and the largest one."""
     keys = ["device", *AUTOENCODER_CONFIG]
-    waits = rows.dropna(subset=["cpu_wait"]).groupby(keys, sort=True)["cpu_wait"].median().reset_index()
-    return waits[waits["cpu_wait"] > above].reset_index(drop=True)
+    waits = rows.dropna(subset=["cpu_wait"]).groupby(keys, sort=True)["cpu_wait"].agg(
+        epochs="size", contended=lambda w: int((w > above).sum()), cpu_wait="median", largest="max").reset_index()
+    return waits[waits["contended"] > 0].reset_index(drop=True)
 
 
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
