@@ -13,7 +13,7 @@ MIN_ROUNDS = {"quick": 10, "full": 3}
 MAX_ROUNDS = 100  # short cases stop here: a round of a few ms is already stable, and the store gets a row per round
 
 # columns the export itself fills; a benchmark's extra_info cannot override them
-RESERVED = {"run_id", "experiment", "tag", "benchmark", "bench_group", "round", "round_s", "profile",
+RESERVED = {"run_id", "experiment", "tag", "benchmark", "bench_group", "round", "round_s", "profile", "reference_s",
             *store.ENVIRONMENT}
 
 
@@ -34,12 +34,17 @@ def round_rows(benchmarks: list[dict], profile: str) -> pd.DataFrame:
 
     `benchmark` is extra_info["case"] (the amal.cases name) when present, else the test name (samples.benchmark_names:
     the full name where two tests share one); extra_info keys that are result columns (param_columns) fill those
-    columns, the rest stay in JSON.
+    columns, the rest stay in JSON. extra_info["reference_s"], one time per round of a loop timed just before each
+    (fidelity, sgd-floor), gives each round its `reference_s`.
     """
     rows = []
     for bench, name in zip(benchmarks, benchmark_names(benchmarks), strict=True):
         params = param_columns(bench.get("extra_info", {}))
-        for number, seconds in enumerate(bench["stats"]["data"], start=1):
+        rounds = bench["stats"]["data"]
+        paired = bench.get("extra_info", {}).get("reference_s") or [None] * len(rounds)
+        if len(paired) != len(rounds):
+            raise ValueError(f"{name}: {len(paired)} reference times for {len(rounds)} rounds")
+        for number, (seconds, reference_s) in enumerate(zip(rounds, paired, strict=True), start=1):
             rows.append({"benchmark": name, "bench_group": bench.get("group"), "round": number, "round_s": seconds,
-                         "profile": profile, **params})
+                         "profile": profile, **params, **({} if reference_s is None else {"reference_s": reference_s})})
     return pd.DataFrame(rows)

@@ -81,6 +81,9 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "bench_group": (STR, "bench: pytest-benchmark group"),
     "round": (I64, "bench: round number, from 1 (warm-up rounds are not stored)"),
     "round_s": (F64, "bench: seconds taken by this round"),
+    "reference": (STR, "bench: the loop the rounds alternated with in one process (fidelity: a bare PyTorch loop, "
+                       "sgd-floor: a NumPy loop); null without one"),
+    "reference_s": (F64, "bench: seconds that loop took just before this round"),
     "profile": (STR, "bench: quick or full"),
 
     # environment (amal.environment)

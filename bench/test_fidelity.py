@@ -100,6 +100,7 @@ def test_fidelity(benchmark, profile, implementation):
     suite_median, bare_median = statistics.median(suite_s), statistics.median(bare_s)
     benchmark.extra_info.update(case.params, profile=profile, num_threads=torch.get_num_threads(),
                                 bare_median_s=bare_median, suite_median_s=suite_median,
+                                reference="bare PyTorch loop", reference_s=bare_s,  # stored beside each round
                                 fidelity_ratio=ratio, summary=(
                                     f"fidelity {case.name} ({EPOCHS} epochs): suite {suite_median * 1e3:.2f} ms, "
                                     f"bare loop {bare_median * 1e3:.2f} ms, median ratio {ratio:.3f} over "

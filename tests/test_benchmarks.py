@@ -46,6 +46,17 @@ def test_round_rows_one_row_per_round_with_the_case_parameters():
     assert store.to_table(df.assign(run_id="r", experiment="bench")).num_rows == 4
 
 
+def test_round_rows_pair_each_round_with_the_loop_timed_before_it():
+    """fidelity and sgd-floor time a reference loop just before each round: each row keeps its own pair."""
+    bench = {"name": "test_fidelity[manual]", "group": "fidelity", "stats": {"data": [0.75, 0.5]},
+             "extra_info": {"reference": "bare PyTorch loop", "reference_s": [0.7, 0.52]}}
+    df = round_rows([bench], "quick")
+    assert list(df["reference_s"]) == [0.7, 0.52] and list(df["reference"]) == ["bare PyTorch loop"] * 2
+    bench["extra_info"]["reference_s"] = [0.7]  # one round unpaired: which pair is which is lost
+    with pytest.raises(ValueError, match="1 reference times for 2 rounds"):
+        round_rows([bench], "quick")
+
+
 @pytest.mark.slow
 def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     """A real `pytest bench` run on one case: autosaved JSON keeps raw rounds, the store gets the same rounds."""
@@ -77,16 +88,28 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_ratio_benchmarks_record_their_thread_count(tmp_path):
+def test_the_ratio_benchmarks_record_their_thread_count_and_store_each_rounds_pair(tmp_path):
     """Fidelity and SGD-floor rounds depend on torch's threads as much as the cases' do: without num_threads in
-    extra_info, amal.compare compared runs made with 1 and 2 threads."""
+    extra_info, amal.compare compared runs made with 1 and 2 threads. Each stored round keeps the time of the loop
+    run just before it, and the median of their ratios is the one the benchmark reports."""
     argv = [sys.executable, "-m", "pytest", "bench", "-k", "fidelity and manual or floor and manual", "-q", "-p",
-            "no:cacheprovider", "--amal-no-store", "--amal-threads", "1", f"--benchmark-json={tmp_path / 'b.json'}"]
+            "no:cacheprovider", "--results", str(tmp_path / "results"), "--amal-threads", "1",
+            f"--benchmark-json={tmp_path / 'b.json'}"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     benchmarks = json.loads((tmp_path / "b.json").read_text())["benchmarks"]
     assert sorted(b["group"] for b in benchmarks) == ["fidelity", "sgd-floor"]
     assert all(b["extra_info"]["num_threads"] == 1 for b in benchmarks)
+    (run,) = store.run_files(tmp_path / "results")
+    df = pd.read_parquet(run)
+    for bench in benchmarks:
+        rounds = df[df["bench_group"] == bench["group"]]
+        assert list(rounds["round_s"]) == bench["stats"]["data"]
+        assert list(rounds["reference_s"]) == bench["extra_info"]["reference_s"] and rounds["reference_s"].gt(0).all()
+    fidelity = df[df["bench_group"] == "fidelity"]
+    (reported,) = [b["extra_info"]["fidelity_ratio"] for b in benchmarks if b["group"] == "fidelity"]
+    assert (fidelity["round_s"] / fidelity["reference_s"]).median() == pytest.approx(reported, rel=1e-12)
+    assert set(df["reference"]) == {"bare PyTorch loop", "NumPy loop"}
 
 
 def test_pytest_bench_with_benchmarks_disabled_runs_each_once_and_stores_nothing(tmp_path):

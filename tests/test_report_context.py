@@ -286,6 +286,24 @@ def test_environment_keeps_the_dirty_mark_of_a_commit(fixture_df):
     assert short_commit("") == "–"
 
 
+def test_bench_section_sets_each_case_against_the_loop_timed_before_its_rounds(fixture_df, context):
+    """Two fidelity cases, each round after a bare loop's: the range of median ratios, and a column for them."""
+    assert "against a loop" not in sections(context)["bench"]["tables"][0]["columns"]  # none in the fixture
+    bench = fixture_df[fixture_df["experiment"] == "bench"].iloc[:3]
+    fidelity = pd.concat([bench.assign(benchmark=f"test_fidelity[{name}]", bench_group="fidelity", round_s=rounds,
+                                       reference="bare PyTorch loop", reference_s=0.02)
+                          for name, rounds in (("tensor", [0.0204, 0.021, 0.0202]), ("manual", [0.019, 0.0194, 0.02]))])
+    part = sections(build_context(pd.concat([fixture_df, fidelity], ignore_index=True), "r"))["bench"]
+    assert part["findings"][0] == (
+        "fidelity: a round takes 0.97× (test_fidelity[manual]) to 1.02× (test_fidelity[tensor]) as long as a bare "
+        "PyTorch loop doing the same work, timed just before it in the same process (median over the pairs of rounds).")
+    (body,) = [t for t in part["tables"]]
+    column = body["columns"].index("against a loop")
+    cells = {row[0]: row[column] for row in body["rows"]}
+    assert cells["test_fidelity[tensor]"] == "1.02× bare PyTorch loop"
+    assert cells["lr-sweep/manual/cpu"] == "–"
+
+
 def test_bench_section_shows_one_kind_of_run_and_counts_the_others(fixture_df):
     """A newer bench run with another thread count: the table shows its rounds only, a note counts the older one."""
     bench = fixture_df[fixture_df["experiment"] == "bench"]

@@ -158,6 +158,19 @@ def test_bench_summary_median_and_iqr(fixture_df):
     assert case["iqr_s"] == pytest.approx(0.0002)
     assert case["min_s"] == pytest.approx(0.0119)
     assert case["epochs"] == 100  # what one round trains: 100 full-batch steps of the sweep's manual loop
+    assert pd.isna(case["vs_reference"]) and pd.isna(case["reference"])  # no loop alternated with its rounds
+
+
+def test_bench_summary_takes_the_median_ratio_of_paired_rounds(fixture_df):
+    """Rounds 10, 30, 20 ms after a bare loop's 20, 20, 10 ms: ratios 0.5, 1.5, 2, median 1.5 (the ratio of the
+    medians, 20/20, would let a slow spell of the machine on one side pass for a difference)."""
+    bench = fixture_df[fixture_df["experiment"] == "bench"]
+    fidelity = bench.iloc[:3].assign(benchmark="test_fidelity[tensor]", bench_group="fidelity",
+                                     round_s=[0.01, 0.03, 0.02], reference="bare PyTorch loop",
+                                     reference_s=[0.02, 0.02, 0.01])
+    summary = select.bench_summary(pd.concat([fixture_df, fidelity], ignore_index=True)).set_index("benchmark")
+    assert summary.loc["test_fidelity[tensor]", "vs_reference"] == pytest.approx(1.5)
+    assert summary.loc["test_fidelity[tensor]", "reference"] == "bare PyTorch loop"
 
 
 def test_runs_table_one_row_per_run(fixture_df):

@@ -512,6 +512,21 @@ def bench_contrasts(cases: pd.DataFrame) -> list[tuple[str, pd.Series, pd.Series
     return contrasts
 
 
+def reference_findings(summary: pd.DataFrame) -> list[str]:
+    """Per group whose rounds alternated with a reference loop (fidelity: a bare PyTorch loop, sgd-floor: NumPy):
+    how many times as long as that loop its cases' rounds take, as the median ratio of paired rounds."""
+    findings = []
+    for group, cases in summary[summary["vs_reference"].notna()].groupby("bench_group", sort=True):
+        cases = cases.sort_values("vs_reference")
+        low, high = cases.iloc[0], cases.iloc[-1]
+        ratios = (f"{number(low['vs_reference'])}×" if len(cases) == 1 else
+                  f"{number(low['vs_reference'])}× ({low['benchmark']}) to {number(high['vs_reference'])}× "
+                  f"({high['benchmark']})")
+        findings.append(f"{group}: a round takes {ratios} as long as a {low['reference']} doing the same work, timed "
+                        "just before it in the same process (median over the pairs of rounds).")
+    return findings
+
+
 def bench_section(df: pd.DataFrame) -> dict:
     rows = select.experiment_rows(df, "bench")
     title = "Benchmarks (pytest-benchmark rounds)"
@@ -521,15 +536,27 @@ def bench_section(df: pd.DataFrame) -> dict:
     summary = select.bench_summary(rows)
     commits = summary["git_commit"].map(short_commit)
     mixed = commits.nunique() > 1  # a case rerun alone after a change: its rows are another commit's code
-    findings = []
+    findings = reference_findings(summary)
     for (group, commit), cases in summary.groupby(["bench_group", commits], sort=True):
         # cases compared only with cases timed at the same commit
         for param, quick, slow in bench_contrasts(cases):
             findings.append(f"{group}, by {BENCH_PARAM_NAMES[param]}: {quick['benchmark']} is "
                             f"{number(slow['median_s'] / quick['median_s'])}× faster than {slow['benchmark']} "
                             f"(alike in every other setting; median round{f', commit {commit}' if mixed else ''}).")
+    paired = summary["vs_reference"].notna().any()  # a column only where some case alternated with a loop
+    caption = ("Round times per benchmark case; one round trains the case's model for the epochs given (an lr-sweep "
+               "epoch is one full-batch step)")
+    columns = ["case", "group", "one round", "rounds", "median", "IQR", "min"]
+    if paired:
+        caption += "; against a loop timed just before each round: the median ratio"
+        columns.append("against a loop")
+    if mixed:
+        caption += "; the commit of the run each case comes from"
+        columns.append("commit")
     body = [[s.benchmark, s.bench_group, "–" if pd.isna(s.epochs) else plural(s.epochs, "epoch"),
-             integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s), *([commit] if mixed else [])]
+             integer(s.rounds), seconds(s.median_s), seconds(s.iqr_s), seconds(s.min_s),
+             *([f"{number(s.vs_reference)}× {s.reference}" if pd.notna(s.vs_reference) else "–"] if paired else []),
+             *([commit] if mixed else [])]
             for s, commit in zip(summary.itertuples(), commits, strict=True)]
     settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
     if mixed:
@@ -538,11 +565,8 @@ def bench_section(df: pd.DataFrame) -> dict:
             f"{commit}: {plural(n, 'case')}" for commit, n in counts.sort_index().items()) + "): a ratio between "
             "cases of two commits would mix the change of code with the cases' difference, so the findings compare "
             "cases of one commit only.")
-    return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes, tables=[
-        table("Round times per benchmark case; one round trains the case's model for the epochs given (an lr-sweep "
-              "epoch is one full-batch step)" + ("; the commit of the run each case comes from" if mixed else ""),
-              ["case", "group", "one round", "rounds", "median", "IQR", "min", *(["commit"] if mixed else [])], body,
-              align="llrrrrr" + ("l" if mixed else ""))])
+    return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes,
+                   tables=[table(caption, columns, body, align="llrrrrr" + "l" * (len(columns) - 7))])
 
 
 def utc_time(timestamp: str) -> str:

@@ -356,25 +356,31 @@ def gpu_speedups(rows: pd.DataFrame) -> pd.DataFrame:
 # what a case trains (an autoencoder's data path is its implementation: resident or dataloader)
 BENCH_PARAMS = ["implementation", "batch_size", "device", "hidden", "loss_fn"]
 BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min_s", "epochs", "git_commit",
-                 *BENCH_PARAMS]
+                 "reference", "vs_reference", *BENCH_PARAMS]
 
 
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
     (q3 − q1) and min of the round times, in seconds, the epochs one round trains (NA where not recorded), the
     commit of the run it comes from ('' where not recorded; a case rerun alone after a change is newer than the
-    others) and the case's parameters (BENCH_PARAMS)."""
+    others), the loop its rounds alternated with (`reference`, fidelity and sgd-floor) and the median over rounds of
+    each round's time over that loop's just before it (`vs_reference`; NA without one: pairs, so that the drift of a
+    shared machine cancels), and the case's parameters (BENCH_PARAMS)."""
     rows = experiment_rows(df, "bench")
     rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
     if rows.empty:
         return pd.DataFrame(columns=BENCH_SUMMARY)
     if "git_commit" not in rows:
         rows = rows.assign(git_commit="")
+    if "reference_s" in rows:  # each round over the loop timed just before it
+        rows = rows.assign(vs_reference=rows["round_s"] / rows["reference_s"])
     grouped = rows.assign(git_commit=rows["git_commit"].fillna("")).groupby(["bench_group", "benchmark"], sort=True)
     summary = grouped["round_s"].agg(rounds="size", median_s="median", min_s="min",
                                      iqr_s=lambda s: s.quantile(0.75) - s.quantile(0.25))
     summary["epochs"] = grouped["epochs"].first().astype("Int64")  # first: the first non-missing value
     summary["git_commit"] = grouped["git_commit"].first()  # one run per benchmark: one commit
+    summary["reference"] = grouped["reference"].first() if "reference" in rows else None
+    summary["vs_reference"] = grouped["vs_reference"].median() if "vs_reference" in rows else None
     for param in BENCH_PARAMS:  # what the case trains (missing where it does not apply: hidden of a regression)
         summary[param] = grouped[param].first() if param in rows else None
     return summary.reset_index()[BENCH_SUMMARY]
