@@ -21,7 +21,8 @@ from amal.report import select  # noqa: E402
 from amal.report.format import layers, plural  # noqa: E402
 
 DPI = 130
-# sizes for print: a figure ~9.6 in wide fills a PDF column of 6.5 in, so 10 pt here prints as about 7 pt
+# sized for print: report.tex shrinks a figure ~9.5 in wide (legends included) to the text's 6.5 in, so 10 pt here
+# prints at about 7 pt (tests: none below 6.5 pt)
 STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 12.5, "axes.labelsize": 11.5, "legend.fontsize": 10,
          "legend.title_fontsize": 10.5, "xtick.labelsize": 10.5, "ytick.labelsize": 10.5, "figure.titlesize": 13.5,
          "svg.hashsalt": "amal"}
