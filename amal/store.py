@@ -207,14 +207,10 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path
     given = path = Path(path)
     if overwrite and path.is_symlink():
         path = path.resolve()
-    tmp = path.with_name(temp_name(path))
     if overwrite:
         remove_stale_temps(path)
+    tmp = staged(path, data)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -222,6 +218,40 @@ def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path
     finally:
         tmp.unlink(missing_ok=True)
     return given
+
+
+def staged(path: Path, data: bytes) -> Path:
+    """The hidden temp file beside `path` holding `data`, written and synced (removed again if that fails)."""
+    tmp = path.with_name(temp_name(path))
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def replace_all(files: dict[Path, bytes]) -> list[Path]:
+    """Write each of `files` over what is there (a symlink written through), all or none: every temp file is written
+    before the first is renamed into place, so a full disk fails before any file changed."""
+    renames = []
+    try:
+        for given, data in files.items():
+            path = Path(given).resolve() if Path(given).is_symlink() else Path(given)
+            remove_stale_temps(path)
+            try:
+                renames.append((staged(path, data), path))
+            except OSError as exc:  # named by the file it was for, not by its temp file
+                raise OSError(exc.errno, exc.strerror, str(given)) from exc
+        for tmp, path in renames:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in renames:
+            tmp.unlink(missing_ok=True)
+    return [Path(given) for given in files]
 
 
 # what link() fails with on a file system without hard links (vfat, exFAT, some network shares)

@@ -436,3 +436,23 @@ def test_a_campaign_run_with_tag_stores_its_runs_with_that_tag(tmp_path, small_c
     df, _ = store.load(results)
     assert set(df["experiment"]) == {"lr-sweep", "batch-size", "autoencoder"}
     assert df["tag"].unique().tolist() == ["lab 2"]
+
+
+def test_a_full_disk_leaves_the_earlier_report_whole(fixture_results, tmp_path):
+    """No space for report.html (a file size limit makes the kernel refuse the write, EFBIG, as a full disk does with
+    ENOSPC): one line, exit 1, and not one figure of the earlier report replaced, no temp file left."""
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    earlier = {"report.html": "earlier html", "report.tex": "earlier tex", "figures/fig1-lr-sweep.png": "earlier"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    limited = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "  # EFBIG, not a kill
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000)); from amal.report.cli import main; "
+               "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", limited, "--results", str(fixture_results), "--out", str(out),
+                           "--no-run", "--format", "html,tex"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"python -m amal.report: error: File too large: {out / 'report.html'}; the report was not " \
+                          "updated\n"
+    assert {name: (out / name).read_text() for name in earlier} == earlier
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(["figures", *earlier])

@@ -224,17 +224,18 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
             print("report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH", file=sys.stderr)
         else:
             pdf = build_pdf(tex, images, out, engine, df["timestamp_utc"].max())
-    written = [store.atomic_write_bytes(out / fig, png, overwrite=True)
-               for fig, png in ((f"figures/{key}.png", png) for key, png in images.items())]
+    files = {out / "figures" / f"{key}.png": png for key, png in images.items()}
+    if "tex" in chosen:
+        files[out / "report.tex"] = tex.encode("utf-8")
+    if html is not None:
+        files[out / "report.html"] = html.encode("utf-8")
+    if pdf is not None:
+        files[out / "report.pdf"] = pdf
+    written = store.replace_all(files)  # all or none: a full disk leaves the earlier report whole
     for stale in (out / "figures").glob("fig*.png") if "tex" in chosen else []:  # an earlier report's figures;
         if stale.stem not in images:  # kept when report.tex is not rewritten: the one there may still use them
             stale.unlink()
-    if "tex" in chosen:
-        written.append(store.atomic_write_bytes(out / "report.tex", tex.encode("utf-8"), overwrite=True))
-    if html is not None:
-        written.append(store.atomic_write_bytes(out / "report.html", html.encode("utf-8"), overwrite=True))
     if pdf is not None:
-        written.append(store.atomic_write_bytes(out / "report.pdf", pdf, overwrite=True))
         (out / "report.log").unlink(missing_ok=True)  # the log of an earlier failed build no longer applies
     return written
 
@@ -275,6 +276,10 @@ def report(args, results: Path) -> int:
         return 2
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a full disk, a file system gone read-only: no file of the report was replaced
+        print(f"{PROG}: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}; the report was "
+              "not updated", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the report was not updated", file=sys.stderr)
