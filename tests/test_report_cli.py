@@ -210,7 +210,7 @@ def test_missing_sections_give_the_command_to_produce_them(fixture_results, tmp_
     assert "No batch-size results in the store yet. To produce them, run:" in html
     assert ("<pre><code>python -m amal.run autoencoder --epochs 10 --batch-size 64 --device auto --results "
             f"{results}</code></pre>") in html
-    assert r"\mbox{\small\texttt{pytest bench -{}-{}benchmark-{}autosave" in tex  # lines set whole
+    assert r"\fitwidth{\small\texttt{pytest bench -{}-{}benchmark-{}autosave" in tex  # lines set whole
     assert '<figure id="fig1-lr-sweep">' in html and '<figure id="fig2-batch-loss">' not in html
 
 
@@ -456,3 +456,27 @@ def test_a_full_disk_leaves_the_earlier_report_whole(fixture_results, tmp_path):
                           "updated\n"
     assert {name: (out / name).read_text() for name in earlier} == earlier
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(["figures", *earlier])
+
+
+@needs_tex
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="needs poppler's pdftotext")
+@pytest.mark.parametrize("tag", [None, NASTY])
+def test_no_text_runs_into_the_pdfs_right_margin(nasty_store, tmp_path, tag):
+    """A long results path cut the header's command at the page edge, and a finding naming
+    batch-size/dataloader/bs16/cpu ran 4 pt past it: commands go on lines of their own, shrunk where one word is
+    wider than the text, and text may break after a slash."""
+    results = copy_store(nasty_store, tmp_path / "home" / "student" / "courses" / "deep-learning" / "amal-practicals"
+                         / "results")
+    out = tmp_path / "out"
+    assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "pdf",
+                 *(["--tag", tag] if tag else [])]) == 0
+    boxes = subprocess.run(["pdftotext", "-bbox", str(out / "report.pdf"), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    width = float(re.search(r'<page width="([\d.]+)"', boxes).group(1))
+    margin = 2.2 / 2.54 * 72  # report.tex: margin=2.2cm
+    past = [(float(x), word) for x, word in re.findall(r'xMax="([\d.]+)"[^>]*>([^<]*)</word>', boxes)
+            if float(x) > width - margin + 1]
+    assert past == []
+    text = subprocess.run(["pdftotext", str(out / "report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "amal-practicals/results" in text  # the whole path is there

@@ -45,7 +45,7 @@ def test_tex_escapes_user_text(fixture_df):
     df.loc[df["experiment"] == "bench", "tag"] = NASTY
     tex = render.render_tex(build_context(df, "r"), {})
     assert (r"\textless{}script\textgreater{}alert(\textquotesingle{}x\textquotesingle{})"
-            r"\textless{}/script\textgreater{} 50\% of \$5 \& \#1 "
+            r"\textless{}/\allowbreak{}script\textgreater{} 50\% of \$5 \& \#1 "
             r"\{a\_b\} \textasciitilde{}x\textasciicircum{}2 \textbackslash{}end\{document\}") in tex
     assert tex.count(r"\end{document}") == 1
 
@@ -77,8 +77,8 @@ def test_commands_to_run_are_set_as_code_one_per_line(fixture_df):
             "--hidden 256,64 --loss bce --n-train 4000 --num-workers 0 --results r\npython -m amal.run") in html
     tex = render.render_tex(context, {})
     # in the PDF each command is cut between words into lines that cannot wrap, each ending in a continuation
-    assert (r"shown):\\ \mbox{\small\texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 "
-            r"-{}-{}batch-{}size 64 \textbackslash{}}}\\ \mbox{\small\texttt{-{}-{}hidden 256,64") in tex
+    assert (r"shown):\\ \fitwidth{\small\texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 "
+            r"-{}-{}batch-{}size 64 \textbackslash{}}}\\ \fitwidth{\small\texttt{-{}-{}hidden 256,64") in tex
 
 
 def test_shell_lines_cut_between_words_and_keep_quoted_words_whole():

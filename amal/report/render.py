@@ -27,6 +27,7 @@ TEX_SPECIAL = {
     "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
     "|": r"\textbar{}", '"': r"\textquotedbl{}", "'": r"\textquotesingle{}", "`": r"\textasciigrave{}",
     "-": "-{}",  # no -- or --- ligature: user text keeps its hyphens
+    "/": r"/\allowbreak{}",  # a long name (batch-size/dataloader/bs16/cpu) may break after a slash, not overflow
     # characters the report's own text uses that pdflatex's utf8 input does not know
     "×": r"$\times$", "±": r"$\pm$", "λ": r"$\lambda$", "µ": r"$\mu$", "μ": r"$\mu$", "≤": r"$\leq$",
     "≥": r"$\geq$", "≈": r"$\approx$", "·": r"$\cdot$", "−": "-", "–": "--", "—": "---", "…": r"\dots{}",
