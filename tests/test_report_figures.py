@@ -537,3 +537,25 @@ def test_no_legend_covers_another_legend_or_panel(fixture_df, key):
     for i, (legend, box) in enumerate(legends):
         assert not any(box.overlaps(other) for _, other in legends[i + 1:])
         assert not any(box.overlaps(panel) for ax, panel in panels if ax is not legend.axes)
+
+
+def test_a_run_still_growing_is_marked_where_it_leaves_fig1s_scale_and_no_legend_overlaps(fixture_df):
+    """lr = 0.27 run 100 epochs without being stopped, its MSE growing from 600 to 6e5: the scale (set by the stable
+    rates) ended below its first epoch, so it was nowhere on the left panel, and its two-column legend, with the
+    long '(growing, not stopped)' label, ran under the right panel's."""
+    sweep = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    kept = sweep[sweep["lr"].isin([0.1]) & (sweep["epoch"] <= 100)]
+    growing = kept.assign(lr=0.27, diverged=False, diverged_epoch=None, train_loss=600 * 1.072 ** kept["epoch"])
+    df = pd.concat([fixture_df[fixture_df["experiment"] != "lr-sweep"], kept, growing], ignore_index=True)
+    assert select.lr_outcomes(select.lr_sweep_rows(df))["growing"].tolist() == [False, True]
+    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+        fig = figures.lr_sweep_figure(df)
+        fig.canvas.draw()
+        curves = fig.axes[0]
+        top = curves.get_ylim()[1]
+        marks = [line for line in curves.get_lines() if line.get_marker() == "^"]
+        assert len(marks) == 1 and list(marks[0].get_ydata()) == [top] and list(marks[0].get_xdata()) == [1]
+        assert "▲ = growing" in curves.get_title()
+        (left,), (right,) = (ax.findobj(Legend)[:1] for ax in fig.axes)
+        assert not left.get_window_extent().overlaps(right.get_window_extent())
+        plt.close(fig)

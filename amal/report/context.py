@@ -175,7 +175,8 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   f"Left: training MSE (log scale) per epoch, "
                   f"{'features not normalised' if normalize == 'none' else f'{normalize} features'}; the scale "
                   "spans the runs that did not diverge, a diverging run leaves through the top edge and × marks the "
-                  "epoch it was stopped at. Right: final MSE per learning rate (× on the top edge: diverged, or "
+                  "epoch it was stopped at (a triangle, the epoch a run still growing when it ended left the scale). "
+                  "Right: final MSE per learning rate (× on the top edge: diverged, or "
                   "growing when its run ended, no final MSE to compare) next to the theoretical bound "
                   "lr* = 2/λmax(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
                   "diverge to the smallest that did).")

@@ -98,6 +98,16 @@ def _batch_axis(ax, batch_sizes, unit: str = "rows") -> None:
     ax.set_xlabel(f"batch size ({unit} per step, log scale)")
 
 
+def _legend_below(ax, most: int = 3, **kwargs) -> None:
+    """A legend under `ax` (no curve hidden) in as many columns, up to `most`, as keep it within the panel's width:
+    wider, it ran under the next panel's legend (a label such as 'lr = 0.27 (growing, not stopped)')."""
+    renderer = ax.figure.canvas.get_renderer()
+    for ncols in range(most, 0, -1):
+        legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=ncols, **kwargs)
+        if legend.get_window_extent(renderer).width <= ax.get_window_extent(renderer).width * 1.05:
+            return
+
+
 def _palette(values) -> dict:
     """One colour per sorted value, each easy to tell from its neighbours: the values that matter most are often
     close ones, such as learning rates on both sides of the threshold. tab10's ten hues, then their light shades
@@ -164,12 +174,16 @@ def lr_sweep_figure(df: pd.DataFrame):
         if outcome.diverged:  # where the run was stopped, on the top edge: its loss is off the scale by then
             curves.plot([outcome.diverged_epoch], [top], marker="x", ms=10, mew=2.5, color=colours[outcome.lr],
                         clip_on=False, zorder=5)
-    diverged = " (× = diverged, off the scale)" if outcomes["diverged"].any() else ""
+        elif outcome.growing and (run["train_loss"] > top).any():  # where it leaves the scale (it may never enter)
+            curves.plot([run.loc[run["train_loss"] > top, "epoch"].iloc[0]], [top], marker="^", ms=9,
+                        color=colours[outcome.lr], clip_on=False, zorder=5)
+    marks = [mark for mark, shown in (("× = diverged", outcomes["diverged"].any()),
+                                      ("▲ = growing", outcomes["growing"].any())) if shown]
+    diverged = f" ({', '.join(marks)}, off the scale)" if marks else ""
     curves.set(yscale="log", ylim=(bottom, top), xlabel="epoch (one full-batch gradient step)",
                ylabel=r"training MSE ((k\$)², log scale)", title=f"Training MSE per epoch{diverged}")
     curves.xaxis.set_major_locator(ticker.MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
-    stops = (outcomes["diverged"] | outcomes["growing"]).any()  # a long label: two columns, clear of the right legend
-    curves.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2 if stops else 3)  # below: curves seen
+    _legend_below(curves)
     _bound_panel(bound, outcomes, colours)
     fig.suptitle("Full-batch gradient descent on Boston Housing, by learning rate")
     fig.tight_layout()
@@ -215,8 +229,7 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
         grew = " or grew" if outcomes["growing"].any() else ""
         ax.text(0.5, 0.5, f"every learning rate diverged{grew}:\nno final MSE to compare", ha="center",
                 va="center", transform=ax.transAxes, fontsize=10, color="dimgrey")
-    # below: no point hidden; in one column when a label is long, clear of the other panel's legend
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=1 if beyond.any() else 2)
+    _legend_below(ax, most=2)
 
 
 def _over_seeds(rows: pd.DataFrame) -> str:
