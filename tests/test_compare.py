@@ -1,4 +1,9 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -130,9 +135,11 @@ def test_a_benchmark_s_interval_does_not_depend_on_the_others_compared():
         both.loc["b", ["ratio", "ratio_ci_low", "ratio_ci_high"]].tolist()
 
 
-def test_real_pytest_benchmark_json_with_raw_data(capsys):
-    path = str(fixture("pytest-benchmark-with-data"))
-    assert main([path, path, "--format", "markdown"]) == 0
+def test_real_pytest_benchmark_json_with_raw_data(tmp_path, capsys):
+    path = fixture("pytest-benchmark-with-data")
+    copy = tmp_path / "copy.json"  # another file with the same rounds (a JSON and its run file, say) is compared
+    copy.write_bytes(path.read_bytes())
+    assert main([str(path), str(copy), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| benchmark |") and "| test_sorted |" in out and "Holm over 2" in out
 
@@ -167,11 +174,82 @@ def exit_code(argv) -> int:
 
 @pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--threshold", "inf"], ["--threshold", "nan"],
                                     ["--alpha", "1.5"], ["--group-threshold", "x"], ["--format", "html"],
-                                    ["--seed", "-1"]])
+                                    ["--seed", "-1"], ["--resamples", "99"], ["--resamples", "100001"],
+                                    ["--resamples", "1000000000"], ["--group-threshold", "lr-sweep=0.5"]])
 def test_bad_options_exit_2_in_one_line(option, capsys):
-    path = str(fixture("gate-unchanged-baseline"))
-    assert exit_code([path, path, *option]) == 2
-    one_line_error(capsys)
+    args = [str(fixture("gate-unchanged-baseline")), str(fixture("gate-unchanged-candidate"))]
+    started = time.monotonic()
+    assert exit_code([*args, *option]) == 2
+    assert time.monotonic() - started < 5  # refused before any work (10^9 resamples ran on for minutes)
+    assert option[0] in one_line_error(capsys)
+
+
+def test_option_errors_name_the_option_once(capsys):
+    args = [str(fixture("gate-unchanged-baseline")), str(fixture("gate-unchanged-candidate"))]
+    assert main([*args, "--threshold", "0.9"]) == 2
+    assert one_line_error(capsys) == ("python -m amal.compare: error: --threshold: must be a finite factor >= 1 "
+                                      "(1.10 = 10% slower), got 0.9\n")
+    assert main([*args, "--group-threshold", "lr-sweep=0.5"]) == 2
+    assert "error: --group-threshold lr-sweep: must be a finite factor >= 1" in one_line_error(capsys)
+    assert main([*args, "--resamples", "1000000000"]) == 2
+    assert one_line_error(capsys) == ("python -m amal.compare: error: --resamples must be from 100 to 100,000, "
+                                      "got 1000000000\n")
+
+
+def test_help_gives_the_range_of_resamples(capsys):
+    assert exit_code(["--help"]) == 0
+    assert "bootstrap resamples, 100 to 100,000" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_same_file_as_baseline_and_candidate_exits_2_in_one_line(tmp_path, monkeypatch, capsys):
+    """Compared with itself, a file is 'unchanged' whatever the code did: refused, however it is named twice."""
+    path = fixture("gate-unchanged-baseline")
+    monkeypatch.chdir(FIXTURES)
+    link = tmp_path / "link.json"
+    link.symlink_to(path)
+    for candidate in (str(path), "gate-unchanged-baseline.json", str(link)):
+        assert main([str(path), candidate]) == 2
+        assert f"error: baseline and candidate are the same file ({path})" in one_line_error(capsys)
+    results = tmp_path / "results"
+    run_id = store_run(results, read_benchmark_json(path))
+    for candidate in (run_id, str(results / f"{run_id}.parquet")):
+        assert main([run_id, candidate, "--results", str(results)]) == 2
+        assert "the same file" in one_line_error(capsys)
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM installed (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc/PID/status (Linux)")
+def test_sigterm_says_interrupted_and_exits_130(tmp_path):
+    """SIGTERM (`kill`, `timeout`, a cancelled CI job) stopped amal.compare silently with 143, where the other
+    commands say they were interrupted and exit 130. Here it arrives during the bootstrap, which would take about
+    70 s (100,000 resamples at 200 rounds a side)."""
+    rng = np.random.default_rng(0)
+    rounds = pd.DataFrame({"benchmark": "b", "bench_group": "g", "round": np.arange(1, 201),
+                           "round_s": rng.lognormal(0, 0.05, 200)})
+    base = write_json(tmp_path / "base.json", rounds)
+    cand = write_json(tmp_path / "cand.json", rounds.assign(round_s=rng.lognormal(0, 0.05, 200)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    work = subprocess.Popen([sys.executable, "-m", "amal.compare", str(base), str(cand), "--resamples", "100000"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not catches_sigterm(work.pid) and work.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # imports done, the command at work
+        time.sleep(0.2)
+        work.send_signal(signal.SIGTERM)
+        out, err = work.communicate(timeout=30)
+    finally:
+        work.kill()
+    assert (work.returncode, err, out) == (130, "interrupted: nothing was compared\n", "")
 
 
 def store_run(results: Path, rounds: pd.DataFrame) -> str:
