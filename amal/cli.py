@@ -10,8 +10,9 @@ from tqdm import tqdm
 
 from amal import store
 from amal.environment import run_start
-from amal.errors import Parser, UsageError, help_paragraphs, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
+from amal.report.format import plural
 from amal.timing import set_threads, use_device
 
 PROG_REPORT = "python -m amal.report"
@@ -31,7 +32,7 @@ def build_parser() -> Parser:
         sub.add_argument("--threads", type=int, default=threads, metavar="N",
                          help=f"torch CPU threads (default: {default}, as in the campaign of {PROG_REPORT}; "
                               "recorded in the results)")
-        sub.add_argument("--results", default=None, metavar="DIR",
+        sub.add_argument("--results", type=folder, default=None, metavar="DIR",
                          help="results directory (default: $AMAL_RESULTS or ./results)")
         sub.add_argument("--tag", default="", help="free text stored with every row")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,5 +112,5 @@ def run(args) -> int:
         print(experiment.overall(df))
     for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
         print(note, file=sys.stderr)
-    print(f"stored {len(df)} rows in {path}")
+    print(f"stored {plural(len(df), 'row')} in {path}")
     return 0

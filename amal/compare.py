@@ -25,10 +25,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from amal import store
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.report.format import seconds
-from amal.samples import read_run, settings_change
+from amal.samples import read_run, run_source, settings_change
 
 VERDICTS = ("regressed", "improved", "unchanged")
 FORMATS = ("table", "markdown", "json")
@@ -306,19 +305,11 @@ def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fm
     return int((result["verdict"] == "regressed").any())
 
 
-def source(spec: str, results_dir: Path | None) -> Path:
-    """The file read_run reads for `spec`: a .json or .parquet path as given, else the run id's file in the store."""
-    path = Path(spec)
-    if path.suffix in (".json", ".parquet"):
-        return path
-    return Path(results_dir or store.default_results_dir()) / f"{spec}.parquet"
-
-
 def check_not_same(baseline: str, candidate: str, results_dir: Path | None) -> None:
     """UsageError when both name one file (the same path, a link to it, a run id and its .parquet file): it would
     be compared with itself, 'unchanged' whatever the code did. Call once both were read (both files exist)."""
-    path = source(baseline, results_dir)
-    if os.path.samefile(path, source(candidate, results_dir)):
+    path = run_source(baseline, results_dir)
+    if os.path.samefile(path, run_source(candidate, results_dir)):
         raise UsageError(f"baseline and candidate are the same file ({path}): compared with itself it says nothing "
                          "about a change")
 

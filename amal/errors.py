@@ -19,6 +19,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def folder(text: str) -> str:
+    """An argparse type for a folder option: '' (an unset variable in `--results "$DIR"`) is refused, not read as
+    the default folder or as the current one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; leave the option out for the default")
+    return text
+
+
 @contextmanager
 def sigterm_as_interrupt():
     """Within the block, SIGTERM (`kill`, `timeout`, a cancelled CI job) ends the command as Ctrl-C does: the same

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from amal import compare, gate_worker, store
 from amal.benchmarks import param_columns
 from amal.environment import GIT, git_commit
-from amal.errors import Parser, UsageError, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
@@ -432,7 +432,7 @@ def build_parser() -> compare.Parser:
     parser.add_argument("--case", action="append", default=[], help="time only this case (repeatable)")
     parser.add_argument("--output", type=Path, default=GateConfig.output,
                         help="folder for the two samples' JSON (default: %(default)s)")
-    parser.add_argument("--results", type=Path, default=None, help="also store both samples in this results store")
+    parser.add_argument("--results", type=folder, default=None, help="also store both samples in this results store")
     parser.add_argument("--processes", type=int, default=GateConfig.processes,
                         help="worker processes per side, rounds rotating over them (default: %(default)s)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
@@ -459,8 +459,8 @@ def config_from_args(args) -> GateConfig:
         store.check_writable(args.results, "--results folder")
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
-                      only=tuple(args.case), output=args.output, results=args.results, pin=args.pin,
-                      processes=args.processes)
+                      only=tuple(args.case), output=args.output, pin=args.pin, processes=args.processes,
+                      results=Path(args.results) if args.results else None)
 
 
 def main(argv=None) -> int:

@@ -154,16 +154,22 @@ def rounds_from_store(rows: pd.DataFrame, source: str) -> pd.DataFrame:
     return out[ROUND_COLUMNS].sort_values(["benchmark", "round"]).reset_index(drop=True)
 
 
+def run_source(spec: str, results_dir: Path | None = None) -> Path:
+    """The file `spec` names: a .json or .parquet path as given, else the run id's file in the results store."""
+    path = Path(spec)
+    if path.suffix in (".json", ".parquet"):
+        return path
+    return Path(results_dir or store.default_results_dir()) / f"{spec}.parquet"
+
+
 def read_run(spec: str, results_dir: Path | None = None) -> pd.DataFrame:
     """Raw rounds from a pytest-benchmark .json file, a run's .parquet file, or a run id of the results store."""
-    path = Path(spec)
+    path = run_source(spec, results_dir)
     if path.suffix == ".json":
         return read_benchmark_json(path)
-    if path.suffix != ".parquet":
-        results_dir = Path(results_dir or store.default_results_dir())
-        path = results_dir / f"{spec}.parquet"
+    if Path(spec).suffix != ".parquet":
         if not path.is_file():
-            raise UsageError(f"{spec}: neither a .json/.parquet file nor a run id in {results_dir}")
+            raise UsageError(f"{spec}: neither a .json/.parquet file nor a run id in {path.parent}")
     elif not path.is_file():
         raise UsageError(f"{path}: no such file")
     try:

@@ -72,7 +72,7 @@ def test_cli_stores_rows_and_the_reconstruction_png(tmp_path, capsys):
         assert image.size == (302, 62)
     assert load_checkpoint(tmp_path / "c.pt")["epoch"] == 1
     out = capsys.readouterr().out
-    assert "stored 1 rows" in out and "1 epoch (1): " in out and " images/s over all of them; last train loss " in out
+    assert "stored 1 row in" in out and "1 epoch (1): " in out and " images/s over all of them; last train loss " in out
 
 
 def no_files(folder: Path) -> bool:
@@ -101,6 +101,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     (["--checkpoint", f"/tmp/{'c' * 250}.pt"], "is too long"),
     (["--checkpoint", f"{__file__}/c.pt"], "is a file, not a folder"),
     (["--data-root", __file__], f"data root {__file__} is a file, not a folder"),
+    (["--n-train", "1"], "--batch-size 64 is larger than the 1 training image\n"),
 ])
 def test_bad_input_says_why(tmp_path, capsys, args, reason):
     assert cli.main(["autoencoder", "--quiet", "--results", str(tmp_path / "results"), *args]) == 2

@@ -173,3 +173,15 @@ def test_module_entry_point_runs_end_to_end(results):
     assert proc.returncode == 0, proc.stderr
     assert "final MSE" in proc.stdout and len(store.run_files(results)) == 1
     assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+@pytest.mark.parametrize("module", ["amal.run lr-sweep --epochs 1", "amal.report --no-run",
+                                    "amal.report --no-run --out", "amal.gate --baseline HEAD"])
+def test_an_empty_folder_path_is_refused_not_read_as_the_default(module, tmp_path):
+    """`--results "$RESULTS"` with the variable unset stored into ./results (the gate: into the current folder)."""
+    *command, last = module.split()
+    argv = [*command, last, ""] if last == "--out" else [*command, last, "--results", ""]
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.endswith("an empty path; leave the option out for the default\n")
+    assert len(done.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []

@@ -374,7 +374,7 @@ def build(cfg: AutoencoderConfig, device: torch.device):
         raise UsageError(f"--n-train {cfg.n_train} is more than the {available} training images ({images.source})")
     train_set = MnistVectors(images.train_images[:cfg.n_train or None])
     if cfg.batch_size > len(train_set):
-        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {len(train_set)} training images")
+        raise UsageError(f"--batch-size {cfg.batch_size} is larger than the {plural(len(train_set), 'training image')}")
     check_memory(cfg, device)
     torch.manual_seed(cfg.seed)
     try:  # the estimate is to first order: an allocation that fails anyway is refused the same way

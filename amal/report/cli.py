@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 
 from amal import store
-from amal.errors import Parser, UsageError, help_paragraphs, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
+from amal.report.format import plural
 
 FORMATS = ("html", "tex", "pdf")
 PROG = "python -m amal.report"
@@ -55,9 +56,10 @@ def build_parser() -> Parser:
     description = help_paragraphs(__doc__.split(":", 1)[1])  # the epilog's lines stay as written
     parser = Parser(prog=PROG, description=description, epilog=WHICH_RUNS,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default=None, metavar="DIR",
+    parser.add_argument("--results", type=folder, default=None, metavar="DIR",
                         help="results directory (default: $AMAL_RESULTS or ./results)")
-    parser.add_argument("--out", default="reports", metavar="DIR", help="where the report goes (default: %(default)s)")
+    parser.add_argument("--out", type=folder, default="reports", metavar="DIR",
+                        help="where the report goes (default: %(default)s)")
     parser.add_argument("--profile", choices=("quick", "full"), default="quick",
                         help="campaign to run when the store is empty (default: %(default)s)")
     parser.add_argument("--no-run", action="store_true", help="never run experiments; report only what is stored")
@@ -109,7 +111,7 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
         for name, df, started, count in done:
             set_threads(count)  # the run's environment columns record the threads it ran with
             _, path = store_run(df, name, f"{PROG} --profile {profile}" if tag is None else tag, results, started)
-            print(f"stored {len(df)} rows in {path}", file=sys.stderr)
+            print(f"stored {plural(len(df), 'row')} in {path}", file=sys.stderr)
     finally:
         set_threads(default)
 
