@@ -113,4 +113,6 @@ def run(args) -> int:
     for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
         print(note, file=sys.stderr)
     print(f"stored {plural(len(df), 'row')} in {path}")
+    for image in df["recon_png"].dropna().unique() if "recon_png" in df else []:  # files stored beside the rows
+        print(f"reconstruction grid in {results_dir / image}")
     return 0

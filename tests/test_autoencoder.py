@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from amal import cli
+from amal import cli, store
 from amal.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from amal.experiments import EXPERIMENTS
 from amal.experiments.autoencoder import PROFILES, AutoencoderConfig, bench_cases, overall, run, summary
@@ -144,7 +144,8 @@ def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(t
     results, checkpoint = tmp_path / "results", tmp_path / "c.pt"
     assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "4",
                      "--hidden", "16", "--n-train", "64", "--lr", "1e30", "--checkpoint", str(checkpoint)]) == 0
-    assert "diverged at epoch 1 (training loss no longer finite): training stopped" in capsys.readouterr().err
+    assert ("diverged at epoch 1 (training loss no longer finite): training stopped; no checkpoint was written"
+            in capsys.readouterr().err)
     rows = pd.read_parquet(results)
     assert rows["epoch"].tolist() == [1] and rows["diverged"].tolist() == [True]
     assert rows["diverged_epoch"].tolist() == [1] and rows["epochs"].tolist() == [4]
@@ -562,3 +563,17 @@ def test_every_seed_is_tested_on_the_same_images():
     first, *_ = build(SMALL, torch.device("cpu"))
     other, *_ = build(replace(SMALL, seed=SMALL.seed + 2), torch.device("cpu"))
     assert (first.test_images == other.test_images).all() and (first.train_images == other.train_images).all()
+
+
+def test_a_resumed_run_says_where_it_resumed_and_where_its_grid_went(tmp_path, capsys):
+    results, checkpoint = tmp_path / "results", tmp_path / "c.pt"
+    argv = ["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--hidden", "16", "--n-train",
+            "64", "--checkpoint", str(checkpoint)]
+    assert cli.main([*argv, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--epochs", "3", "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert f"resumed from epoch 2 of the checkpoint {checkpoint}: epochs 1-2 as the run that wrote it timed them" in err
+    (run,) = store.run_files(results)[1:]
+    grid = pd.read_parquet(run)["recon_png"].iloc[0]
+    assert out.endswith(f"reconstruction grid in {results / grid}\n") and (results / grid).is_file()

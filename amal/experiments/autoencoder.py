@@ -523,8 +523,8 @@ def overall(df: pd.DataFrame) -> str:
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
-    """What the CLI says on stderr after the summary: the checkpoint's epochs left out of a resumed run and why, CPU
-    time other processes took, a divergence and what the checkpoint then holds."""
+    """What the CLI says on stderr after the summary: CPU time other processes took, the epoch a run resumed from
+    and the checkpoint's epochs left out of it and why, a divergence and what the checkpoint then holds."""
     out = []
     waits = df["cpu_wait"].dropna() if "cpu_wait" in df else pd.Series(dtype=float)
     if not waits.empty and waits.median() > CONTENDED:  # most epochs: evenly slow, however steady
@@ -537,6 +537,11 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
                    f"{CONTENDED:.0%} of their time (up to {waits.max():.0%}): other processes were running on the "
                    f"same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on an "
                    "idle machine, or with --threads 1")
+    resumed = df["resumed_from_epoch"].dropna() if "resumed_from_epoch" in df else pd.Series(dtype="Int64")
+    if len(resumed):
+        epoch = int(resumed.iloc[0])
+        carried = f": epochs 1-{epoch} as the run that wrote it timed them" if df["epoch"].le(epoch).any() else ""
+        out.append(f"resumed from epoch {epoch} of the checkpoint {cfg.checkpoint}{carried}")
     left_out = df.attrs.get("carried_left_out")
     if left_out:
         first, last = left_out["epochs"]
@@ -547,7 +552,8 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     if stopped.empty:
         return out
     epoch = int(stopped.iloc[0])
-    kept = f"; the checkpoint keeps epoch {epoch - 1}" if cfg.checkpoint and epoch > 1 else ""
+    kept = "" if not cfg.checkpoint else (f"; the checkpoint keeps epoch {epoch - 1}" if epoch > 1 else
+                                          "; no checkpoint was written")
     return [*out, f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
 
 
