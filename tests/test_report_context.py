@@ -78,7 +78,8 @@ def test_autoencoder_findings_and_recon_from_the_newest_run(context):
     assert ae["findings"][1].endswith(" over the epochs of one run per device, run-to-run variation not included), "
                                       "NVIDIA H100 80GB HBM3 vs AMD EPYC 7B13.")
     throughput = {f["key"]: f["caption"] for f in ae["figures"]}["fig6b-ae-throughput"]
-    assert "one colour per configuration, dashed with circles on the CPU, solid with squares on the GPU" in throughput
+    assert ("one colour per model (data path, layers, loss; its configurations are shades of it in the loss figure), "
+            "dashed with circles on the CPU, solid with squares on the GPU") in throughput
     recon = ae["figures"][-1]
     assert recon["source"] == "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
     assert recon["caption"].endswith("after 3 epochs (run 20261127T120000Z-autoencoder-4f5a6b: 784→256→64, bce, "
@@ -209,7 +210,8 @@ def test_fig6a_caption_names_the_loss_or_gives_each_its_panel(fixture_df, contex
                 for part in (context, build_context(pd.concat([fixture_df, ae.assign(
                     run_id="20261127T140000Z-autoencoder-ffffff", loss_fn="mse")]), "r"))]
     assert captions[0] == ("Train (solid) and test (dashed) BCE reconstruction loss per epoch for each configuration "
-                           "(the mean over seeds where several were run).")
+                           "(the mean over seeds where several were run), a shade of its model's colour in the "
+                           "throughput figure.")
     assert captions[1].endswith(", one panel per loss function (BCE, MSE): their values are on different scales.")
 
 

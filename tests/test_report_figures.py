@@ -559,3 +559,26 @@ def test_a_run_still_growing_is_marked_where_it_leaves_fig1s_scale_and_no_legend
         (left,), (right,) = (ax.findobj(Legend)[:1] for ax in fig.axes)
         assert not left.get_window_extent().overlaps(right.get_window_extent())
         plt.close(fig)
+
+
+def test_an_autoencoder_model_has_one_hue_in_fig6a_and_fig6b(fixture_df):
+    """Fig. 6a coloured each configuration and Fig. 6b each model in turn from tab10: green was 784→64, mse in one
+    and 784→64, bce, batch 256 in the other. A model's configurations are now shades of the hue 6b gives it."""
+    from matplotlib.colors import rgb_to_hsv, to_rgb
+
+    ae = fixture_df[fixture_df["experiment"] == "autoencoder"]
+    df = pd.concat([fixture_df, ae.assign(hidden="64", run_id=ae["run_id"] + "0")], ignore_index=True)
+    loss, throughput = figures.autoencoder_loss_figure(df), figures.throughput_figure(df)
+    model_hues = {}
+    for bars in throughput.axes[0].containers:  # one errorbar line per device and model
+        device, layers, loss_fn = bars.get_label().split(", ")
+        model_hues.setdefault(layers, set()).add(rgb_to_hsv(to_rgb(bars.lines[0].get_color()))[0])
+    assert all(len(hues) == 1 for hues in model_hues.values()) and len(model_hues) == 2
+    handles = [h for h in loss.axes[0].get_legend().legend_handles if h.get_label().startswith(("cpu", "cuda"))]
+    assert len(handles) == 8 and len({to_rgb(h.get_color()) for h in handles}) == 8  # configurations still apart
+    for handle in handles:
+        layers = handle.get_label().split(", ")[1]
+        (hue,) = model_hues[layers]
+        assert rgb_to_hsv(to_rgb(handle.get_color()))[0] == pytest.approx(hue, abs=1e-6)
+    plt.close(loss)
+    plt.close(throughput)

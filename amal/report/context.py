@@ -339,7 +339,8 @@ def gpu_commands(rows: pd.DataFrame, options: str) -> list[str]:
 def loss_caption(loss_fns: pd.Series) -> str:
     """Fig. 6a's caption: which loss it draws, or that each loss function has a panel of its own."""
     losses = sorted(loss_fns.dropna().unique())
-    mean = "for each configuration (the mean over seeds where several were run)"
+    mean = ("for each configuration (the mean over seeds where several were run), a shade of its model's colour in "
+            "the throughput figure")
     if len(losses) == 1:
         return f"Train (solid) and test (dashed) {losses[0].upper()} reconstruction loss per epoch {mean}."
     return (f"Train (solid) and test (dashed) reconstruction loss per epoch {mean}, one panel per loss function "
@@ -472,7 +473,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
         figure("fig6a-ae-loss", "Autoencoder: reconstruction loss per epoch", loss_caption(rows["loss_fn"])),
         figure("fig6b-ae-throughput", "Autoencoder: training throughput by batch size",
                "Training images per second of training time by batch size, one line per device and configuration "
-               "(error bars from the slowest to the fastest epoch): one colour per configuration, dashed with "
+               "(error bars from the slowest to the fastest epoch): one colour per model (data path, layers, loss; "
+               "its configurations are shades of it in the loss figure), dashed with "
                "circles on the CPU, solid with squares on the GPU, which appears only where it was measured. The "
                "lines' points are shifted slightly apart along the batch size so that their bars stay visible."),
     ]

@@ -404,6 +404,20 @@ def overhead_figure(df: pd.DataFrame):
     return fig
 
 
+def _model_colours(models) -> dict:
+    """One tab10 hue per autoencoder model, (data path, hidden sizes, loss) in sorted order: the same in Fig. 6a and
+    6b, so that a colour names one model in both."""
+    hues = sns.color_palette("tab10", 10)
+    return {model: hues[i % len(hues)] for i, model in enumerate(sorted(set(models)))}
+
+
+def _shades(colour, count: int) -> list:
+    """`count` shades of `colour`, darker to lighter (mixed with black, then white); the colour itself when one."""
+    colour = np.asarray(colour)
+    mix = np.linspace(-0.45, 0.45, count) if count > 1 else [0.0]
+    return [tuple(colour * (1 + t) if t < 0 else colour + (1 - colour) * t) for t in mix]
+
+
 def _autoencoder_label(device: str, implementation: str, hidden: str, last: str) -> str:
     """'cpu, 784→256→64, bce' (', resident' when the training set sat on the device); `last`: the loss function,
     or in Fig. 6a, whose panels each have one, the batch size."""
@@ -411,8 +425,9 @@ def _autoencoder_label(device: str, implementation: str, hidden: str, last: str)
 
 
 def autoencoder_loss_figure(df: pd.DataFrame):
-    """Train (solid) and test (dashed) reconstruction loss per epoch, one colour per configuration, mean over seeds;
-    one panel per loss function (BCE and MSE are on different scales), legends below the curves."""
+    """Train (solid) and test (dashed) reconstruction loss per epoch, mean over seeds, one colour per configuration: a
+    shade of its model's hue in Fig. 6b; one panel per loss function (BCE and MSE are on different scales), legends
+    below the curves."""
     rows = select.autoencoder_rows(df)
     keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
     means = rows.groupby([*keys, "epoch"], sort=True).agg(
@@ -420,7 +435,12 @@ def autoencoder_loss_figure(df: pd.DataFrame):
     losses = sorted(means["loss_fn"].unique())
     fig, axes = plt.subplots(1, len(losses), figsize=(11, 5.2) if len(losses) > 1 else (8.5, 4.8), squeeze=False)
     configs = list(means.groupby(keys, sort=True))
-    colours = dict(zip([key for key, _ in configs], sns.color_palette("tab10", len(configs)), strict=True))
+    models = _model_colours((implementation, hidden, loss_fn) for _, implementation, hidden, loss_fn, _ in
+                            (key for key, _ in configs))
+    colours = {}  # a model's hue (as in Fig. 6b), a shade of it per device and batch size
+    for model, hue in models.items():
+        own = sorted((key for key, _ in configs if key[1:4] == model), key=lambda key: (key[0], key[4]))
+        colours.update(zip(own, _shades(hue, len(own)), strict=True))
     for ax, loss in zip(axes.flat, losses, strict=True):
         handles = []
         for (device, implementation, hidden, loss_fn, size), curve in configs:
@@ -472,8 +492,7 @@ def throughput_figure(df: pd.DataFrame):
     table = select.throughput(select.autoencoder_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     devices = sorted(table["device"].unique())
-    models = sorted(set(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True)))
-    colours = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
+    colours = _model_colours(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True))
     lines = list(table.groupby(["device", "implementation", "hidden", "loss_fn"], sort=True))
     for shift, ((device, implementation, hidden, loss_fn), line) in zip(_dodge(len(lines)), lines, strict=True):
         line = line.sort_values("batch_size")
