@@ -160,6 +160,23 @@ def test_a_format_not_rewritten_is_named_when_an_earlier_report_left_it(fixture_
     assert "report.html there is an earlier report's (not rewritten: --format tex)" in capsys.readouterr().err
 
 
+def test_an_html_only_report_leaves_the_figures_an_earlier_report_tex_uses(fixture_results, tmp_path, capsys):
+    """report.tex includes figures/*.png: an HTML-only report from other results rewrote them under it."""
+    out = tmp_path / "out"
+    assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--format", "tex"]) == 0
+    figures = {png.name: png.read_bytes() for png in (out / "figures").glob("*.png")}
+    lr_only = copy_store(fixture_results, tmp_path / "lr-only")
+    for run in lr_only.glob("*.parquet"):
+        if "lr-sweep" not in run.name:
+            run.unlink()
+    capsys.readouterr()
+    assert main(["--results", str(lr_only), "--out", str(out), "--no-run", "--format", "html"]) == 0
+    assert {png.name: png.read_bytes() for png in (out / "figures").glob("*.png")} == figures
+    assert ("report.tex there is an earlier report's (not rewritten: --format html); figures/, which it uses, left "
+            "as they were too") in capsys.readouterr().err
+    assert "data:image/png;base64," in (out / "report.html").read_text()  # the HTML has its own images
+
+
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
 def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys, damage):
     results = copy_store(fixture_results, tmp_path / "results")

@@ -226,7 +226,9 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
             print("report.pdf skipped: no TeX engine (latexmk or pdflatex) on the PATH", file=sys.stderr)
         else:
             pdf = build_pdf(tex, images, out, engine, df["timestamp_utc"].max())
-    files = {out / "figures" / f"{key}.png": png for key, png in images.items()}
+    # an earlier report.tex not rewritten here includes figures/: they stay its own (the HTML embeds its images)
+    kept = "tex" not in chosen and (out / "report.tex").is_file()
+    files = {} if kept else {out / "figures" / f"{key}.png": png for key, png in images.items()}
     if "tex" in chosen:
         files[out / "report.tex"] = tex.encode("utf-8")
     if html is not None:
@@ -291,6 +293,7 @@ def report(args, results: Path) -> int:
             print(f"wrote {path}")
     for earlier in (out / f"report.{fmt}" for fmt in FORMATS if fmt not in args.format):
         if earlier.is_file():
-            print(f"{earlier.name} there is an earlier report's (not rewritten: --format {','.join(args.format)})",
-                  file=sys.stderr)
+            uses = "; figures/, which it uses, left as they were too" if earlier.suffix == ".tex" else ""
+            print(f"{earlier.name} there is an earlier report's (not rewritten: --format {','.join(args.format)})"
+                  f"{uses}", file=sys.stderr)
     return 0
