@@ -129,7 +129,7 @@ def test_a_run_that_would_not_fit_in_free_memory_is_refused_before_allocating(tm
     assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--hidden", "10000000", "--results",
                      str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--hidden 10000000: training needs about 261.4 GB" in err and "GB free" in err
+    assert err.count("\n") == 1 and "--hidden 10000000: training needs about 261 GB" in err and "GB free" in err
     assert not (tmp_path / "results").exists()
 
 
@@ -451,8 +451,8 @@ def test_profiles_and_summary():
     assert {cfg.device for cfg in PROFILES["full"]} == ({"cpu", "cuda"} if torch.cuda.is_available() else {"cpu"})
     df = pd.DataFrame({"epoch": [1], "train_loss": [0.123456], "test_loss": [0.2], "epoch_s": [0.5],
                        "samples_per_s": [8000.4], "transfer_s": [0.0]})
-    assert summary(df).iloc[0].to_dict() == {"epoch": 1, "train_loss": 0.12346, "test_loss": 0.2, "epoch_s": 0.5,
-                                             "samples_per_s": 8000.0, "transfer_s": 0.0}
+    assert summary(df).iloc[0].to_dict() == {"epoch": "1", "train loss": "0.1235", "test loss": "0.2",
+                                             "epoch time": "500 ms", "images/s": "8,000", "host-to-device copy": "0 s"}
     two = pd.DataFrame({"epoch": [3, 4], "train_loss": [0.2, 0.123456], "test_loss": [0.3, 0.2], "epoch_s": [0.5, 1.5],
                         "samples_per_s": [8000.0, 4000.0], "transfer_s": [0.0, 0.0], "diverged": [False, False]})
     # 4,000 + 6,000 images in 2 s: 5,000 images/s, not the mean of the two epochs' rates (6,000)
@@ -460,6 +460,40 @@ def test_profiles_and_summary():
                             "0.1235, test loss 0.2")
     stopped = two.assign(train_loss=[0.2, float("inf")], test_loss=[0.3, None], diverged=[False, True])
     assert overall(stopped).endswith("images/s over all of them; diverged at epoch 4")  # not "last train loss inf"
+
+
+def test_summary_writes_each_epoch_as_the_line_under_it_does():
+    """A rate of 2.42 images/s was '2.0' in the table and '2.42 images/s' in the line under it, epoch_s had 3 decimals
+    and transfer_s 4: now each epoch's values read as `overall`'s do, the same precision all down a column, '–' for
+    none."""
+    one = pd.DataFrame({"epoch": [1], "train_loss": [0.0687912], "test_loss": [0.0691], "epoch_s": [105.7],
+                        "samples_per_s": [2.4213], "transfer_s": [3.2e-5], "diverged": [False]})
+    table = summary(one)
+    assert table.columns.tolist() == ["epoch", "train loss", "test loss", "epoch time", "images/s",
+                                      "host-to-device copy"]
+    assert table["images/s"].tolist() == ["2.42"] and " 2.42 images/s over all of them" in overall(one)
+    assert table["epoch time"].tolist() == ["106 s"] and overall(one).startswith("1 epoch (1): 106 s of training")
+    assert table["host-to-device copy"].tolist() == ["32 µs"]  # 0.0000 at 4 decimals
+    assert table[["train loss", "test loss"]].iloc[0].tolist() == ["0.06879", "0.0691"]
+    epochs = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [0.25, 0.0687912, float("inf")],
+                           "test_loss": [0.2514, 0.0691, None], "epoch_s": [0.0414, 2.66, 0.0006],
+                           "samples_per_s": [96618.4, 1503.8, 61.2], "transfer_s": [0.00412, 0.0, 1.2e-6]})
+    assert summary(epochs).to_dict("list") == {
+        "epoch": ["1", "2", "3"], "train loss": ["0.25", "0.06879", "inf"], "test loss": ["0.2514", "0.0691", "–"],
+        "epoch time": ["41.4 ms", "2.66 s", "600 µs"], "images/s": ["96,600", "1,500", "61.2"],
+        "host-to-device copy": ["4.12 ms", "0 s", "1.2 µs"]}
+
+
+def test_a_run_too_big_for_memory_is_refused_in_round_gigabytes(monkeypatch):
+    """'training needs about 26,144.0 GB': the need and what is free to three significant figures, as the report
+    writes a number."""
+    from amal.experiments import autoencoder
+
+    monkeypatch.setattr(autoencoder, "memory_available", lambda device: 23_912_345_678)
+    with pytest.raises(autoencoder.UsageError) as refused:
+        autoencoder.check_memory(AutoencoderConfig(hidden=(10**9,), device="cpu"), torch.device("cpu"))
+    assert str(refused.value) == ("--hidden 1000000000: training needs about 26,100 GB (weights, their gradients and "
+                                  "Adam's moments, twice for the warm-up's copy) and cpu has 23.9 GB free")
 
 
 @pytest.mark.gpu

@@ -18,6 +18,7 @@ from amal.experiments.batch_size import (
     time_to_target,
 )
 from amal.experiments.lr_sweep import init_params
+from amal.report.format import number
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +139,12 @@ def test_cli_stores_one_run(tmp_path, capsys):
     assert df["run_id"].nunique() == 1 and (df["experiment"] == "batch-size").all()
     assert sorted(df["batch_size"].unique()) == [253, 404]  # n = the 404 training rows of a 20 % split
     assert df["test_loss"].notna().all() and (df["n_train"] == 404).all()
-    assert "stored 8 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stored 8 rows" in out
+    header, *lines = out.splitlines()[:5]  # one line per (implementation, batch size), the columns in words
+    assert header.split()[:9] == ["implementation", "batch", "size", "final", "MSE", "diverged", "training", "time",
+                                  "µs/step"]
+    assert len(lines) == 4 and "NaN" not in out and all("not reached" in line for line in lines)  # not in 2 epochs
 
 
 def cli_exit_code(argv):
@@ -225,16 +231,50 @@ def test_the_summary_says_how_many_seeds_diverged_and_when():
     cfg = batch_size.BatchSizeConfig(batch_sizes=(64, 506), implementations=("fused",), epochs=6, seeds=2, lr=1.0,
                                      decomposition_steps=1)
     runs = batch_size.run(cfg)
-    table = batch_size.summary(runs).set_index("batch_size")
+    table = batch_size.summary(runs).set_index("batch size")
     stopped = runs[runs["batch_size"] == 506].groupby("seed")["epoch"].max()
     assert runs["diverged"].all() and stopped.min() > 1  # full batch takes a few epochs to blow up
-    assert table.loc[506, "diverged"] == f"2/2 at epoch {stopped.min()}"
+    assert table.loc["506", "diverged"] == f"2/2 at epoch {stopped.min()}"
     calm_runs = batch_size.run(batch_size.BatchSizeConfig(
         batch_sizes=(16,), implementations=("fused",), epochs=2, seeds=1, decomposition_steps=1))
     calm = batch_size.summary(calm_runs)
-    assert calm["diverged"].tolist() == [""]
+    assert calm["diverged"].tolist() == ["–"]
     # beside a batch size that did not diverge: the epoch stays a whole number ("at epoch 3.0" before), and an
     # exploded loss is no final MSE
-    mixed = batch_size.summary(pd.concat([runs, calm_runs], ignore_index=True)).set_index("batch_size")
-    assert mixed.loc[506, "diverged"] == f"2/2 at epoch {stopped.min()}" and np.isnan(mixed.loc[506, "final_mse"])
-    assert mixed.loc[16, "final_mse"] == pytest.approx(calm_runs["train_loss"].iloc[-1], abs=1e-4)
+    mixed = batch_size.summary(pd.concat([runs, calm_runs], ignore_index=True)).set_index("batch size")
+    assert mixed.loc["506", "diverged"] == f"2/2 at epoch {stopped.min()}" and mixed.loc["506", "final MSE"] == "–"
+    assert mixed.loc["16", "final MSE"] == number(calm_runs["train_loss"].iloc[-1])
+    assert mixed.loc["506", "time to target"] == "not reached" and mixed.loc["506", "reached"] == "0"
+
+
+def summary_rows(implementation, batch, seed, elapsed_s, loss, target_s, diverged=False):
+    """The last epoch of a run of 3 epochs on 506 rows, as `run` stores it (only what the summary reads)."""
+    return {"implementation": implementation, "batch_size": batch, "seed": seed, "epoch": 3,
+            "steps_per_epoch": steps_per_epoch(506, batch),
+            "elapsed_s": elapsed_s, "train_loss": loss, "diverged": diverged, "time_to_target_s": target_s,
+            "epoch_to_target": pd.NA if math.isnan(target_s) else 2, "step_data_s": 4.13e-6, "step_forward_s": 1.24e-5,
+            "step_backward_s": 2.05e-4, "step_update_s": 1.06e-6}
+
+
+def test_the_summary_names_its_columns_in_words_and_writes_values_as_the_report_does():
+    """Training time was rounded to 4 decimals (0.0002 s), a target not reached was NaN, and the columns were the
+    store's names: now a time has its unit, the same precision all down a column, and '–' or 'not reached' for no
+    value."""
+    rows = pd.DataFrame([summary_rows("fused", 506, 0, 2.2e-4, 21.9964, math.nan),
+                         summary_rows("fused", 506, 1, 2.4e-4, 21.9964, math.nan),
+                         summary_rows("manual", 1, 0, 1.52, 26.997, 0.0416),
+                         summary_rows("manual", 1, 1, 1.7, math.inf, math.nan, diverged=True)])
+    table = batch_size.summary(rows)
+    assert table.columns.tolist() == [
+        "implementation", "batch size", "final MSE", "diverged", "training time", "µs/step", "time to target",
+        "reached", "seeds", "data µs/step", "forward µs/step", "backward µs/step", "update µs/step"]
+    assert table.to_dict("records") == [
+        {"implementation": "fused", "batch size": "506", "final MSE": "22.0", "diverged": "–",
+         "training time": "230 µs", "µs/step": "76.7", "time to target": "not reached", "reached": "0",
+         "seeds": "2", "data µs/step": "4.13", "forward µs/step": "12.4", "backward µs/step": "205",
+         "update µs/step": "1.06"},
+        {"implementation": "manual", "batch size": "1", "final MSE": "27.0", "diverged": "1/2 at epoch 3",
+         "training time": "1.61 s", "µs/step": "1,060",
+         "time to target": "41.6 ms", "reached": "1", "seeds": "2", "data µs/step": "4.13",
+         "forward µs/step": "12.4", "backward µs/step": "205", "update µs/step": "1.06"}]
+    assert "NaN" not in table.to_string(index=False)

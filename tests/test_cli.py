@@ -30,6 +30,10 @@ def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
                            "--tag", "first <try>", "--quiet"], capsys)
     assert code == 0, err
     assert "diverged at epoch" in out and " 0.2652\n" in out and "stored 1" in out
+    header, *lines = out.splitlines()[:5]  # the four learning rates under the column names, in words
+    assert header.split() == ["lr", "result", "training", "time", "lr*", "=", "2/λmax(H)"]
+    assert [line.split()[0] for line in lines] == ["0.01", "0.1", "0.26", "0.27"]
+    assert all(line.split()[-2] in ("s", "ms", "µs") for line in lines)  # a time with its unit, not 0.0028
     (path,) = store.run_files(results)
     df = pd.read_parquet(path)
     assert set(store.COLUMNS) == set(df.columns)

@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -59,21 +60,36 @@ def test_summary_lists_each_lr_once():
     table = lr_sweep.summary(df)
     assert table["lr"].tolist() == ["0.1", "0.3"]
     assert table["result"].iloc[0].startswith("final MSE") and table["result"].iloc[1].startswith("diverged at epoch")
-    assert table["lr_max_theory"].unique().tolist() == ["0.2652"]
+    assert table["lr* = 2/λmax(H)"].unique().tolist() == ["0.2652"]
+    assert table.columns.tolist() == ["lr", "result", "training time", "lr* = 2/λmax(H)"]
 
 
 def test_summary_says_a_run_whose_loss_was_rising_when_it_ended_was_diverging():
     table = lr_sweep.summary(lr_sweep.run(LrSweepConfig(lrs=(0.1, 0.27), epochs=100)))
     assert table["result"].iloc[0].startswith("final MSE") and "diverging" not in table["result"].iloc[0]
-    assert table["result"].iloc[1].endswith("x its lowest: diverging")  # not stopped within 100 epochs, but rising
-    assert lr_sweep.result(False, None, 1.2249, 1.2249) == "final MSE 1.225, 1.22x its lowest: diverging"
+    assert table["result"].iloc[1].endswith("× its lowest: diverging")  # not stopped within 100 epochs, but rising
+    assert lr_sweep.result(False, None, 1.2249, 1.2249) == "final MSE 1.22, 1.22× its lowest: diverging"
     # as the report's summary and table write it (1,022 here and 1,020 there read as two results)
-    assert lr_sweep.result(False, None, 1022.4, 1022.4) == "final MSE 1022, 1,020x its lowest: diverging"
+    assert lr_sweep.result(False, None, 1022.4, 1022.4) == "final MSE 1,020, 1,020× its lowest: diverging"
 
 
 def test_summary_keeps_the_significant_digits_of_a_tiny_bound():
     table = lr_sweep.summary(lr_sweep.run(LrSweepConfig(lrs=(1e-7,), epochs=3, normalize="none")))
-    assert table.loc[0, "lr"] == "1e-07" and table.loc[0, "lr_max_theory"] == "3.195e-06"
+    assert table.loc[0, "lr"] == "1.00e-07" and table.loc[0, "lr* = 2/λmax(H)"] == "3.195e-06"  # as the report has them
+
+
+def test_summary_writes_every_loss_and_time_to_three_significant_figures():
+    """26.997 was 'final MSE 27' beside 'final MSE 55.75', and a time of 0.00022 s a bare float: now the report's
+    forms, the same precision all down the column."""
+    rows = pd.DataFrame({"lr": [0.1, 0.2, 0.3], "epoch": [1000, 1000, 31], "train_loss": [26.997, 55.75, math.inf],
+                         "elapsed_s": [2.2e-4, 1.53, 0.0416], "diverged": [False, False, True],
+                         "diverged_epoch": pd.array([None, None, 31], dtype="Int64"), "lr_max_theory": 0.26516})
+    table = lr_sweep.summary(rows)
+    assert table.to_dict("list") == {
+        "lr": ["0.1", "0.2", "0.3"],
+        "result": ["final MSE 27.0", "final MSE 55.8", "diverged at epoch 31"],
+        "training time": ["220 µs", "1.53 s", "41.6 ms"],
+        "lr* = 2/λmax(H)": ["0.2652"] * 3}
 
 
 def test_bench_case_runs_the_hand_written_step():

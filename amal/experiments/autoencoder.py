@@ -20,7 +20,7 @@ from amal.environment import environment
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
-from amal.report.format import number, plural, rate, seconds
+from amal.report.format import integer, number, plural, rate, seconds
 from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, cpu_wait, resolve_device, synced, warmup
 
 NAME = "autoencoder"
@@ -360,9 +360,9 @@ def check_memory(cfg: AutoencoderConfig, device: torch.device) -> None:
     kernel killing the process, after minutes of allocating)."""
     needed, available = memory_needed(cfg), memory_available(device)
     if available is not None and needed > available:
-        raise UsageError(f"--hidden {hidden_text(cfg.hidden)}: training needs about {needed / 1e9:,.1f} GB (weights, "
-                         f"their gradients and Adam's moments, twice for the warm-up's copy) and {device.type} has "
-                         f"{available / 1e9:,.1f} GB free")
+        raise UsageError(f"--hidden {hidden_text(cfg.hidden)}: training needs about {number(needed / 1e9)} GB "
+                         f"(weights, their gradients and Adam's moments, twice for the warm-up's copy) and "
+                         f"{device.type} has {number(available / 1e9)} GB free")
 
 
 def build(cfg: AutoencoderConfig, device: torch.device):
@@ -498,14 +498,16 @@ def units(cfg: AutoencoderConfig) -> int:
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per epoch: losses, epoch time, throughput and the share of it spent copying to the device."""
+    """One line per epoch: losses, epoch time, throughput and the time of it spent copying to the device, written as
+    `overall`'s line under the table writes them (losses to four significant figures, images/s to three), so that a
+    one-epoch run's rate reads the same in both."""
     return pd.DataFrame({
-        "epoch": df["epoch"].to_numpy(),
-        "train_loss": df["train_loss"].round(5).to_numpy(),
-        "test_loss": df["test_loss"].round(5).to_numpy(),
-        "epoch_s": df["epoch_s"].round(3).to_numpy(),
-        "samples_per_s": df["samples_per_s"].round(0).to_numpy(),
-        "transfer_s": df["transfer_s"].round(4).to_numpy(),
+        "epoch": [integer(epoch) for epoch in df["epoch"]],
+        "train loss": [number(loss, 4) for loss in df["train_loss"]],
+        "test loss": [number(loss, 4) for loss in df["test_loss"]],
+        "epoch time": [seconds(s) for s in df["epoch_s"]],
+        "images/s": [rate(r) for r in df["samples_per_s"]],
+        "host-to-device copy": [seconds(s) for s in df["transfer_s"]],
     })
 
 

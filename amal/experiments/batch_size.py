@@ -29,6 +29,7 @@ from amal.errors import UsageError
 from amal.experiments.lr_sweep import init_params
 from amal.experiments.options import check_choice, check_positive, words
 from amal.functions import MSE, Context, Linear, full_mse
+from amal.report.format import integer, number, seconds
 from amal.timing import Sections, Stopwatch, resolve_device, synced, warmup
 
 NAME = "batch-size"
@@ -394,24 +395,39 @@ PROFILES = {  # the campaign `python -m amal.report` runs when the store is empt
 }
 
 
+STEP_PARTS = ("data", "forward", "backward", "update")  # the instrumented pass's split of a step
+
+
 def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One line per (implementation, batch size): final loss (over the seeds that did not diverge: an exploded loss
-    is no result), how many seeds diverged (and the first epoch one was stopped at), training time, time to target
-    (over the seeds that reached it) and step split (means over seeds)."""
+    is no result), how many seeds diverged (and the first epoch one was stopped at), training time, time per step,
+    time to target (over the seeds that reached it; 'not reached' where none did), how many seeds reached it and ran,
+    and the step split (means over seeds). Written as the report writes them: three significant figures, a time with
+    its unit (220 µs, not 0.0002), '–' where there is no value."""
     last = df.sort_values("epoch").groupby(["implementation", "batch_size", "seed"]).tail(1)
     last = last.assign(us_per_step=1e6 * last["elapsed_s"] / (last["epoch"] * last["steps_per_epoch"]),
                        train_loss=last["train_loss"].where(~last["diverged"].eq(True)))
     table = last.groupby(["implementation", "batch_size"]).agg(
         final_mse=("train_loss", "mean"), train_time_s=("elapsed_s", "mean"), us_per_step=("us_per_step", "mean"),
         time_to_target_s=("time_to_target_s", "mean"), reached=("epoch_to_target", "count"), runs=("seed", "size"),
-        **{f"{part}_us": (f"step_{part}_s", "mean") for part in ("data", "forward", "backward", "update")})
-    for part in ("data", "forward", "backward", "update"):
-        table[f"{part}_us"] *= 1e6
+        **{part: (f"step_{part}_s", "mean") for part in STEP_PARTS})
     stopped = last[last["diverged"].eq(True)].groupby(["implementation", "batch_size"])["epoch"]
-    table.insert(1, "diverged", [f"{n}/{runs} at epoch {first:.0f}" if n else "" for n, first, runs in zip(
+    diverged = [f"{integer(n)}/{integer(runs)} at epoch {integer(first)}" if n else "–" for n, first, runs in zip(
         stopped.size().reindex(table.index, fill_value=0), stopped.min().reindex(table.index), table["runs"],
-        strict=True)])
-    return table.reset_index().round(4)
+        strict=True)]
+    return pd.DataFrame({
+        "implementation": table.index.get_level_values("implementation"),
+        "batch size": [integer(size) for size in table.index.get_level_values("batch_size")],
+        "final MSE": [number(loss) for loss in table["final_mse"]],
+        "diverged": diverged,
+        "training time": [seconds(elapsed) for elapsed in table["train_time_s"]],
+        "µs/step": [number(us) for us in table["us_per_step"]],
+        "time to target": [seconds(s) if n else "not reached" for s, n in zip(table["time_to_target_s"],
+                                                                               table["reached"], strict=True)],
+        "reached": [integer(n) for n in table["reached"]],
+        "seeds": [integer(n) for n in table["runs"]],
+        **{f"{part} µs/step": [number(1e6 * s) for s in table[part]] for part in STEP_PARTS},
+    })
 
 
 def case(implementation: str, batch_size: int, epochs: int, device: str = "cpu", lr: float = BatchSizeConfig.lr):

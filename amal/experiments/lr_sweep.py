@@ -11,7 +11,7 @@ from amal.data import BOSTON_SOURCE, NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, floats
 from amal.functions import full_mse, manual_step
-from amal.report.format import number
+from amal.report.format import integer, number, seconds
 from amal.timing import Stopwatch, warmup
 
 NAME = "lr-sweep"
@@ -155,23 +155,23 @@ def growth(losses: pd.Series) -> float:
 
 
 def result(diverged: bool, epoch, final: float, grown: float) -> str:
-    """'diverged at epoch 31', 'final MSE 21.9', or 'final MSE 6.468e+05, 1,020x its lowest: diverging' (the growth
-    to three significant digits, written as the report writes it)."""
+    """'diverged at epoch 31', 'final MSE 27.0', or 'final MSE 17,900, 28.3× its lowest: diverging': the loss and its
+    growth to three significant figures, as the report writes them (27 beside 55.75 read as different precisions)."""
     if diverged:
-        return f"diverged at epoch {int(epoch)}"
-    growing = f", {number(grown)}x its lowest: diverging" if grown > GROWING else ""
-    return f"final MSE {final:.4g}{growing}"
+        return f"diverged at epoch {integer(epoch)}"
+    growing = f", {number(grown)}× its lowest: diverging" if grown > GROWING else ""
+    return f"final MSE {number(final)}{growing}"
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per learning rate: final loss or the epoch of divergence, and lr* (both rates with their significant
-    digits: a table-wide fixed format printed lr* = 3.195e-06 as 0.000003)."""
+    """One line per learning rate: final loss or the epoch of divergence, training time, and lr* = 2/λmax(H), each
+    written as the report writes it (lr* to four significant figures: 0.2652, 3.195e-06)."""
     ordered = df.sort_values(["lr", "epoch"])
     last = ordered.groupby("lr").tail(1)
     grown = ordered.groupby("lr")["train_loss"].agg(growth)  # indexed by lr
     return pd.DataFrame({
-        "lr": [f"{lr:g}" for lr in last["lr"]],
+        "lr": [number(lr) for lr in last["lr"]],
         "result": [result(r.diverged, r.diverged_epoch, r.train_loss, grown[r.lr]) for r in last.itertuples()],
-        "train_time_s": last["elapsed_s"].to_numpy(),
-        "lr_max_theory": [f"{bound:.4g}" for bound in last["lr_max_theory"]],
+        "training time": [seconds(elapsed) for elapsed in last["elapsed_s"]],
+        "lr* = 2/λmax(H)": [number(bound, 4) for bound in last["lr_max_theory"]],
     })
