@@ -482,6 +482,7 @@ def test_summary_writes_each_epoch_as_the_line_under_it_does():
         "epoch": ["1", "2", "3"], "train loss": ["0.25", "0.06879", "inf"], "test loss": ["0.2514", "0.0691", "–"],
         "epoch time": ["41.4 ms", "2.66 s", "600 µs"], "images/s": ["96,600", "1,500", "61.2"],
         "host-to-device copy": ["4.12 ms", "0 s", "1.2 µs"]}
+    assert summary(epochs.assign(device="cpu"))["host-to-device copy"].tolist() == ["–"] * 3  # none, not "0 s"
 
 
 def test_a_run_too_big_for_memory_is_refused_in_round_gigabytes(monkeypatch):

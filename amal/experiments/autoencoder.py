@@ -501,13 +501,15 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     """One line per epoch: losses, epoch time, throughput and the time of it spent copying to the device, written as
     `overall`'s line under the table writes them (losses to four significant figures, images/s to three), so that a
     one-epoch run's rate reads the same in both."""
+    devices = df["device"] if "device" in df else [None] * len(df)
     return pd.DataFrame({
         "epoch": [integer(epoch) for epoch in df["epoch"]],
         "train loss": [number(loss, 4) for loss in df["train_loss"]],
         "test loss": [number(loss, 4) for loss in df["test_loss"]],
         "epoch time": [seconds(s) for s in df["epoch_s"]],
         "images/s": [rate(r) for r in df["samples_per_s"]],
-        "host-to-device copy": [seconds(s) for s in df["transfer_s"]],
+        "host-to-device copy": ["–" if device == "cpu" else seconds(s)  # none on the CPU, as the report says
+                                for s, device in zip(df["transfer_s"], devices, strict=True)],
     })
 
 
