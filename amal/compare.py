@@ -218,7 +218,9 @@ def notes(result: pd.DataFrame, baseline: pd.DataFrame, candidate: pd.DataFrame,
     blind = [r.benchmark for r in result.itertuples()
              if smallest_p(r.baseline_rounds, r.candidate_rounds) * len(result) >= alpha]
     if blind:
-        lines.append(f"too few rounds for p below alpha/{len(result)} (Holm's strictest step): " + ", ".join(blind))
+        lines.append(f"too few rounds to be flagged however far apart they are (p cannot fall below alpha/"
+                     f"{len(result)} = {alpha / len(result):.2g}, what Holm's correction asks of the smallest p): "
+                     + ", ".join(blind))
     return lines
 
 

@@ -330,3 +330,13 @@ def test_a_missing_parquet_file_is_named_as_missing(tmp_path, capsys):
     path = str(fixture("gate-unchanged-baseline"))
     assert exit_code([path, str(tmp_path / "nope.parquet")]) == 2
     assert f"{tmp_path / 'nope.parquet'}: no such file" in one_line_error(capsys)
+
+
+def test_a_case_with_too_few_rounds_to_be_flagged_is_named(tmp_path, capsys):
+    """Two rounds a side, five times slower: the smallest two-sided p of 2 against 2 is 1/3, never below 0.01."""
+    rounds = pd.DataFrame({"benchmark": "tiny", "bench_group": "g", "round": [1, 2], "round_s": [0.01, 0.011],
+                           "settings": [{}] * 2})
+    slower = rounds.assign(round_s=rounds["round_s"] * 5)
+    assert main([str(write_json(tmp_path / "a.json", rounds)), str(write_json(tmp_path / "b.json", slower))]) == 0
+    assert ("too few rounds to be flagged however far apart they are (p cannot fall below alpha/1 = 0.01, what "
+            "Holm's correction asks of the smallest p): tiny") in capsys.readouterr().out
