@@ -531,12 +531,12 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     and the checkpoint's epochs left out of it and why, a divergence and what the checkpoint then holds."""
     out = []
     waits = df["cpu_wait"].dropna() if "cpu_wait" in df else pd.Series(dtype=float)
-    if not waits.empty and waits.median() > CONTENDED:  # most epochs: evenly slow, however steady
+    slowed = int((waits > CONTENDED).sum())  # epochs whose threads waited for a CPU
+    if slowed and waits.median() > CONTENDED:  # most epochs: evenly slow, however steady
         out.append(f"this process's threads waited for a CPU {waits.median():.0%} of their time (median epoch): "
                    "other processes were running on the same CPUs, so these times are slow, however steady; rerun "
                    "on an idle machine, or with --threads 1")
-    elif (waits > CONTENDED).any():
-        slowed = int((waits > CONTENDED).sum())
+    elif slowed:
         out.append(f"in {slowed} of {len(waits)} epochs this process's threads waited for a CPU more than "
                    f"{CONTENDED:.0%} of their time (up to {waits.max():.0%}): other processes were running on the "
                    f"same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on an "

@@ -435,10 +435,8 @@ def autoencoder_loss_figure(df: pd.DataFrame):
     losses = sorted(means["loss_fn"].unique())
     fig, axes = plt.subplots(1, len(losses), figsize=(11, 5.2) if len(losses) > 1 else (8.5, 4.8), squeeze=False)
     configs = list(means.groupby(keys, sort=True))
-    models = _model_colours((implementation, hidden, loss_fn) for _, implementation, hidden, loss_fn, _ in
-                            (key for key, _ in configs))
     colours = {}  # a model's hue (as in Fig. 6b), a shade of it per device and batch size
-    for model, hue in models.items():
+    for model, hue in _model_colours(key[1:4] for key, _ in configs).items():  # (implementation, hidden, loss_fn)
         own = sorted((key for key, _ in configs if key[1:4] == model), key=lambda key: (key[0], key[4]))
         colours.update(zip(own, _shades(hue, len(own)), strict=True))
     for ax, loss in zip(axes.flat, losses, strict=True):
