@@ -11,6 +11,7 @@ block, so that timing the part does not slow the whole.
 
 import gc
 import os
+import statistics
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -139,6 +140,20 @@ def cpu_wait_ns() -> int | None:
         except (OSError, IndexError, ValueError):  # a thread that just ended, or a kernel without schedstat
             continue
     return total if read else None
+
+
+def contention(waits, above: float = CONTENDED) -> dict | None:
+    """How a run's epochs waited for a CPU, from their cpu_wait (None or NaN where not measured): the epochs
+    measured, how many waited more than `above` (`contended`: other processes competed, and those epochs were slow
+    however steady), the median epoch's share (`cpu_wait`), the largest, and whether the median epoch itself waited
+    more (`throughout`: evenly slow, which no spread of epoch times shows). None when no epoch waited more."""
+    measured = sorted(w for w in waits if w is not None and w == w)  # w == w: not NaN
+    contended = sum(w > above for w in measured)
+    if not contended:
+        return None
+    median = statistics.median(measured)
+    return {"epochs": len(measured), "contended": contended, "cpu_wait": median, "largest": measured[-1],
+            "throughout": median > above}
 
 
 def cpu_wait(waited_s: float | None, wall_s: float, threads: int) -> float | None:

@@ -19,6 +19,7 @@ from amal.timing import (
     Stopwatch,
     StreamStopwatch,
     clock_s,
+    contention,
     cpu_wait,
     cpu_wait_ns,
     measure,
@@ -354,3 +355,16 @@ def test_cpu_wait_rises_when_another_process_runs_on_the_same_cpu():
     finally:
         os.sched_setaffinity(0, mine)
     assert shared > 0.25 and shared > alone + 0.2, (alone, shared)
+
+
+def test_contention_counts_the_epochs_that_waited_and_says_whether_the_median_one_did():
+    """The rule the CLI and the report both apply: an epoch waited when its cpu_wait is over CONTENDED (0.15);
+    unmeasured epochs (None, NaN) are left out of every count."""
+    assert contention([0.01, 0.0, None, float("nan")]) is None
+    assert contention([]) is None
+    some = contention([0.01, 0.3, 0.02, None])
+    assert some == {"epochs": 3, "contended": 1, "cpu_wait": 0.02, "largest": 0.3, "throughout": False}
+    most = contention([0.4, 0.01, 0.35, 0.2])
+    assert most == {"epochs": 4, "contended": 3, "cpu_wait": pytest.approx(0.275), "largest": 0.4, "throughout": True}
+    assert contention([0.15, 0.15]) is None  # over the bound, not at it
+    assert contention([0.2, 0.05], above=0.3) is None

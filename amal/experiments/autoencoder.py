@@ -21,7 +21,7 @@ from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
 from amal.report.format import integer, number, plural, rate, seconds
-from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, cpu_wait, resolve_device, synced, warmup
+from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, contention, cpu_wait, resolve_device, synced, warmup
 
 NAME = "autoencoder"
 # what loading a state of the wrong shape or type into a model, an optimiser or a random generator raises
@@ -530,17 +530,17 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     """What the CLI says on stderr after the summary: CPU time other processes took, the epoch a run resumed from
     and the checkpoint's epochs left out of it and why, a divergence and what the checkpoint then holds."""
     out = []
-    waits = df["cpu_wait"].dropna() if "cpu_wait" in df else pd.Series(dtype=float)
-    slowed = int((waits > CONTENDED).sum())  # epochs whose threads waited for a CPU
-    if slowed and waits.median() > CONTENDED:  # most epochs: evenly slow, however steady
-        out.append(f"this process's threads waited for a CPU {waits.median():.0%} of their time (median epoch): "
+    waits = contention(df["cpu_wait"]) if "cpu_wait" in df else None
+    if waits and waits["throughout"]:
+        out.append(f"this process's threads waited for a CPU {waits['cpu_wait']:.0%} of their time (median epoch): "
                    "other processes were running on the same CPUs, so these times are slow, however steady; rerun "
                    "on an idle machine, or with --threads 1")
-    elif slowed:
-        out.append(f"in {slowed} of {len(waits)} epochs this process's threads waited for a CPU more than "
-                   f"{CONTENDED:.0%} of their time (up to {waits.max():.0%}): other processes were running on the "
-                   f"same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on an "
-                   "idle machine, or with --threads 1")
+    elif waits:
+        slowed = waits["contended"]
+        out.append(f"in {slowed} of {waits['epochs']} epochs this process's threads waited for a CPU more than "
+                   f"{CONTENDED:.0%} of their time (up to {waits['largest']:.0%}): other processes were running on "
+                   f"the same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on "
+                   "an idle machine, or with --threads 1")
     resumed = df["resumed_from_epoch"].dropna() if "resumed_from_epoch" in df else pd.Series(dtype="Int64")
     if len(resumed):
         epoch = int(resumed.iloc[0])

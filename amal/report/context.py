@@ -366,7 +366,7 @@ def contended_notes(contended: pd.DataFrame) -> list[str]:
     notes = []
     for c in contended.itertuples():
         name = f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}"
-        if c.cpu_wait > CONTENDED:  # most epochs: evenly slow, which no spread of epoch times shows
+        if c.throughout:
             notes.append(f"{name}: its threads waited for a CPU {number(100 * c.cpu_wait, 2)} % of their time "
                          "(median epoch): other processes were running on the same CPUs, so its throughput is too "
                          "low, however steady its epochs (rerun on an idle machine, or with --threads 1).")

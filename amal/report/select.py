@@ -12,7 +12,7 @@ from scipy import stats
 
 from amal import store
 from amal.experiments.lr_sweep import GROWING, growth
-from amal.timing import CONTENDED
+from amal.timing import CONTENDED, contention
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -298,13 +298,12 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:
-    """The configurations (as in `throughput`) whose threads waited for a CPU more than `above` of their time in at
-    least one epoch (cpu_wait: other processes competed, and those epochs were slow however steady), with how many
-    epochs did (`contended`, of `epochs` measured), the median epoch's share (`cpu_wait`) and the largest one."""
+    """The configurations (as in `throughput`) of which at least one epoch's threads waited for a CPU more than
+    `above` of their time, each with its timing.contention (epochs, contended, cpu_wait, largest, throughout)."""
     keys = ["device", *AUTOENCODER_CONFIG]
-    waits = rows.dropna(subset=["cpu_wait"]).groupby(keys, sort=True)["cpu_wait"].agg(
-        epochs="size", contended=lambda w: int((w > above).sum()), cpu_wait="median", largest="max").reset_index()
-    return waits[waits["contended"] > 0].reset_index(drop=True)
+    found = [{**dict(zip(keys, key, strict=True)), **waits}
+             for key, epochs in rows.groupby(keys, sort=True)["cpu_wait"] if (waits := contention(epochs, above))]
+    return pd.DataFrame(found, columns=[*keys, "epochs", "contended", "cpu_wait", "largest", "throughout"])
 
 
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
