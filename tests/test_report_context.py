@@ -170,6 +170,7 @@ def test_environment_table(context):
     gpu = [row for row in env["rows"] if row[0] == "20261127T120000Z-autoencoder-4f5a6b"][0]
     assert gpu[2:6] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "16", "NVIDIA H100 80GB HBM3"]
     assert gpu[8:10] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]
+    assert {row[10] for row in env["rows"]} == {"synthetic fixture", "'' (untagged)"}  # as --tag '' selects it
 
 
 def test_a_section_says_which_runs_it_left_out(fixture_df, context):

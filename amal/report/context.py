@@ -587,9 +587,11 @@ def short_commit(commit: str) -> str:
 
 
 def environment_table(df: pd.DataFrame) -> dict:
+    """One row per run shown: where (host, CPU, threads, GPU), with what (torch, Python, commit), when, its tag."""
     runs = select.runs_table(df)
     body = [[r.run_id, r.experiment, r.host, r.cpu_model, integer(r.num_threads), r.cuda_device or "–",
-             r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc), r.tag or ""]
+             r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc),
+             setting_value(r.tag, "tag")]
             for r in runs.fillna("").itertuples()]
     return table("Where and when each run was measured",
                  ["run", "experiment", "host", "CPU", "threads", "GPU", "torch", "Python", "commit", "UTC time",
