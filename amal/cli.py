@@ -71,11 +71,16 @@ def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     new_folders = store.missing_folders(args.results or store.default_results_dir())
+    if getattr(args, "checkpoint", ""):  # the folder it is written into (through a link: where that points)
+        try:
+            new_folders += store.missing_folders(Path(args.checkpoint).resolve().parent)
+        except (OSError, RuntimeError):  # a loop of links: refused by the run, which makes no folder
+            pass
     code = 1
     try:
         with sigterm_as_interrupt():
             code = run(args)
-    finally:  # failed or crashed, nothing was stored: no empty results folder left behind either
+    finally:  # failed or crashed, nothing was stored: no empty results (or checkpoint) folder left behind either
         if code != 0:
             store.remove_empty(new_folders)
     return code

@@ -344,21 +344,27 @@ def test_a_run_whose_checkpoint_another_run_replaced_stops_and_leaves_it(tmp_pat
     assert torch.load(path, weights_only=True)["epoch"] == 7 and not (tmp_path / "r").exists()
 
 
-def test_a_checkpoint_link_into_a_missing_folder_is_refused_before_training(tmp_path, capsys):
-    """The checkpoint is written through a link, into the folder it points to: that folder must exist now, not
-    after the first epoch has been trained."""
+def test_a_checkpoint_into_a_missing_folder_makes_it_and_a_failed_run_leaves_none(tmp_path, capsys):
+    """As the results folder is, the checkpoint's folder is made (through a link: the folder it points to); a run
+    that fails before storing anything leaves no empty folder of its making behind."""
     link = tmp_path / "c.pt"
-    link.symlink_to(tmp_path / "gone" / "c.pt")
-    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--checkpoint", str(link), "--results",
-                     str(tmp_path / "r")]) == 2
-    assert capsys.readouterr().err == (f"python -m amal.run autoencoder: error: checkpoint folder {tmp_path / 'gone'} "
-                                       f"(where the link {link} points) does not exist\n")
+    link.symlink_to(tmp_path / "gone" / "deeper" / "c.pt")
+    empty = tmp_path / "no-mnist"
+    empty.mkdir()
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--checkpoint", str(link), "--data-root",
+                     str(empty), "--results", str(tmp_path / "r")]) == 2
+    assert "no-mnist" in capsys.readouterr().err
+    assert not (tmp_path / "gone").exists() and not (tmp_path / "r").exists()
+    deep = tmp_path / "runs" / "ae" / "c.pt"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "1", "--n-train", "64", "--checkpoint",
+                     str(deep), "--results", str(tmp_path / "r")]) == 0
+    assert torch.load(deep, weights_only=True)["epoch"] == 1
     loop = tmp_path / "loop.pt"
     loop.symlink_to(loop)
     assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--checkpoint", str(loop), "--results",
-                     str(tmp_path / "r")]) == 2
+                     str(tmp_path / "r2")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r2").exists()
 
 
 def child_env() -> dict:

