@@ -156,6 +156,30 @@ def contention(waits, above: float = CONTENDED) -> dict | None:
             "throughout": median > above}
 
 
+class RunWait:
+    """The share of its threads' time this process spent waiting for a CPU over a whole `with` block (`cpu_wait`,
+    as the function computes it; None where not measured), read at the block's two ends only: around a run's training
+    loop it adds nothing inside (a Stopwatch with waits=True reads at every lap: for long laps, such as epochs)."""
+
+    def __init__(self, device: torch.device | str | None = None, threads: int | None = None):
+        self.threads = threads
+        self.cpu_wait = None
+        self._on = not is_cuda(device)  # on a GPU the time is the device's: the host's waits are not its share
+
+    def __enter__(self):
+        self.threads = self.threads or torch.get_num_threads()
+        self._waited = cpu_wait_ns() if self._on else None
+        self._start = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, *exc):
+        wall_ns = time.perf_counter_ns() - self._start
+        waited = cpu_wait_ns() if self._on else None
+        if self._waited is not None and waited is not None:  # (a thread that ended takes its count along)
+            self.cpu_wait = cpu_wait(max(0, waited - self._waited) / 1e9, wall_ns / 1e9, self.threads)
+        return False
+
+
 def cpu_wait(waited_s: float | None, wall_s: float, threads: int) -> float | None:
     """The share of its threads' time a process spent waiting for a CPU: waited seconds over wall seconds × threads.
     About 0 when each thread that had work had a CPU; 0.3-0.5 when another busy process shares the CPUs (its times

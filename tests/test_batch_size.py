@@ -120,6 +120,7 @@ def test_run_rows_time_to_target_and_decomposition():
             assert (run["time_to_target_s"] == reached["elapsed_s"].iloc[0]).all()
         for part in ("data", "forward", "backward", "update"):
             assert run[f"step_{part}_s"].nunique() == 1 and run[f"step_{part}_s"].iloc[0] > 0
+        assert run["cpu_wait"].nunique(dropna=False) == 1  # the run's training loop's, on each of its rows
     # 27 × optimum = 591.2: two steps per epoch at lr 1e-3 get there at epoch 2 (loss 589.4), full batch (one step per
     # epoch) is still at 596.6 after 3 epochs
     assert (df.loc[df["batch_size"] == 253, "epoch_to_target"] == 2).all()
@@ -278,3 +279,12 @@ def test_the_summary_names_its_columns_in_words_and_writes_values_as_the_report_
          "time to target": "41.6 ms", "reached": "1", "seeds": "2", "data µs/step": "4.13",
          "forward µs/step": "12.4", "backward µs/step": "205", "update µs/step": "1.06"}]
     assert "NaN" not in table.to_string(index=False)
+
+
+def test_the_cli_names_the_one_run_whose_threads_waited_for_a_cpu():
+    runs = pd.DataFrame({"implementation": ["tensor", "tensor", "fused"], "batch_size": [1, 16, 1], "seed": 0,
+                         "cpu_wait": [0.4, 0.01, 0.0], "num_threads": 1})
+    assert EXPERIMENTS["batch-size"].notes(runs, BatchSizeConfig()) == [
+        "in 1 of 3 runs the threads waited for a CPU more than 15 % of the training loop's time (tensor, batch size "
+        "1, seed 0: 40 %): other processes were running on the same CPUs, so that run is slow; rerun on an idle "
+        "machine"]

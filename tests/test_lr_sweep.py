@@ -37,6 +37,21 @@ def test_rows_are_tidy_and_typed():
     assert (df["eval_s"] > 0).all() and df["test_loss"].notna().all()
     assert set(df["implementation"]) == {"manual"} and df["n_train"].iloc[0] == 404
     assert df["train_loss"].is_monotonic_decreasing  # small lr: gradient descent decreases the loss
+    assert df["cpu_wait"].nunique(dropna=False) == 1  # the run's training loop's, on each of its rows
+    assert df["cpu_wait"].isna().all() or df["cpu_wait"].between(0, 1).all()
+
+
+def test_the_cli_names_the_runs_whose_threads_waited_for_a_cpu():
+    """Each lr is one run, with one cpu_wait: those over 0.15 are named, beside how many runs were measured."""
+    df = pd.DataFrame({"lr": [0.01, 0.01, 0.1, 0.26, 0.27], "cpu_wait": [0.31, 0.31, 0.02, 0.25, float("nan")],
+                       "num_threads": 2})
+    assert lr_sweep.notes(df, LrSweepConfig()) == [
+        "in 2 of 3 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.01: 31 %; "
+        "lr 0.26: 25 %): other processes were running on the same CPUs, so those runs are slow; rerun on an idle "
+        "machine, or with --threads 1"]
+    assert lr_sweep.notes(df.assign(num_threads=1), LrSweepConfig())[0].endswith("; rerun on an idle machine")
+    assert lr_sweep.notes(df.assign(cpu_wait=0.01), LrSweepConfig()) == []
+    assert lr_sweep.notes(df.assign(cpu_wait=float("nan")), LrSweepConfig()) == []
 
 
 def test_diverged_run_stops_and_records_the_epoch():

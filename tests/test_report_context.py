@@ -164,6 +164,28 @@ def test_missing_sections_say_how_to_produce_them(fixture_df):
     assert sections(build_context(only_lr, "my results"))["bench"]["how_to"].endswith(" --results 'my results'")
 
 
+def test_sections_name_the_regression_runs_whose_threads_waited_for_a_cpu(fixture_df):
+    """A run's cpu_wait is its training loop's (the same on each of its rows): lr-sweep names runs by lr,
+    batch-size by implementation, batch size and seed; runs that waited less are not named, and not measured ones
+    (NaN) are not counted."""
+    df = fixture_df.copy()
+    lr, batch = df["experiment"].eq("lr-sweep"), df["experiment"].eq("batch-size")
+    df.loc[lr, "cpu_wait"] = np.where(df.loc[lr, "lr"] == df.loc[lr, "lr"].max(), 0.42, 0.01)
+    slow = batch & df["implementation"].eq("tensor") & df["batch_size"].eq(16) & df["seed"].eq(1)
+    df.loc[batch, "cpu_wait"] = np.where(slow[batch], 0.3, np.nan)
+    parts = sections(build_context(df, "r"))
+    runs = df[lr].groupby("lr").ngroups
+    assert parts["lr-sweep"]["notes"] == [
+        f"In 1 of {runs} runs the threads waited for a CPU more than 15 % of the training loop's time (lr "
+        f"{df.loc[lr, 'lr'].max():g}: 42 %): other processes were running on the same CPUs, so that run is slower "
+        "than the machine is (rerun on an idle machine)."]  # its one thread: fewer cannot help
+    assert parts["batch-size"]["notes"] == [
+        "In 1 of 1 run the threads waited for a CPU more than 15 % of the training loop's time (tensor, batch size "
+        "16, seed 1: 30 %): other processes were running on the same CPUs, so that run is slower than the machine "
+        "is (rerun on an idle machine, or with --threads 1)."]
+    assert sections(build_context(fixture_df, "r"))["lr-sweep"]["notes"] == []
+
+
 def test_environment_table(context):
     env = context["environment"]
     assert len(env["rows"]) == 5

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from amal.report.format import integer, layers, missing, number, rate, seconds, seconds_sd
+from amal.report.format import integer, layers, missing, number, rate, seconds, seconds_sd, waited_runs
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -51,3 +51,12 @@ def test_layers_reads_as_the_encoder_from_the_input():
 ])
 def test_seconds_sd_keeps_the_means_unit(mean, sd, text):
     assert seconds_sd(mean, sd) == text
+
+
+def test_waited_runs_names_the_first_few_and_counts_the_rest():
+    named = [(f"lr {lr}", share) for lr, share in [(0.1, 0.31), (0.2, 0.254), (0.3, 0.2), (0.4, 0.9), (0.5, 0.16)]]
+    assert waited_runs(named[:1], 1, 0.15) == ("in 1 of 1 run the threads waited for a CPU more than 15 % of the "
+                                               "training loop's time (lr 0.1: 31 %)")
+    assert waited_runs(named, 12, 0.15, most=3) == (
+        "in 5 of 12 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.1: 31 %; "
+        "lr 0.2: 25 %; lr 0.3: 20 %; 2 more)")

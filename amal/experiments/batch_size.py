@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from amal.data import BOSTON_SOURCE, NORMALIZATIONS, least_squares_mse, load_boston
 from amal.errors import UsageError
 from amal.experiments.lr_sweep import init_params
-from amal.experiments.options import check_choice, check_positive, words
+from amal.experiments.options import check_choice, check_positive, waited_note, words
 from amal.functions import MSE, Context, Linear, full_mse
 from amal.report.format import integer, number, seconds
-from amal.timing import Sections, Stopwatch, resolve_device, synced, warmup
+from amal.timing import RunWait, Sections, Stopwatch, resolve_device, synced, warmup
 
 NAME = "batch-size"
 IMPLEMENTATIONS = ("dataloader", "tensor", "manual", "fused")
@@ -335,23 +335,25 @@ def train_run(implementation: str, data, batch_size: int, seed: int, cfg: BatchS
     warmup(spare.epoch, cfg.warmup_epochs, device)
     trainer = make_trainer(implementation, x, y, batch_size, seed, cfg.lr)
     initial = full_mse(x, y, *trainer.params())
-    clock, rows, diverged = Stopwatch(device), [], False
-    for epoch in range(1, cfg.epochs + 1):
-        with clock:
-            trainer.epoch()
-        eval_clock = Stopwatch(device)
-        with eval_clock:
-            w, b = trainer.params()
-            train_loss = full_mse(x, y, w, b)
-            test_loss = full_mse(x_test, y_test, w, b) if data.has_test else math.nan
-        rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-                     "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
-        diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
-        if diverged:
-            break
+    clock, waits, rows, diverged = Stopwatch(device), RunWait(device), [], False
+    with waits:  # the run's share of time spent waiting for a CPU: read before and after its loop only
+        for epoch in range(1, cfg.epochs + 1):
+            with clock:
+                trainer.epoch()
+            eval_clock = Stopwatch(device)
+            with eval_clock:
+                w, b = trainer.params()
+                train_loss = full_mse(x, y, w, b)
+                test_loss = full_mse(x_test, y_test, w, b) if data.has_test else math.nan
+            rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+                         "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
+            diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
+            if diverged:
+                break
     df = pd.DataFrame(rows)
     df["diverged"] = diverged
     df["diverged_epoch"] = pd.array([len(df) if diverged else None] * len(df), dtype="Int64")
+    df["cpu_wait"] = math.nan if waits.cpu_wait is None else waits.cpu_wait
     steps = steps_per_epoch(len(x), batch_size)
     sample_epochs = steps_per_epoch(cfg.decomposition_steps, steps)
     split = decomposition(make_trainer(implementation, x, y, batch_size, seed, cfg.lr), steps, sample_epochs, device)
@@ -454,3 +456,10 @@ def bench_cases(profile: str) -> list:
     """quick: batch sizes 1, 16, 506 for 5 epochs a round; full: the whole grid for 1000 epochs; cpu and cuda."""
     sizes, epochs = ((1, 16, 506), 5) if profile == "quick" else (BatchSizeConfig.batch_sizes, 1000)
     return [case(impl, b, epochs, device) for device in ("cpu", "cuda") for impl in IMPLEMENTATIONS for b in sizes]
+
+
+def notes(df: pd.DataFrame, cfg) -> list[str]:
+    """What the CLI says on stderr after the summary: the runs whose threads waited for a CPU (other processes)."""
+    runs = df.groupby(["implementation", "batch_size", "seed"], sort=True)["cpu_wait"].first()
+    return waited_note(runs, lambda run: f"{run[0]}, batch size {integer(run[1])}, seed {integer(run[2])}",
+                       int(df["num_threads"].iloc[0]))

@@ -9,10 +9,10 @@ import torch
 
 from amal.data import BOSTON_SOURCE, NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
-from amal.experiments.options import check_choice, check_positive, check_seed, floats
+from amal.experiments.options import check_choice, check_positive, check_seed, floats, waited_note
 from amal.functions import full_mse, manual_step
 from amal.report.format import integer, number, seconds
-from amal.timing import Stopwatch, warmup
+from amal.timing import RunWait, Stopwatch, warmup
 
 NAME = "lr-sweep"
 # a run not stopped whose last loss is above GROWING x its lowest was diverging when it ended: below lr*, gradient
@@ -77,23 +77,25 @@ def train_one(data: Regression, lr: float, cfg: LrSweepConfig) -> pd.DataFrame:
     w_spare, b_spare = w.clone(), b.clone()
     warmup(lambda: manual_step(x, y, w_spare, b_spare, lr), cfg.warmup_steps)
     initial = full_mse(x, y, w, b)
-    clock = Stopwatch()
+    clock, waits = Stopwatch(), RunWait()
     rows = []
-    for epoch in range(1, cfg.epochs + 1):
-        with clock:
-            manual_step(x, y, w, b, lr)
-        eval_clock = Stopwatch()  # a fresh one each epoch: eval_s is this epoch's evaluation time
-        with eval_clock:
-            train_loss = full_mse(x, y, w, b)
-            test_loss = full_mse(data.x_test, data.y_test, w, b) if data.has_test else math.nan
-        diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
-        rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
-                     "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
-        if diverged:
-            break
+    with waits:  # the run's share of time spent waiting for a CPU: read before and after its loop only
+        for epoch in range(1, cfg.epochs + 1):
+            with clock:
+                manual_step(x, y, w, b, lr)
+            eval_clock = Stopwatch()  # a fresh one each epoch: eval_s is this epoch's evaluation time
+            with eval_clock:
+                train_loss = full_mse(x, y, w, b)
+                test_loss = full_mse(data.x_test, data.y_test, w, b) if data.has_test else math.nan
+            diverged = not math.isfinite(train_loss) or train_loss > cfg.blowup * initial
+            rows.append({"epoch": epoch, "train_loss": train_loss, "test_loss": test_loss,
+                         "elapsed_s": clock.total_s, "eval_s": eval_clock.total_s})
+            if diverged:
+                break
     df = pd.DataFrame(rows)
     df["diverged"] = diverged
     df["diverged_epoch"] = pd.array([epoch if diverged else None] * len(df), dtype="Int64")
+    df["cpu_wait"] = math.nan if waits.cpu_wait is None else waits.cpu_wait
     return df
 
 
@@ -175,3 +177,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         "training time": [seconds(elapsed) for elapsed in last["elapsed_s"]],
         "lr* = 2/λmax(H)": [number(bound, 4) for bound in last["lr_max_theory"]],
     })
+
+
+def notes(df: pd.DataFrame, cfg) -> list[str]:
+    """What the CLI says on stderr after the summary: the runs whose threads waited for a CPU (other processes)."""
+    runs = df.groupby("lr", sort=True)["cpu_wait"].first()
+    return waited_note(runs, lambda lr: f"lr {number(lr)}", int(df["num_threads"].iloc[0]))

@@ -4,6 +4,8 @@ import argparse
 import math
 
 from amal.errors import UsageError
+from amal.report.format import waited_runs
+from amal.timing import CONTENDED
 
 
 def _split(text: str) -> list[str]:
@@ -64,3 +66,16 @@ def check_seed(option: str, seed: int) -> None:
     """UsageError unless 0 <= seed < 2**32 (NumPy's and scikit-learn's seeds are 32-bit)."""
     if not 0 <= seed < 2**32:
         raise UsageError(f"{option} must be in [0, 2**32), got {seed}")
+
+
+def waited_note(waits, label, threads: int) -> list[str]:
+    """The CLI's note on the runs whose threads waited for a CPU more than CONTENDED of their training loop's time:
+    `waits` is each run's cpu_wait (a Series indexed by what names the run, NaN: not measured), `label(index)` its
+    name in the note; with more than one thread, fewer may help."""
+    measured = waits.dropna()
+    waited = [(label(key), share) for key, share in measured[measured > CONTENDED].items()]
+    if not waited:
+        return []
+    return [f"{waited_runs(waited, len(measured), CONTENDED)}: other processes were running on the same CPUs, so "
+            f"{'that run is' if len(waited) == 1 else 'those runs are'} slow; rerun on an idle machine"
+            f"{', or with --threads 1' if threads > 1 else ''}"]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, layers, number, plural, rate, seconds, seconds_sd
+from amal.report.format import integer, layers, number, plural, rate, seconds, seconds_sd, waited_runs
 from amal.timing import CONTENDED
 
 HOW_TO = {
@@ -181,6 +181,7 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   "lr* = 2/λmax(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
                   "diverge to the smallest that did).")
     settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
+    notes += contended_run_notes(rows, ["lr"], lambda run: f"lr {number(run.lr)}")
     return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
                    tables=[table("Outcome per learning rate", columns, body)])
 
@@ -259,6 +260,8 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              target_cell(s), seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
+    notes += contended_run_notes(rows, ["implementation", "batch_size", "seed"],
+                                 lambda run: f"{run.implementation}, batch size {run.batch_size}, seed {run.seed}")
     seeds = rows["seed"].nunique()
     mean = "mean over seeds" if seeds > 1 else f"one seed ({integer(rows['seed'].iloc[0])})"
     drawn_mean, spread = (("mean over seeds", "; band: lowest to highest seed") if drawn["seed"].nunique() > 1
@@ -377,6 +380,18 @@ def contended_notes(contended: pd.DataFrame) -> list[str]:
                          f"{number(100 * c.largest, 2)} %): other processes were running on the same CPUs then, so "
                          f"{slow} slow and its throughput too low (rerun on an idle machine, or with --threads 1).")
     return notes
+
+
+def contended_run_notes(rows: pd.DataFrame, keys: list[str], label) -> list[str]:
+    """The runs of select.contended_runs (named by `label(run)`) in one note, and what that means for their times."""
+    waited, runs = select.contended_runs(rows, keys)
+    if waited.empty:
+        return []
+    named = [(label(run), run.cpu_wait) for run in waited.itertuples()]
+    said = waited_runs(named, runs, CONTENDED)
+    return [f"{said[0].upper()}{said[1:]}: other processes were running on the same CPUs, so "
+            f"{'that run is' if len(named) == 1 else 'those runs are'} slower than the machine is (rerun on an idle "
+            f"machine{', or with --threads 1' if rows['num_threads'].max() > 1 else ''})."]
 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:

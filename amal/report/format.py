@@ -79,3 +79,12 @@ def integer(value) -> str:
 def layers(hidden: str, inputs: int = 784) -> str:
     """An autoencoder's encoder as its layer sizes from the input: '256,64' -> '784→256→64' (the decoder mirrors it)."""
     return "→".join([str(inputs), *str(hidden).split(",")])
+
+
+def waited_runs(waited: list[tuple[str, float]], runs: int, bound: float, most: int = 4) -> str:
+    """'in 2 of 8 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.1: 31 %;
+    lr 0.26: 25 %)': the runs `waited` names (label, cpu_wait) out of `runs`, the first `most` of them spelled out."""
+    shown = "; ".join(f"{label}: {number(100 * share, 2)} %" for label, share in waited[:most])
+    more = f"; {len(waited) - most} more" if len(waited) > most else ""
+    return (f"in {integer(len(waited))} of {plural(runs, 'run')} the threads waited for a CPU more than "
+            f"{number(100 * bound, 2)} % of the training loop's time ({shown}{more})")

@@ -306,6 +306,15 @@ def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:
     return pd.DataFrame(found, columns=[*keys, "epochs", "contended", "cpu_wait", "largest", "throughout"])
 
 
+def contended_runs(rows: pd.DataFrame, keys: list[str], above: float = CONTENDED) -> tuple[pd.DataFrame, int]:
+    """The training runs (one per `keys`: lr-sweep's lr; batch-size's implementation, batch size and seed) whose
+    threads waited for a CPU more than `above` of their training loop's time (cpu_wait, the same on each of a run's
+    rows: other processes competed, and the run's times are slow), with that share; and how many runs were measured."""
+    waits = (rows.groupby(keys, sort=True)["cpu_wait"].first().dropna().reset_index() if "cpu_wait" in rows
+             else pd.DataFrame(columns=[*keys, "cpu_wait"]))
+    return waits[waits["cpu_wait"] > above].reset_index(drop=True), len(waits)
+
+
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
     """The configurations (as in `throughput`) whose slowest epoch took more than `ratio` times as long as their
     fastest, with that spread (slowest over fastest epoch time), the median epoch's images per second and the
