@@ -208,7 +208,7 @@ def epochs_of(config: dict, seconds: list[float], images: int = 4000) -> pd.Data
     """Autoencoder rows of one configuration, one per epoch of `seconds`, each of `images` training images."""
     return pd.DataFrame({"run_id": "20261127T110000Z-autoencoder-aaaaaa", "epoch": range(1, len(seconds) + 1),
                          "epoch_s": seconds, "samples_per_s": [images / s for s in seconds], "transfer_s": 0.0,
-                         "cuda_device": None, **config})
+                         "cuda_device": None, "num_threads": 2, **config})
 
 
 def test_noisy_epochs_flags_a_spread_above_three_times_with_the_median_epochs_rate():
@@ -237,6 +237,7 @@ def test_contended_flags_configurations_whose_threads_waited_for_a_cpu():
     assert contended["contended"].tolist() == [1, 2] and contended["epochs"].tolist() == [3, 3]
     assert contended["cpu_wait"].tolist() == pytest.approx([0.01, 0.35])
     assert contended["largest"].tolist() == pytest.approx([0.3, 0.4])
+    assert contended["throughout"].tolist() == [False, True] and contended["num_threads"].tolist() == [2, 2]
 
 
 def test_a_diverged_autoencoder_run_neither_replaces_a_good_one_nor_sets_the_settings(fixture_df):

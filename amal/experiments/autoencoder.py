@@ -20,7 +20,7 @@ from amal.environment import environment
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
-from amal.report.format import integer, number, plural, rate, seconds
+from amal.report.format import integer, number, percent, plural, rate, rerun, seconds
 from amal.timing import CONTENDED, Stopwatch, StreamStopwatch, contention, cpu_wait, resolve_device, synced, warmup
 
 NAME = "autoencoder"
@@ -531,16 +531,17 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     and the checkpoint's epochs left out of it and why, a divergence and what the checkpoint then holds."""
     out = []
     waits = contention(df["cpu_wait"]) if "cpu_wait" in df else None
+    threads = int(df["num_threads"].max())
     if waits and waits["throughout"]:
-        out.append(f"this process's threads waited for a CPU {waits['cpu_wait']:.0%} of their time (median epoch): "
-                   "other processes were running on the same CPUs, so these times are slow, however steady; rerun "
-                   "on an idle machine, or with --threads 1")
+        out.append(f"this process's threads waited for a CPU {percent(waits['cpu_wait'])} of their time (median "
+                   "epoch): other processes were running on the same CPUs, so these times are slow, however steady; "
+                   f"{rerun(threads)}")
     elif waits:
         slowed = waits["contended"]
         out.append(f"in {slowed} of {waits['epochs']} epochs this process's threads waited for a CPU more than "
-                   f"{CONTENDED:.0%} of their time (up to {waits['largest']:.0%}): other processes were running on "
-                   f"the same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} slow; rerun on "
-                   "an idle machine, or with --threads 1")
+                   f"{percent(CONTENDED)} of their time (up to {percent(waits['largest'])}): other processes were "
+                   f"running on the same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} "
+                   f"slow; {rerun(threads)}")
     resumed = df["resumed_from_epoch"].dropna() if "resumed_from_epoch" in df else pd.Series(dtype="Int64")
     if len(resumed):
         epoch = int(resumed.iloc[0])

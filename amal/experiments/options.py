@@ -4,7 +4,7 @@ import argparse
 import math
 
 from amal.errors import UsageError
-from amal.report.format import waited_runs
+from amal.report.format import rerun, waited_runs
 from amal.timing import CONTENDED
 
 
@@ -77,5 +77,4 @@ def waited_note(waits, label, threads: int) -> list[str]:
     if not waited:
         return []
     return [f"{waited_runs(waited, len(measured), CONTENDED)}: other processes were running on the same CPUs, so "
-            f"{'that run is' if len(waited) == 1 else 'those runs are'} slow; rerun on an idle machine"
-            f"{', or with --threads 1' if threads > 1 else ''}"]
+            f"{'that run is' if len(waited) == 1 else 'those runs are'} slow; {rerun(threads)}"]

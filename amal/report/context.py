@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, layers, number, plural, rate, seconds, seconds_sd, waited_runs
+from amal.report.format import integer, layers, number, percent, plural, rate, rerun, seconds, seconds_sd, waited_runs
 from amal.timing import CONTENDED
 
 HOW_TO = {
@@ -220,7 +220,7 @@ def batch_size_findings(summary: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                         f"({seconds(quick['step_s'])} per step); {slow['implementation']} takes "
                         f"{number(slow['step_s'] / quick['step_s'])}× as long (in the instrumented pass behind the "
                         "step-split figure, "
-                        f"{number(100 * slow['step_data_s'] / slow['parts_s'], 2)} % of its step goes to fetching "
+                        f"{percent(slow['step_data_s'] / slow['parts_s'])} of its step goes to fetching "
                         "data).")
     return findings
 
@@ -357,7 +357,7 @@ def noisy_epoch_notes(noisy: pd.DataFrame, contended: pd.DataFrame) -> list[str]
     notes = []
     for n in noisy.merge(contended[keys], on=keys, how="left", indicator="waited").itertuples():
         busy = ("its threads waited for a CPU (note below)" if n.waited == "both" else "the machine was probably busy "
-                f"(rerun on an idle machine{'' if n.device == 'cuda' else ', or with --threads 1'})")
+                f"({rerun(1 if n.device == 'cuda' else n.num_threads)})")
         notes.append(f"Epoch times of {n.device}, {n.implementation}, {layers(n.hidden)}, {n.loss_fn}, batch size "
                      f"{n.batch_size} varied {number(n.spread, 2)}×: {rate(n.median_per_s)} images/s in the median "
                      f"epoch, {rate(n.samples_per_s)} over all epochs together; {busy}.")
@@ -370,15 +370,15 @@ def contended_notes(contended: pd.DataFrame) -> list[str]:
     for c in contended.itertuples():
         name = f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}"
         if c.throughout:
-            notes.append(f"{name}: its threads waited for a CPU {number(100 * c.cpu_wait, 2)} % of their time "
+            notes.append(f"{name}: its threads waited for a CPU {percent(c.cpu_wait)} of their time "
                          "(median epoch): other processes were running on the same CPUs, so its throughput is too "
-                         "low, however steady its epochs (rerun on an idle machine, or with --threads 1).")
+                         f"low, however steady its epochs ({rerun(c.num_threads)}).")
         else:
             slow = "that epoch is" if c.contended == 1 else "those epochs are"
             notes.append(f"{name}: in {c.contended} of its {plural(c.epochs, 'epoch')} its threads waited for a CPU "
-                         f"more than {number(100 * CONTENDED, 2)} % of their time (up to "
-                         f"{number(100 * c.largest, 2)} %): other processes were running on the same CPUs then, so "
-                         f"{slow} slow and its throughput too low (rerun on an idle machine, or with --threads 1).")
+                         f"more than {percent(CONTENDED)} of their time (up to "
+                         f"{percent(c.largest)}): other processes were running on the same CPUs then, so "
+                         f"{slow} slow and its throughput too low ({rerun(c.num_threads)}).")
     return notes
 
 
@@ -390,8 +390,8 @@ def contended_run_notes(rows: pd.DataFrame, keys: list[str], label) -> list[str]
     named = [(label(run), run.cpu_wait) for run in waited.itertuples()]
     said = waited_runs(named, runs, CONTENDED)
     return [f"{said[0].upper()}{said[1:]}: other processes were running on the same CPUs, so "
-            f"{'that run is' if len(named) == 1 else 'those runs are'} slower than the machine is (rerun on an idle "
-            f"machine{', or with --threads 1' if rows['num_threads'].max() > 1 else ''})."]
+            f"{'that run is' if len(named) == 1 else 'those runs are'} slower than the machine is "
+            f"({rerun(rows['num_threads'].max())})."]
 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
@@ -479,7 +479,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, layers(t.hidden), t.loss_fn,
              str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
              f"{integer(t.epochs)} ({integer(t.runs)})",
-             "–" if t.device == "cpu" else number(100 * t.transfer_share, 2) + " %"]  # no copy on the CPU
+             "–" if t.device == "cpu" else percent(t.transfer_share)]  # no copy on the CPU
             for t in per_device.itertuples()]
     shown = rows["recon_png"].notna() & (rows["recon_png"] != "")
     shown &= ~select.in_diverged_run(rows)  # a diverged run's grid shows a model of NaN weights

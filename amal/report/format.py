@@ -81,10 +81,21 @@ def layers(hidden: str, inputs: int = 784) -> str:
     return "→".join([str(inputs), *str(hidden).split(",")])
 
 
+def percent(share: float) -> str:
+    """A share as a percentage to two significant figures: 0.31 -> '31 %', 0.004 -> '0.4 %'."""
+    return f"{number(100 * share, 2)} %"
+
+
 def waited_runs(waited: list[tuple[str, float]], runs: int, bound: float, most: int = 4) -> str:
     """'in 2 of 8 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.1: 31 %;
     lr 0.26: 25 %)': the runs `waited` names (label, cpu_wait) out of `runs`, the first `most` of them spelled out."""
-    shown = "; ".join(f"{label}: {number(100 * share, 2)} %" for label, share in waited[:most])
+    shown = "; ".join(f"{label}: {percent(share)}" for label, share in waited[:most])
     more = f"; {len(waited) - most} more" if len(waited) > most else ""
     return (f"in {integer(len(waited))} of {plural(runs, 'run')} the threads waited for a CPU more than "
-            f"{number(100 * bound, 2)} % of the training loop's time ({shown}{more})")
+            f"{percent(bound)} of the training loop's time ({shown}{more})")
+
+
+def rerun(threads: int) -> str:
+    """What to do about times other processes slowed: 'rerun on an idle machine', and where the run had more than
+    one torch thread (on the CPU), fewer of them."""
+    return "rerun on an idle machine" + (", or with --threads 1" if threads > 1 else "")

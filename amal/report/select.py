@@ -299,11 +299,13 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
 
 def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:
     """The configurations (as in `throughput`) of which at least one epoch's threads waited for a CPU more than
-    `above` of their time, each with its timing.contention (epochs, contended, cpu_wait, largest, throughout)."""
+    `above` of their time, each with its timing.contention (epochs, contended, cpu_wait, largest, throughout) and
+    its torch threads (the most of its runs')."""
     keys = ["device", *AUTOENCODER_CONFIG]
-    found = [{**dict(zip(keys, key, strict=True)), **waits}
-             for key, epochs in rows.groupby(keys, sort=True)["cpu_wait"] if (waits := contention(epochs, above))]
-    return pd.DataFrame(found, columns=[*keys, "epochs", "contended", "cpu_wait", "largest", "throughout"])
+    found = [{**dict(zip(keys, key, strict=True)), **waits, "num_threads": group["num_threads"].max()}
+             for key, group in rows.groupby(keys, sort=True) if (waits := contention(group["cpu_wait"], above))]
+    return pd.DataFrame(found, columns=[*keys, "epochs", "contended", "cpu_wait", "largest", "throughout",
+                                        "num_threads"])
 
 
 def contended_runs(rows: pd.DataFrame, keys: list[str], above: float = CONTENDED) -> tuple[pd.DataFrame, int]:
@@ -318,12 +320,14 @@ def contended_runs(rows: pd.DataFrame, keys: list[str], above: float = CONTENDED
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
     """The configurations (as in `throughput`) whose slowest epoch took more than `ratio` times as long as their
     fastest, with that spread (slowest over fastest epoch time), the median epoch's images per second and the
-    rate over all epochs (`throughput`'s, which a few slow epochs drag down)."""
+    rate over all epochs (`throughput`'s, which a few slow epochs drag down), and its torch threads."""
     keys = ["device", *AUTOENCODER_CONFIG]
     epochs = rows.groupby(keys, sort=True).agg(slowest_s=("epoch_s", "max"), fastest_s=("epoch_s", "min"),
-                                               median_per_s=("samples_per_s", "median")).reset_index()
+                                               median_per_s=("samples_per_s", "median"),
+                                               num_threads=("num_threads", "max")).reset_index()
     table = throughput(rows).merge(epochs, on=keys).assign(spread=lambda t: t["slowest_s"] / t["fastest_s"])
-    return table.loc[table["spread"] > ratio, [*keys, "spread", "median_per_s", "samples_per_s"]].reset_index(drop=True)
+    columns = [*keys, "spread", "median_per_s", "samples_per_s", "num_threads"]
+    return table.loc[table["spread"] > ratio, columns].reset_index(drop=True)
 
 
 def speedup(gpu_s: np.ndarray, cpu_s: np.ndarray, level: float = 0.95) -> tuple[float, float | None, float | None]:
