@@ -456,8 +456,9 @@ def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
 
 
 def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_run_sets_the_settings(tmp_path):
-    """A good run, then a diverging one with another lr: the good one is shown, the diverged one named as such,
-    and the section's settings are said to be those of the newest run that did not diverge."""
+    """A good run, then a diverging one with another lr: the good one is shown, and the note on runs made with
+    other settings says the section's are those of the newest run that did not diverge, naming the one that did
+    (once: not again in a note of its own)."""
     from amal.cli import main as run_main
 
     results = str(tmp_path / "results")
@@ -468,9 +469,16 @@ def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_ru
     blown = df.loc[df["lr"] == 1e30, "run_id"].iloc[0]
     notes = sections(build_context(df, results))["autoencoder"]["notes"]
     assert notes[0].endswith("is not shown: the section compares runs made with the settings above, those of the "
-                             "newest run that did not diverge.")
-    assert f"Run {blown} diverged at epoch 1 (training loss no longer finite) and stopped there: it is not shown." \
-        in notes
+                             f"newest run that did not diverge (run {blown}, made after it, diverged).")
+    assert not [note for note in notes if "diverged at epoch" in note]  # named once, in the note above
+    # made with the same settings on another machine, and diverged: not shown (the good run's machine is the
+    # section's), and no settings note counts it, so a note of its own names it
+    good = df[df["lr"] == 0.001]
+    elsewhere = good.assign(run_id=good["run_id"].str.replace("T", "T9", n=1), host="other-host", diverged=True,
+                            train_loss=float("nan"), diverged_epoch=1).head(1)
+    notes = sections(build_context(pd.concat([good, elsewhere], ignore_index=True), results))["autoencoder"]["notes"]
+    assert f"Run {elsewhere['run_id'].iloc[0]} diverged at epoch 1 (training loss no longer finite) and stopped " \
+           "there: it is not shown." in notes
 
 
 def test_the_time_to_target_cell_says_which_configurations_diverged():

@@ -82,8 +82,8 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
     rows = select.experiment_rows(df, experiment)
     latest = rows[rows["run_id"] == rows["run_id"].max()]  # the last run made; the reference may be an older one
     passed_over = latest["run_id"].iloc[0] != rows.loc[select.recency(rows).idxmax(), "run_id"]
-    reference = "the newest run" + (" that did not diverge" if passed_over and select.in_failed_run(latest).any()
-                                    else "")
+    reference = "the newest run" + (f" that did not diverge (run {latest['run_id'].iloc[0]}, made after it, diverged)"
+                                    if passed_over and select.in_failed_run(latest).any() else "")
     return shown, [f"{integer(others)} {experiment} run{'s' if others > 1 else ''} made with other settings "
                    f"({which}) {'are' if others > 1 else 'is'} not shown: the section compares runs made with the "
                    f"settings above, those of {reference}."]
@@ -464,7 +464,8 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
     contended = select.contended(rows)
     notes += noisy_epoch_notes(select.noisy_epochs(rows), contended) + contended_notes(contended)
     notes += diverged_notes(rows) + workers_note(rows)
-    notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"])], shown=False)
+    alike = select.same_settings(every, select.AUTOENCODER_SETTINGS)  # others: the settings note counts them
+    notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"]) & alike], shown=False)
     commands = None  # a note followed by command lines, each a line of code
     if speedups.empty:
         lines = gpu_commands(rows, options)
