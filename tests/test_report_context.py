@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from amal.report import select
-from amal.report.context import HOW_TO, build_context, differences, target_cell, threshold_finding
+from amal.report.context import HOW_TO, build_context, differences, target_cell, threshold_finding, trained_by
 
 
 @pytest.fixture(scope="module")
@@ -533,3 +533,14 @@ def test_a_slow_epoch_whose_threads_waited_for_a_cpu_is_explained(fixture_df):
         "cpu, dataloader, 784→256→64, bce, batch size 256: in 1 of its 3 epochs its threads waited for a CPU more "
         "than 15 % of their time (up to 48 %): other processes were running on the same CPUs then, so that epoch "
         "is slow and its throughput too low (rerun on an idle machine, or with --threads 1)."]
+
+
+def test_the_batch_size_intro_names_only_the_implementations_shown(fixture_df):
+    assert trained_by(["tensor"]) == "torch autograd and SGD (tensor)"
+    assert trained_by(["fused", "tensor", "manual", "tensor"]) == (
+        "torch autograd and SGD (tensor), the hand-written functions (manual) or the closed-form gradient in two "
+        "torch operations (fused)")
+    assert trained_by([]) == trained_by(["dataloader", "tensor", "manual", "fused"])  # an empty section: all
+    intro = sections(build_context(fixture_df, "r"))["batch-size"]["intro"]
+    shown = set(fixture_df.loc[fixture_df["experiment"] == "batch-size", "implementation"])
+    assert intro.startswith(f"Linear regression on Boston Housing trained by {trained_by(shown)}; one epoch")

@@ -242,12 +242,24 @@ def divergence_finding(runs: pd.DataFrame) -> list[str]:
             "they ran."]
 
 
+TRAINED_BY = {"torch autograd and SGD": ("dataloader", "tensor"), "the hand-written functions": ("manual",),
+              "the closed-form gradient in two torch operations": ("fused",)}  # the implementations, by what they use
+
+
+def trained_by(implementations) -> str:
+    """'torch autograd and SGD (dataloader, tensor) or the hand-written functions (manual)': what the
+    implementations shown train with, in TRAINED_BY's order (all of them when none is given)."""
+    shown = set(implementations) or {name for names in TRAINED_BY.values() for name in names}
+    parts = [f"{how} ({', '.join(name for name in names if name in shown)})"
+             for how, names in TRAINED_BY.items() if shown.intersection(names)]
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} or {parts[-1]}"
+
+
 def batch_size_section(df: pd.DataFrame) -> dict:
     rows = select.batch_size_rows(df)
     title = "TP2: batch size, SGD and mini-batch (lab report Figs. 2 and 3)"
-    intro = ("Linear regression on Boston Housing trained by torch autograd and SGD (dataloader, tensor), the "
-             "hand-written functions (manual) or the closed-form gradient in two torch operations (fused); "
-             "one epoch = one pass in steps of batch_size rows.")
+    intro = (f"Linear regression on Boston Housing trained by {trained_by(rows.get('implementation', []))}; one "
+             "epoch = one pass in steps of batch_size rows.")
     if rows.empty:
         return section("batch-size", title, intro, rows)
     runs = select.batch_runs(rows)
