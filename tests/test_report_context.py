@@ -1,12 +1,11 @@
 import shlex
 from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from amal.report import select
-from amal.report.context import HOW_TO, build_context, differences, target_cell, threshold_finding, trained_by
+from amal.report.context import HOW_TO, build_context, target_cell, threshold_finding, trained_by
 
 
 @pytest.fixture(scope="module")
@@ -164,28 +163,6 @@ def test_missing_sections_say_how_to_produce_them(fixture_df):
     assert sections(build_context(only_lr, "my results"))["bench"]["how_to"].endswith(" --results 'my results'")
 
 
-def test_sections_name_the_regression_runs_whose_threads_waited_for_a_cpu(fixture_df):
-    """A run's cpu_wait is its training loop's (the same on each of its rows): lr-sweep names runs by lr,
-    batch-size by implementation, batch size and seed; runs that waited less are not named, and not measured ones
-    (NaN) are not counted."""
-    df = fixture_df.copy()
-    lr, batch = df["experiment"].eq("lr-sweep"), df["experiment"].eq("batch-size")
-    df.loc[lr, "cpu_wait"] = np.where(df.loc[lr, "lr"] == df.loc[lr, "lr"].max(), 0.42, 0.01)
-    slow = batch & df["implementation"].eq("tensor") & df["batch_size"].eq(16) & df["seed"].eq(1)
-    df.loc[batch, "cpu_wait"] = np.where(slow[batch], 0.3, np.nan)
-    parts = sections(build_context(df, "r"))
-    runs = df[lr].groupby("lr").ngroups
-    assert parts["lr-sweep"]["notes"] == [
-        f"In 1 of {runs} runs the threads waited for a CPU more than 15 % of the training loop's time (lr "
-        f"{df.loc[lr, 'lr'].max():g}: 42 %): other processes were running on the same CPUs, so that run is slower "
-        "than the machine is (rerun on an idle machine)."]  # its one thread: fewer cannot help
-    assert parts["batch-size"]["notes"] == [
-        "In 1 of 1 run the threads waited for a CPU more than 15 % of the training loop's time (tensor, batch size "
-        "16, seed 1: 30 %): other processes were running on the same CPUs, so that run is slower than the machine "
-        "is (rerun on an idle machine, or with --threads 1)."]
-    assert sections(build_context(fixture_df, "r"))["lr-sweep"]["notes"] == []
-
-
 def test_environment_table(context):
     env = context["environment"]
     assert len(env["rows"]) == 5
@@ -193,30 +170,6 @@ def test_environment_table(context):
     assert gpu[2:6] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "16", "NVIDIA H100 80GB HBM3"]
     assert gpu[8:10] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]
     assert {row[10] for row in env["rows"]} == {"synthetic fixture", "'' (untagged)"}  # as --tag '' selects it
-
-
-def test_a_section_says_which_runs_it_left_out(fixture_df, context):
-    assert sections(context)["batch-size"]["notes"] == []
-    old = fixture_df[fixture_df["experiment"] == "batch-size"]
-    newer = old.assign(run_id="20261127T140000Z-batch-size-ffffff", lr=0.01)
-    part = sections(build_context(pd.concat([fixture_df, newer]), "r"))["batch-size"]
-    assert part["notes"] == ["1 batch-size run made with other settings (lr 0.001 instead of 0.01) is not shown: the "
-                             "section compares runs made with the settings above, those of the newest run."]
-    assert part["settings"] == ("device cpu, lr 0.01, normalize minmax, test size –, data source "
-                                "mlxtend:boston_housing_data, epochs 20, num threads 2, host lab-cpu-1, "
-                                "target loss 24.1")
-
-
-def test_the_note_names_each_setting_that_differs_once_with_all_its_other_values(fixture_df):
-    """Two older lr-sweeps, of 300 and 50 epochs, one of them also at another seed: each setting is named once, with
-    every other value seen (the newer left-out run's first), and the note stays one sentence."""
-    lr = fixture_df[fixture_df["experiment"] == "lr-sweep"]
-    older = [lr.assign(run_id="20261127T080000Z-lr-sweep-111111", epochs=300),
-             lr.assign(run_id="20261127T070000Z-lr-sweep-222222", epochs=50, seed=1.0)]
-    part = sections(build_context(pd.concat([fixture_df, *older], ignore_index=True), "r"))["lr-sweep"]
-    assert part["notes"] == ["2 lr-sweep runs made with other settings (epochs 300, 50 instead of 1,000; seed 1 "
-                             "instead of 0) are not shown: the section compares runs made with the settings above, "
-                             "those of the newest run."]
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):
@@ -236,57 +189,6 @@ def test_fig6a_caption_names_the_loss_or_gives_each_its_panel(fixture_df, contex
                            "(the mean over seeds where several were run), a shade of its model's colour in the "
                            "throughput figure.")
     assert captions[1].endswith(", one panel per loss function (BCE, MSE): their values are on different scales.")
-
-
-def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, context):
-    """The CPU's batch 256 with its second epoch 5× slower (3.23 s instead of 0.645 s): epoch times 4.9× apart, the
-    median epoch at 6,000 images/s, 12,000 images in 4.55 s over all epochs; the fixture's steady epochs get no note."""
-    assert not [note for note in sections(context)["autoencoder"]["notes"] if note.startswith("Epoch times")]
-    slow = ((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-            & (fixture_df["batch_size"] == 256) & (fixture_df["epoch"] == 2))
-    df = fixture_df.assign(epoch_s=fixture_df["epoch_s"].where(~slow, fixture_df["epoch_s"] * 5),
-                           samples_per_s=fixture_df["samples_per_s"].where(~slow, fixture_df["samples_per_s"] / 5))
-    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
-    assert [note for note in notes if note.startswith("Epoch times")] == [
-        "Epoch times of cpu, dataloader, 784→256→64, bce, batch size 256 varied 4.9×: 6,000 images/s in the median "
-        "epoch, 2,640 over all epochs together; the machine was probably busy (rerun on an idle machine, or with "
-        "--threads 1)."]
-
-
-def test_the_autoencoder_section_says_where_each_device_was_timed_and_what_it_left_out(fixture_df, context):
-    assert sections(context)["autoencoder"]["settings"].endswith(
-        "; cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads); cuda on gpu-node-1 (NVIDIA H100 80GB HBM3, 16 threads)")
-    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
-    older = [ae.assign(run_id=f"20261127T10000{i}Z-autoencoder-00000{i}", num_threads=1, host=host, batch_size=32)
-             for i, host in enumerate(["lab-cpu-1", "laptop"])]
-    part = sections(build_context(pd.concat([fixture_df, *older], ignore_index=True), "r"))["autoencoder"]
-    assert part["notes"] == ["2 cpu runs timed on another machine or thread count (host laptop instead of lab-cpu-1; "
-                             "num threads 1 instead of 2) are not shown: the times of a device all come from the "
-                             "machine of its newest run."]
-
-
-def test_a_resumed_autoencoder_run_is_noted(fixture_df):
-    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
-    ae = ae[ae["run_id"] == ae["run_id"].max()]  # one run, epochs 1–3
-
-    def note(rows, resumed_from):
-        run = rows.assign(run_id="20261127T140000Z-autoencoder-ffffff", resumed_from_epoch=float(resumed_from))
-        notes = sections(build_context(pd.concat([fixture_df, run]), "r"))["autoencoder"]["notes"]
-        return next(n for n in notes if n.startswith("Run 20261127T140000Z-autoencoder-ffffff"))
-
-    earlier = ("timed on another machine or device, with other threads, workers or data path (resident or "
-               "DataLoader), or before checkpoints carried their epochs (the resuming command said which); they belong "
-               "to the run that measured them, if it was stored at all: an interrupted run stores no rows.")
-    assert note(ae[ae["epoch"] > 1], 1) == ("Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at "
-                                            f"epoch 1: its curves start at epoch 2. Its epoch 1 was {earlier}")
-    assert note(ae, 2) == ("Run 20261127T140000Z-autoencoder-ffffff was resumed from a checkpoint at epoch 2; its "
-                           "epochs 1–2 were measured before the resume, on the same machine and device with the same "
-                           "threads, workers and data path, and come from the checkpoint.")
-    # resumed twice, the second time with other threads: the checkpoint carried only the epochs since the first
-    assert note(ae[ae["epoch"] > 1], 2) == (
-        "Run 20261127T140000Z-autoencoder-ffffff resumed from a checkpoint at epoch 2: its epoch 2 was measured "
-        "before the resume, on the same machine and device with the same threads, workers and data path, and comes "
-        f"from the checkpoint. Its epoch 1 was {earlier}")
 
 
 def test_figure_titles_name_the_lab_report_figure_they_stand_for(context):
@@ -362,13 +264,6 @@ def test_bench_cases_from_two_commits_are_named_and_not_compared_across(fixture_
     assert alone["tables"][0]["columns"][-1] == "min" and len(alone["findings"]) == 1
 
 
-def test_settings_note_shows_zero_as_zero(fixture_df):
-    lr = fixture_df[fixture_df["experiment"] == "lr-sweep"].dropna(axis=1, how="all")
-    later = lr.assign(run_id="20261127T150000Z-lr-sweep-111111", epochs=lr["epochs"] * 2, seed=0)
-    both = pd.concat([lr.assign(seed=0), later], ignore_index=True)  # seed int64, as in a one-experiment store
-    assert "seed 0," in sections(build_context(both, "r"))["lr-sweep"]["settings"]
-
-
 def test_diverged_batch_size_runs_are_named_with_their_epoch(fixture_df):
     batch = fixture_df["experiment"] == "batch-size"
     stop = batch & (fixture_df["batch_size"] == 506) & (fixture_df["epoch"] > 7)
@@ -438,49 +333,6 @@ def test_batch_size_captions_speak_of_seeds_only_when_there_are_several(fixture_
     assert "(dataloader, mean over seeds)" in captions["fig4-time-to-target"]
 
 
-def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
-    from amal.cli import main as run_main
-    from amal.report import figures
-
-    results = str(tmp_path / "results")
-    assert run_main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "3", "--hidden", "8", "--n-train", "128",
-                     "--lr", "1e30", "--results", results]) == 0
-    df = pd.read_parquet(results)
-    ae = sections(build_context(df, results))["autoencoder"]
-    [note] = [n for n in ae["notes"] if "diverged at epoch" in n]
-    assert note == (f"Run {df['run_id'].iloc[0]} diverged at epoch 1 (training loss no longer finite) and stopped "
-                    "there: its curves end before it.")
-    assert "fig6c-ae-recon" not in [f["key"] for f in ae["figures"]]  # its grid is of a model of NaN weights
-    pngs = figures.render(df, ["fig6a-ae-loss", "fig6b-ae-throughput"])
-    assert all(png.startswith(b"\x89PNG") for png in pngs.values())
-
-
-def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_run_sets_the_settings(tmp_path):
-    """A good run, then a diverging one with another lr: the good one is shown, and the note on runs made with
-    other settings says the section's are those of the newest run that did not diverge, naming the one that did
-    (once: not again in a note of its own)."""
-    from amal.cli import main as run_main
-
-    results = str(tmp_path / "results")
-    for lr in ("0.001", "1e30"):
-        assert run_main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "2", "--hidden", "8", "--n-train",
-                         "128", "--lr", lr, "--results", results]) == 0
-    df = pd.read_parquet(results)
-    blown = df.loc[df["lr"] == 1e30, "run_id"].iloc[0]
-    notes = sections(build_context(df, results))["autoencoder"]["notes"]
-    assert notes[0].endswith("is not shown: the section compares runs made with the settings above, those of the "
-                             f"newest run that did not diverge (run {blown}, made after it, diverged).")
-    assert not [note for note in notes if "diverged at epoch" in note]  # named once, in the note above
-    # made with the same settings on another machine, and diverged: not shown (the good run's machine is the
-    # section's), and no settings note counts it, so a note of its own names it
-    good = df[df["lr"] == 0.001]
-    elsewhere = good.assign(run_id=good["run_id"].str.replace("T", "T9", n=1), host="other-host", diverged=True,
-                            train_loss=float("nan"), diverged_epoch=1).head(1)
-    notes = sections(build_context(pd.concat([good, elsewhere], ignore_index=True), results))["autoencoder"]["notes"]
-    assert f"Run {elsewhere['run_id'].iloc[0]} diverged at epoch 1 (training loss no longer finite) and stopped " \
-           "there: it is not shown." in notes
-
-
 def test_the_time_to_target_cell_says_which_configurations_diverged():
     def cell(reached, diverged, seeds=3, target=1.2):
         return target_cell(SimpleNamespace(reached=reached, diverged=diverged, seeds=seeds, target_mean_s=target))
@@ -488,51 +340,6 @@ def test_the_time_to_target_cell_says_which_configurations_diverged():
     assert cell(0, 3) == "diverged"
     assert cell(0, 1) == "not reached; 1/3 diverged"
     assert cell(0, 0) == "not reached"
-
-
-def test_an_empty_tag_reads_untagged_in_a_note():
-    others = pd.DataFrame({"setting": ["tag", "tag", "epochs"], "value": ["gate baseline", "", 50],
-                           "newest": ["gate candidate", "gate candidate", 1000]})
-    assert differences(others) == ("tag gate baseline, '' (untagged) instead of gate candidate; "
-                                   "epochs 50 instead of 1,000")
-
-
-def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
-    assert not any("DataLoader worker" in n for n in sections(build_context(fixture_df, "r"))["autoencoder"]["notes"])
-    ae = fixture_df["experiment"] == "autoencoder"
-    notes = sections(build_context(fixture_df.assign(num_workers=fixture_df["num_workers"].mask(ae, 2)), "r"))[
-        "autoencoder"]["notes"]
-    assert [n for n in notes if "DataLoader worker" in n] == [
-        "With 2 DataLoader workers, the workers start again each epoch (they are not persistent, so that the batches "
-        "do not depend on their number): every epoch's time includes their start-up, a large share of a short epoch."]
-
-
-def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(fixture_df):
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    busy = cpu & (fixture_df["batch_size"] == 64)
-    df = fixture_df.assign(cpu_wait=np.where(busy, 0.34, np.where(cpu, 0.01, np.nan)))
-    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
-    assert [note for note in notes if "waited for a CPU" in note] == [
-        "cpu, dataloader, 784→256→64, bce, batch size 64: its threads waited for a CPU 34 % of their time (median "
-        "epoch): other processes were running on the same CPUs, so its throughput is too low, however steady its "
-        "epochs (rerun on an idle machine, or with --threads 1)."]
-
-
-def test_a_slow_epoch_whose_threads_waited_for_a_cpu_is_explained(fixture_df):
-    """The CPU's batch 256 with its second epoch 5× slower and its threads waiting 48 % of it: not 'probably busy'
-    but how many epochs other processes slowed, though the median epoch did not wait."""
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    slow = cpu & (fixture_df["batch_size"] == 256) & (fixture_df["epoch"] == 2)
-    df = fixture_df.assign(epoch_s=fixture_df["epoch_s"].where(~slow, fixture_df["epoch_s"] * 5),
-                           samples_per_s=fixture_df["samples_per_s"].where(~slow, fixture_df["samples_per_s"] / 5),
-                           cpu_wait=np.where(slow, 0.48, np.where(cpu, 0.01, np.nan)))
-    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
-    assert [note for note in notes if "batch size 256" in note] == [
-        "Epoch times of cpu, dataloader, 784→256→64, bce, batch size 256 varied 4.9×: 6,000 images/s in the median "
-        "epoch, 2,640 over all epochs together; its threads waited for a CPU (note below).",
-        "cpu, dataloader, 784→256→64, bce, batch size 256: in 1 of its 3 epochs its threads waited for a CPU more "
-        "than 15 % of their time (up to 48 %): other processes were running on the same CPUs then, so that epoch "
-        "is slow and its throughput too low (rerun on an idle machine, or with --threads 1)."]
 
 
 def test_the_batch_size_intro_names_only_the_implementations_shown(fixture_df):
