@@ -1,4 +1,5 @@
-"""Where and how a result was measured: host, CPU, GPU, threads, versions, commit, UTC time."""
+"""Where and how a result was measured: host, CPU, GPU, threads, versions, commit, UTC time; and the memory a run
+may take there."""
 
 import platform
 import socket
@@ -76,3 +77,40 @@ def environment(device: torch.device | str | None = None, started: datetime | No
         "git_commit": git_commit(),
         "timestamp_utc": (started or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+# a memory cgroup's (a container's) limit, usage and reclaimable page cache: cgroup v2, then v1
+CGROUP_MEMORY = (("memory.max", "memory.current", "memory.stat", "inactive_file"),
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                  "total_inactive_file"))
+
+
+def cgroup_free(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes the process's memory cgroup still allows: its limit less what it uses, page cache it can drop not
+    counted (as `docker stats` counts it); None without a limit or a cgroup file system."""
+    for limit_file, usage_file, stat_file, cache_key in CGROUP_MEMORY:
+        try:
+            limit = (root / limit_file).read_text().strip()
+            if limit == "max" or int(limit) >= 2**62:  # no limit (v1 writes one near 2**63)
+                return None
+            usage = int((root / usage_file).read_text())
+            cache = next((int(line.split()[1]) for line in (root / stat_file).read_text().splitlines()
+                          if line.split()[:1] == [cache_key]), 0)
+            return int(limit) - (usage - cache)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def memory_available(device: torch.device) -> int | None:
+    """Bytes free for a run: the GPU's free memory on CUDA; on the CPU the kernel's MemAvailable, or what a
+    container's memory limit still allows when that is less (None where neither is known)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            free = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        free = None
+    known = [value for value in (free, cgroup_free()) if value is not None]
+    return min(known) if known else None

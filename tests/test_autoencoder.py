@@ -553,24 +553,6 @@ def test_bench_cases_name_the_images_they_train_on(monkeypatch):
     assert {c.params["data_source"] for c in bench_cases("quick")} == {"torchvision:MNIST (/data/mnist)"}
 
 
-@pytest.mark.parametrize(("files", "free"), [
-    ({"memory.max": "max\n"}, None),  # cgroup v2 without a limit
-    ({"memory.max": "8000\n", "memory.current": "5000\n", "memory.stat": "anon 1\ninactive_file 1000\n"}, 4000),
-    ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # cgroup v1 without a limit
-    ({"memory/memory.limit_in_bytes": "8000\n", "memory/memory.usage_in_bytes": "5000\n",
-      "memory/memory.stat": "inactive_file 7\ntotal_inactive_file 1000\n"}, 4000),
-    ({}, None),  # no cgroup file system
-])
-def test_a_container_memory_limit_is_read_from_its_cgroup(tmp_path, files, free):
-    """limit − (usage − page cache it can drop), as a container's memory limit sees it."""
-    from amal.experiments.autoencoder import cgroup_free
-
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert cgroup_free(tmp_path) == free
-
-
 @pytest.mark.parametrize("resident", [False, True])
 def test_the_warm_up_trains_a_copy_on_both_batch_shapes_and_draws_no_random_number(resident):
     """A full batch and the epoch's shorter last one, fed as the run feeds them (resident: an order drawn from a

@@ -56,3 +56,19 @@ def test_git_commit_of_a_checkout_owned_by_another_user(tmp_path, monkeypatch):
         pytest.skip("this git does not check a repository's owner (before 2.35.2)")
     assert "dubious ownership" in refused.stderr
     assert re.fullmatch(r"[0-9a-f]{40}", environment.git_commit.__wrapped__(tmp_path))
+
+
+@pytest.mark.parametrize(("files", "free"), [
+    ({"memory.max": "max\n"}, None),  # cgroup v2 without a limit
+    ({"memory.max": "8000\n", "memory.current": "5000\n", "memory.stat": "anon 1\ninactive_file 1000\n"}, 4000),
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, None),  # cgroup v1 without a limit
+    ({"memory/memory.limit_in_bytes": "8000\n", "memory/memory.usage_in_bytes": "5000\n",
+      "memory/memory.stat": "inactive_file 7\ntotal_inactive_file 1000\n"}, 4000),
+    ({}, None),  # no cgroup file system
+])
+def test_a_container_memory_limit_is_read_from_its_cgroup(tmp_path, files, free):
+    """limit − (usage − page cache it can drop), as a container's memory limit sees it."""
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert environment.cgroup_free(tmp_path) == free
