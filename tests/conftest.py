@@ -29,3 +29,11 @@ def fixture_df():
     df, problems = store.load(FIXTURE_RESULTS)
     assert problems == []
     return df
+
+
+@pytest.fixture(scope="session")
+def context(fixture_df):
+    """The report's context built from the fixture store."""
+    from amal.report.context import build_context
+
+    return build_context(fixture_df, "tests/fixtures/results")

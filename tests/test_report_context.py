@@ -2,15 +2,9 @@ import shlex
 from types import SimpleNamespace
 
 import pandas as pd
-import pytest
 
 from amal.report import select
 from amal.report.context import HOW_TO, build_context, target_cell, threshold_finding, trained_by
-
-
-@pytest.fixture(scope="module")
-def context(fixture_df):
-    return build_context(fixture_df, "tests/fixtures/results")
 
 
 def sections(context):

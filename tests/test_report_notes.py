@@ -2,15 +2,9 @@
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from amal.report.context import build_context
 from amal.report.notes import differences
-
-
-@pytest.fixture(scope="module")
-def context(fixture_df):
-    return build_context(fixture_df, "tests/fixtures/results")
 
 
 def sections(context):
