@@ -1,4 +1,4 @@
-"""Parsing and checking of experiment options shared by the command-line tools."""
+"""Parsing and checking of experiment options shared by the command-line tools, and the notes they share."""
 
 import argparse
 import math
