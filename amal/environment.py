@@ -1,6 +1,7 @@
 """Where and how a result was measured: host, CPU, GPU, threads, versions, commit, UTC time; and the memory a run
 may take there."""
 
+import os
 import platform
 import socket
 import subprocess
@@ -114,3 +115,8 @@ def memory_available(device: torch.device) -> int | None:
         free = None
     known = [value for value in (free, cgroup_free()) if value is not None]
     return min(known) if known else None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as a container or taskset sets it), else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

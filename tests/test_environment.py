@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 
@@ -72,3 +73,16 @@ def test_a_container_memory_limit_is_read_from_its_cgroup(tmp_path, files, free)
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert environment.cgroup_free(tmp_path) == free
+
+
+def test_usable_cpus_is_the_affinity_of_this_process():
+    cpus = environment.usable_cpus()
+    assert cpus >= 1
+    if hasattr(os, "sched_getaffinity"):
+        mine = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(mine)})
+        try:
+            assert environment.usable_cpus() == 1
+        finally:
+            os.sched_setaffinity(0, mine)
+        assert cpus == len(mine)

