@@ -71,8 +71,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "transfer_s": (F64, "part of epoch_s spent copying data host to device (0 on the CPU)"),
     "cpu_wait": (F64, "CPU, Linux: time the process's threads waited for a CPU (run-queue delay) over wall time × "
                       "num_threads; autoencoder: in the epoch (over epoch_s), lr-sweep and batch-size: over the "
-                      "run's whole training loop, evaluation included (the same on each of its rows); above 0.15: "
-                      "other processes competed for the CPUs"),
+                      "run's whole training loop, evaluation included (the same on each of its rows), bench: over a "
+                      "case's rounds (the same on each); above 0.15: other processes competed for the CPUs"),
     "data_on_device": (BOOL, "training set copied to the device once (implementation 'resident')"),
     "num_workers": (I64, "DataLoader worker processes"),
     "recon_png": (STR, "reconstruction grid (test images, reconstructions below), path relative to the results dir"),

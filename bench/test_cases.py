@@ -3,7 +3,7 @@
 import torch
 
 from amal.benchmarks import rounds_for
-from amal.timing import measure
+from amal.timing import RunWait, measure
 
 
 def test_case(benchmark, case, profile):
@@ -13,4 +13,6 @@ def test_case(benchmark, case, profile):
     benchmark.group = case.group
     benchmark.extra_info.update(case.params, case=case.name, device=case.device, profile=profile,
                                 num_threads=torch.get_num_threads())  # threads change a round up to 100× here
-    benchmark.pedantic(one_round, rounds=rounds_for(calibration_s, profile), warmup_rounds=1)
+    with RunWait(case.device) as waits:  # read before and after the rounds only
+        benchmark.pedantic(one_round, rounds=rounds_for(calibration_s, profile), warmup_rounds=1)
+    benchmark.extra_info["cpu_wait"] = waits.cpu_wait  # (the report names the cases other processes slowed)

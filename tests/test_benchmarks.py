@@ -78,6 +78,8 @@ def test_pytest_bench_writes_json_and_parquet_with_the_same_rounds(tmp_path):
     # what the round's work and speed depend on is in the JSON too, as in the parquet
     assert bench["extra_info"]["num_threads"] == df["num_threads"].iloc[0]
     assert bench["extra_info"]["normalize"] == "minmax" and (df["cuda_device"] == "").all()
+    # how long its threads waited for a CPU over all its rounds (the report names a case other processes slowed)
+    assert df["cpu_wait"].nunique(dropna=False) == 1 and bench["extra_info"]["cpu_wait"] == df["cpu_wait"].iloc[0]
     assert bench["options"]["timer"] == "clock_s" and bench["options"]["disable_gc"] is True
     assert "amal: stored" in done.stdout
     # the JSON and the run file name the case alike: amal.compare pairs them (same rounds: unchanged)

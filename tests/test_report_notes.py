@@ -201,3 +201,15 @@ def test_a_slow_epoch_whose_threads_waited_for_a_cpu_is_explained(fixture_df):
         "cpu, dataloader, 784→256→64, bce, batch size 256: in 1 of its 3 epochs its threads waited for a CPU more "
         "than 15 % of their time (up to 48 %): other processes were running on the same CPUs then, so that epoch "
         "is slow and its throughput too low (rerun on an idle machine, or with --threads 1)."]
+
+
+def test_the_bench_section_names_the_cases_whose_threads_waited_for_a_cpu(fixture_df):
+    """A case's cpu_wait covers all its rounds (the same on each): one over 0.15 is named, of the cases measured."""
+    bench = fixture_df["experiment"].eq("bench")
+    slow = bench & fixture_df["benchmark"].eq("batch-size/tensor/bs16/cpu")
+    df = fixture_df.assign(cpu_wait=np.where(slow, 0.27, np.where(bench, 0.002, np.nan)))
+    assert sections(build_context(df, "r"))["bench"]["notes"] == [
+        "In 1 of 3 cases the threads waited for a CPU more than 15 % of the rounds' time (batch-size/tensor/bs16/"
+        "cpu: 27 %): other processes were running on the same CPUs, so that case is slower than the machine is "
+        "(rerun on an idle machine, or with --threads 1)."]
+    assert sections(build_context(fixture_df, "r"))["bench"]["notes"] == []

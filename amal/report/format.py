@@ -86,13 +86,15 @@ def percent(share: float) -> str:
     return f"{number(100 * share, 2)} %"
 
 
-def waited_runs(waited: list[tuple[str, float]], runs: int, bound: float, most: int = 4) -> str:
+def waited_runs(waited: list[tuple[str, float]], total: int, bound: float, most: int = 4, noun: str = "run",
+                during: str = "the training loop's time") -> str:
     """'in 2 of 8 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.1: 31 %;
-    lr 0.26: 25 %)': the runs `waited` names (label, cpu_wait) out of `runs`, the first `most` of them spelled out."""
+    lr 0.26: 25 %)': the runs (or other `noun`s) `waited` names (label, cpu_wait) out of `total`, the first `most`
+    of them spelled out."""
     shown = "; ".join(f"{label}: {percent(share)}" for label, share in waited[:most])
     more = f"; {len(waited) - most} more" if len(waited) > most else ""
-    return (f"in {integer(len(waited))} of {plural(runs, 'run')} the threads waited for a CPU more than "
-            f"{percent(bound)} of the training loop's time ({shown}{more})")
+    return (f"in {integer(len(waited))} of {plural(total, noun)} the threads waited for a CPU more than "
+            f"{percent(bound)} of {during} ({shown}{more})")
 
 
 def rerun(threads: int) -> str:

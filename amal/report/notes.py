@@ -112,15 +112,17 @@ def contended_notes(contended: pd.DataFrame) -> list[str]:
     return notes
 
 
-def contended_run_notes(rows: pd.DataFrame, keys: list[str], label) -> list[str]:
-    """The runs of select.contended_runs (named by `label(run)`) in one note, and what that means for their times."""
-    waited, runs = select.contended_runs(rows, keys)
+def contended_run_notes(rows: pd.DataFrame, keys: list[str], label, noun: str = "run",
+                        during: str = "the training loop's time") -> list[str]:
+    """The runs (or benchmark cases: `noun`) of select.contended_runs, named by `label(run)`, in one note, and what
+    that means for their times."""
+    waited, total = select.contended_runs(rows, keys)
     if waited.empty:
         return []
     named = [(label(run), run.cpu_wait) for run in waited.itertuples()]
-    said = waited_runs(named, runs, CONTENDED)
+    said = waited_runs(named, total, CONTENDED, noun=noun, during=during)
     return [f"{said[0].upper()}{said[1:]}: other processes were running on the same CPUs, so "
-            f"{'that run is' if len(named) == 1 else 'those runs are'} slower than the machine is "
+            f"{f'that {noun} is' if len(named) == 1 else f'those {noun}s are'} slower than the machine is "
             f"({rerun(rows['num_threads'].max())})."]
 
 

@@ -371,6 +371,13 @@ BENCH_SUMMARY = ["benchmark", "bench_group", "rounds", "median_s", "iqr_s", "min
                  "reference", "vs_reference", *BENCH_PARAMS]
 
 
+def bench_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rounds the bench section shows: per benchmark, the newest run's, of the runs made with the newest bench
+    run's BENCH_SETTINGS."""
+    rows = experiment_rows(df, "bench")
+    return latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
+
+
 def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     """Per benchmark (newest run made with the newest bench run's BENCH_SETTINGS): group, rounds, median, IQR
     (q3 − q1) and min of the round times, in seconds, the epochs one round trains (NA where not recorded), the
@@ -378,8 +385,7 @@ def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     others), the loop its rounds alternated with (`reference`, fidelity and sgd-floor) and the median over rounds of
     each round's time over that loop's just before it (`vs_reference`; NA without one: pairs, so that the drift of a
     shared machine cancels), and the case's parameters (BENCH_PARAMS)."""
-    rows = experiment_rows(df, "bench")
-    rows = latest_per(rows[same_settings(rows, BENCH_SETTINGS)], ["benchmark"]) if len(rows) else rows
+    rows = bench_rows(df)
     if rows.empty:
         return pd.DataFrame(columns=BENCH_SUMMARY)
     if "git_commit" not in rows:
