@@ -211,5 +211,5 @@ def test_the_bench_section_names_the_cases_whose_threads_waited_for_a_cpu(fixtur
     assert sections(build_context(df, "r"))["bench"]["notes"] == [
         "In 1 of 3 cases the threads waited for a CPU more than 15 % of the rounds' time (batch-size/tensor/bs16/"
         "cpu: 27 %): other processes were running on the same CPUs, so that case is slower than the machine is "
-        "(rerun on an idle machine, or with --threads 1)."]
+        "(rerun on an idle machine, or with --amal-threads 1)."]  # pytest bench's option
     assert sections(build_context(fixture_df, "r"))["bench"]["notes"] == []

@@ -440,7 +440,7 @@ def bench_section(df: pd.DataFrame) -> dict:
             for s, commit in zip(summary.itertuples(), commits, strict=True)]
     settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
     notes += contended_run_notes(select.bench_rows(df), ["benchmark"], lambda case: case.benchmark, noun="case",
-                                 during="the rounds' time")
+                                 during="the rounds' time", option="--amal-threads")
     if mixed:
         counts = commits.value_counts()
         notes.append(f"The cases come from runs at {len(counts)} commits (" + ", ".join(

@@ -97,7 +97,7 @@ def waited_runs(waited: list[tuple[str, float]], total: int, bound: float, most:
             f"{percent(bound)} of {during} ({shown}{more})")
 
 
-def rerun(threads: int) -> str:
+def rerun(threads: int, option: str = "--threads") -> str:
     """What to do about times other processes slowed: 'rerun on an idle machine', and where the run had more than
-    one torch thread (on the CPU), fewer of them."""
-    return "rerun on an idle machine" + (", or with --threads 1" if threads > 1 else "")
+    one torch thread (on the CPU), fewer of them (`option`: pytest bench's is --amal-threads)."""
+    return "rerun on an idle machine" + (f", or with {option} 1" if threads > 1 else "")

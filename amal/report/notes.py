@@ -113,9 +113,9 @@ def contended_notes(contended: pd.DataFrame) -> list[str]:
 
 
 def contended_run_notes(rows: pd.DataFrame, keys: list[str], label, noun: str = "run",
-                        during: str = "the training loop's time") -> list[str]:
+                        during: str = "the training loop's time", option: str = "--threads") -> list[str]:
     """The runs (or benchmark cases: `noun`) of select.contended_runs, named by `label(run)`, in one note, and what
-    that means for their times."""
+    that means for their times (`option`: the one that sets the thread count)."""
     waited, total = select.contended_runs(rows, keys)
     if waited.empty:
         return []
@@ -123,7 +123,7 @@ def contended_run_notes(rows: pd.DataFrame, keys: list[str], label, noun: str = 
     said = waited_runs(named, total, CONTENDED, noun=noun, during=during)
     return [f"{said[0].upper()}{said[1:]}: other processes were running on the same CPUs, so "
             f"{f'that {noun} is' if len(named) == 1 else f'those {noun}s are'} slower than the machine is "
-            f"({rerun(rows['num_threads'].max())})."]
+            f"({rerun(rows['num_threads'].max(), option)})."]
 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
