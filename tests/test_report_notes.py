@@ -20,7 +20,8 @@ def test_sections_name_the_regression_runs_whose_threads_waited_for_a_cpu(fixtur
     df.loc[lr, "cpu_wait"] = np.where(df.loc[lr, "lr"] == df.loc[lr, "lr"].max(), 0.42, 0.01)
     slow = batch & df["implementation"].eq("tensor") & df["batch_size"].eq(16) & df["seed"].eq(1)
     df.loc[batch, "cpu_wait"] = np.where(slow[batch], 0.3, np.nan)
-    parts = sections(build_context(df, "r"))
+    built = build_context(df, "r")
+    parts = sections(built)
     runs = df[lr].groupby("lr").ngroups
     assert parts["lr-sweep"]["notes"] == [
         f"In 1 of {runs} runs the threads waited for a CPU more than 15 % of the training loop's time (lr "
@@ -30,7 +31,11 @@ def test_sections_name_the_regression_runs_whose_threads_waited_for_a_cpu(fixtur
         "In 1 of 1 run the threads waited for a CPU more than 15 % of the training loop's time (tensor, batch size "
         "16, seed 1: 30 %): other processes were running on the same CPUs, so that run is slower than the machine "
         "is (rerun on an idle machine, or with --threads 1)."]
+    # the summary says so too: a reader of the summary alone would take those times for the machine's
+    assert built["summary"][-1] == ("Other processes competed for the CPUs while some of these times were measured "
+                                    "(TP1 and TP2: the notes name them): those times are slower than the machine is.")
     assert sections(build_context(fixture_df, "r"))["lr-sweep"]["notes"] == []
+    assert not [line for line in build_context(fixture_df, "r")["summary"] if "competed" in line]
 
 
 def test_a_section_says_which_runs_it_left_out(fixture_df, context):
@@ -179,7 +184,9 @@ def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(f
     cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
     busy = cpu & (fixture_df["batch_size"] == 64)
     df = fixture_df.assign(cpu_wait=np.where(busy, 0.34, np.where(cpu, 0.01, np.nan)))
-    notes = sections(build_context(df, "r"))["autoencoder"]["notes"]
+    built = build_context(df, "r")
+    assert "(TP3: the notes name them)" in built["summary"][-1]
+    notes = sections(built)["autoencoder"]["notes"]
     assert [note for note in notes if "waited for a CPU" in note] == [
         "cpu, dataloader, 784→256→64, bce, batch size 64: its threads waited for a CPU 34 % of their time (median "
         "epoch): other processes were running on the same CPUs, so its throughput is too low, however steady its "
@@ -208,7 +215,10 @@ def test_the_bench_section_names_the_cases_whose_threads_waited_for_a_cpu(fixtur
     bench = fixture_df["experiment"].eq("bench")
     slow = bench & fixture_df["benchmark"].eq("batch-size/tensor/bs16/cpu")
     df = fixture_df.assign(cpu_wait=np.where(slow, 0.27, np.where(bench, 0.002, np.nan)))
-    assert sections(build_context(df, "r"))["bench"]["notes"] == [
+    built = build_context(df, "r")
+    assert built["summary"][-1].startswith("Other processes competed for the CPUs while some of these times were "
+                                           "measured (Benchmarks: the notes name them)")
+    assert sections(built)["bench"]["notes"] == [
         "In 1 of 3 cases the threads waited for a CPU more than 15 % of the rounds' time (batch-size/tensor/bs16/"
         "cpu: 27 %): other processes were running on the same CPUs, so that case is slower than the machine is "
         "(rerun on an idle machine, or with --amal-threads 1)."]  # pytest bench's option

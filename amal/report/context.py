@@ -47,7 +47,8 @@ def figure(key: str, title: str, caption: str, source: str | None = None) -> dic
 def section(key: str, title: str, intro: str, rows: pd.DataFrame, **content) -> dict:
     """A report section; without rows it says what is missing and how to produce it."""
     base = {"id": key, "title": title, "intro": intro, "available": not rows.empty, "how_to": HOW_TO.get(key),
-            "findings": [], "tables": [], "figures": [], "notes": [], "settings": "", "commands": None}
+            "findings": [], "tables": [], "figures": [], "notes": [], "settings": "", "commands": None,
+            "contended": False}  # contended: a note says other processes slowed some of its times
     if rows.empty:
         base["missing"] = f"No {key} results in the store yet. To produce them, run:"
         return base
@@ -120,8 +121,9 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
                   "lr* = 2/λmax(H) (dashed) and the observed threshold (shaded, from the largest lr that did not "
                   "diverge to the smallest that did).")
     settings, notes = shared_settings(df, "lr-sweep", select.LR_SWEEP_SETTINGS)
-    notes += contended_run_notes(rows, ["lr"], lambda run: f"lr {number(run.lr)}")
-    return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings, notes=notes,
+    waited = contended_run_notes(rows, ["lr"], lambda run: f"lr {number(run.lr)}")
+    return section("lr-sweep", title, intro, rows, findings=findings, figures=[fig1], settings=settings,
+                   notes=notes + waited, contended=bool(waited),
                    tables=[table("Outcome per learning rate", columns, body)])
 
 
@@ -211,7 +213,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
              target_cell(s), seconds(s.step_s)] for s in summary.itertuples()]
     findings = batch_size_findings(summary, runs) + divergence_finding(runs)
     settings, notes = shared_settings(df, "batch-size", select.BATCH_SETTINGS)
-    notes += contended_run_notes(rows, ["implementation", "batch_size", "seed"],
+    waited = contended_run_notes(rows, ["implementation", "batch_size", "seed"],
                                  lambda run: f"{run.implementation}, batch size {run.batch_size}, seed {run.seed}")
     seeds = rows["seed"].nunique()
     mean = "mean over seeds" if seeds > 1 else f"one seed ({integer(rows['seed'].iloc[0])})"
@@ -219,7 +221,7 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                           else (f"one seed ({integer(drawn['seed'].iloc[0])})", ""))  # Fig. 2, Fig. 4 left
     bars = ", error bars from the fastest to the slowest seed" if seeds > 1 else ""
     return section("batch-size", title, intro, rows, findings=findings,
-                   settings=settings, notes=notes, figures=[
+                   settings=settings, notes=notes + waited, contended=bool(waited), figures=[
         figure("fig2-batch-loss", "Training MSE per epoch for each batch size (lab report Fig. 2)",
                f"Training MSE (log scale) per epoch at lr = {number(lr)} ({implementation}); line: {drawn_mean}"
                f"{spread}."),
@@ -363,7 +365,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
                               f"{run['loss_fn']}, batch size {run['batch_size']}, {run['device']}).",
                               source=run["recon_png"]))
     return section("autoencoder", title, intro, rows, findings=findings, notes=notes, figures=figures,
-                   settings=settings, commands=commands,
+                   settings=settings, commands=commands, contended=not contended.empty,
                    tables=[table("Throughput per configuration: training images per second of training time over all "
                                  "its epochs, and the slowest and fastest epoch",
                                  ["device", "data", "layers", "loss", "batch size", "images/s",
@@ -439,7 +441,7 @@ def bench_section(df: pd.DataFrame) -> dict:
              *([commit] if mixed else [])]
             for s, commit in zip(summary.itertuples(), commits, strict=True)]
     settings, notes = shared_settings(df, "bench", select.BENCH_SETTINGS)
-    notes += contended_run_notes(select.bench_rows(df), ["benchmark"], lambda case: case.benchmark, noun="case",
+    waited = contended_run_notes(select.bench_rows(df), ["benchmark"], lambda case: case.benchmark, noun="case",
                                  during="the rounds' time", option="--amal-threads")
     if mixed:
         counts = commits.value_counts()
@@ -447,7 +449,8 @@ def bench_section(df: pd.DataFrame) -> dict:
             f"{commit}: {plural(n, 'case')}" for commit, n in counts.sort_index().items()) + "): a ratio between "
             "cases of two commits would mix the change of code with the cases' difference, so the findings compare "
             "cases of one commit only.")
-    return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes,
+    return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes + waited,
+                   contended=bool(waited),
                    tables=[table(caption, columns, body, align="llrrrrr" + "l" * (len(columns) - 7))])
 
 
@@ -477,6 +480,17 @@ def environment_table(df: pd.DataFrame) -> dict:
                   "tag"], body, align="llllrllllll")
 
 
+def contended_summary(sections: list[dict]) -> list[str]:
+    """A line for the summary when a section notes that other processes slowed some of its times: a reader of the
+    summary alone would otherwise take them for the machine's."""
+    named = [s["title"].split(":")[0].split(" (")[0] for s in sections if s["contended"]]
+    if not named:
+        return []
+    where = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    return [f"Other processes competed for the CPUs while some of these times were measured ({where}: the notes "
+            "name them): those times are slower than the machine is."]
+
+
 def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m amal.report",
                   tags: list[str] | None = None, stored_runs: int | None = None) -> dict:
     """The whole report as text: header, sections (with findings, tables, figures), environment of the runs;
@@ -502,7 +516,7 @@ def build_context(df: pd.DataFrame, results_dir: str, command: str = "python -m 
         "title": "amal: loss and wall-clock time of PyTorch training",
         "source": f"{integer(runs)} run{'s' if runs != 1 else ''}, {integer(len(df))} rows from {results_dir}{scope}",
         "latest": utc_time(df["timestamp_utc"].max()) if runs else "–",
-        "summary": [s["findings"][0] for s in sections if s["findings"]],
+        "summary": [s["findings"][0] for s in sections if s["findings"]] + contended_summary(sections),
         "sections": sections,
         "environment": environment_table(df),
         "command": command,
