@@ -582,3 +582,22 @@ def test_an_autoencoder_model_has_one_hue_in_fig6a_and_fig6b(fixture_df):
         assert rgb_to_hsv(to_rgb(handle.get_color()))[0] == pytest.approx(hue, abs=1e-6)
     plt.close(loss)
     plt.close(throughput)
+
+
+def test_fig3_rings_the_runs_other_processes_slowed(fixture_df):
+    """A run whose threads waited for a CPU more than 15 % of its loop: its point gets a ring, named in the legend,
+    so that the figure says it without the report's note."""
+    batch = fixture_df["experiment"].eq("batch-size")
+    slow = batch & fixture_df["implementation"].eq("tensor") & fixture_df["batch_size"].eq(16)
+    df = fixture_df.assign(cpu_wait=np.where(slow, 0.3, np.where(batch, 0.01, np.nan)))
+    fig = figures.batch_time_figure(df)
+    ax = fig.axes[0]
+    assert "slowed by other processes (note)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (ring,) = [c for c in ax.collections if c.get_label() == "slowed by other processes (note)"]
+    runs = select.batch_runs(select.batch_size_rows(df))
+    expected = runs.loc[runs["implementation"].eq("tensor") & runs["batch_size"].eq(16), "time_per_1000_s"]
+    assert sorted(ring.get_offsets()[:, 1]) == pytest.approx(sorted(expected))
+    plt.close(fig)
+    fig = figures.batch_time_figure(fixture_df)
+    assert "slowed by other processes (note)" not in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)

@@ -31,6 +31,8 @@ def test_sections_name_the_regression_runs_whose_threads_waited_for_a_cpu(fixtur
         "In 1 of 1 run the threads waited for a CPU more than 15 % of the training loop's time (tensor, batch size "
         "16, seed 1: 30 %): other processes were running on the same CPUs, so that run is slower than the machine "
         "is (rerun on an idle machine, or with --threads 1)."]
+    fig3 = [f for f in parts["batch-size"]["figures"] if f["key"] == "fig3-batch-time"][0]
+    assert fig3["caption"].endswith("; a ring marks a run other processes slowed (note below).")
     # the summary says so too: a reader of the summary alone would take those times for the machine's
     assert built["summary"][-1] == ("Other processes competed for the CPUs while some of these times were measured "
                                     "(TP1 and TP2: the notes name them): those times are slower than the machine is.")
