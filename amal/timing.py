@@ -156,6 +156,14 @@ def contention(waits, above: float = CONTENDED) -> dict | None:
             "throughout": median > above}
 
 
+def slowed_runs(waits, above: float = CONTENDED) -> tuple[list, int]:
+    """Of runs' cpu_wait, one share a run over its whole loop as `RunWait` measures it ((key, share) pairs; None or
+    NaN: not measured), the (key, share) of those whose threads waited more than `above` (other processes competed:
+    the run's times are slow), and how many runs were measured."""
+    measured = [(key, share) for key, share in waits if share is not None and share == share]  # share == share: not NaN
+    return [(key, share) for key, share in measured if share > above], len(measured)
+
+
 class RunWait:
     """The share of its threads' time this process spent waiting for a CPU over a whole `with` block (`cpu_wait`,
     as the function computes it; None where not measured), read at the block's two ends only: around a run's training

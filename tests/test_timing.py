@@ -27,6 +27,7 @@ from amal.timing import (
     recording,
     resolve_device,
     set_threads,
+    slowed_runs,
     sync,
     synced,
     use_device,
@@ -374,3 +375,11 @@ def test_contention_counts_the_epochs_that_waited_and_says_whether_the_median_on
     assert most == {"epochs": 4, "contended": 3, "cpu_wait": pytest.approx(0.275), "largest": 0.4, "throughout": True}
     assert contention([0.15, 0.15]) is None  # over the bound, not at it
     assert contention([0.2, 0.05], above=0.3) is None
+
+
+def test_slowed_runs_keeps_the_runs_over_the_bound_of_those_measured():
+    """The rule the CLI, the report's notes and Fig. 3 share for whole runs: over CONTENDED (0.15), not at it."""
+    waits = [(0.1, 0.31), (0.2, 0.15), (0.26, None), (0.27, float("nan")), (0.3, 0.02), (("tensor", 16, 1), 0.4)]
+    assert slowed_runs(waits) == ([(0.1, 0.31), (("tensor", 16, 1), 0.4)], 4)
+    assert slowed_runs(waits, above=0.35) == ([(("tensor", 16, 1), 0.4)], 4)
+    assert slowed_runs([]) == ([], 0)

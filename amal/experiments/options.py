@@ -5,7 +5,7 @@ import math
 
 from amal.errors import UsageError
 from amal.report.format import rerun, waited_runs
-from amal.timing import CONTENDED
+from amal.timing import CONTENDED, slowed_runs
 
 
 def _split(text: str) -> list[str]:
@@ -72,9 +72,9 @@ def waited_note(waits, label, threads: int) -> list[str]:
     """The CLI's note on the runs whose threads waited for a CPU more than CONTENDED of their training loop's time:
     `waits` is each run's cpu_wait (a Series indexed by what names the run, NaN: not measured), `label(index)` its
     name in the note; with more than one thread, fewer may help."""
-    measured = waits.dropna()
-    waited = [(label(key), share) for key, share in measured[measured > CONTENDED].items()]
+    slowed, measured = slowed_runs(waits.items())
+    waited = [(label(key), share) for key, share in slowed]
     if not waited:
         return []
-    return [f"{waited_runs(waited, len(measured), CONTENDED)}: other processes were running on the same CPUs, so "
+    return [f"{waited_runs(waited, measured, CONTENDED)}: other processes were running on the same CPUs, so "
             f"{'that run is' if len(waited) == 1 else 'those runs are'} slow; {rerun(threads)}"]

@@ -19,7 +19,6 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from amal.report import select  # noqa: E402
 from amal.report.format import layers, plural  # noqa: E402
-from amal.timing import CONTENDED  # noqa: E402
 
 DPI = 130
 # sized for print: report.tex shrinks a figure ~9.5 in wide (legends included) to the text's 6.5 in, so 10 pt here
@@ -294,8 +293,10 @@ def implementation_colours(implementations) -> dict:
 def batch_time_figure(df: pd.DataFrame):
     """Seed Fig. 3: training time of 1000 epochs vs batch size, log-log, per implementation, mean over seeds with
     error bars from the fastest to the slowest; × marks a diverged run (its epochs before the stop, scaled), a ring
-    a run whose threads waited for a CPU more than CONTENDED of its time (other processes slowed it)."""
-    runs = select.batch_runs(select.batch_size_rows(df))
+    a run whose threads waited for a CPU more than CONTENDED of its time (select.contended_runs: other processes
+    slowed it)."""
+    rows = select.batch_size_rows(df)
+    runs = select.batch_runs(rows)
     order = sorted(runs["implementation"].unique())
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     sns.lineplot(data=runs, x="batch_size", y="time_per_1000_s", hue="implementation", style="implementation",
@@ -310,7 +311,8 @@ def batch_time_figure(df: pd.DataFrame):
     if len(failed):  # their time is that of the epochs they ran before being stopped, scaled to 1000
         ax.scatter(failed["batch_size"], failed["time_per_1000_s"], marker="x", s=70, linewidths=1.5, color="black",
                    zorder=4, label="diverged: timed until its stop, scaled")
-    waited = runs[runs["cpu_wait"] > CONTENDED] if "cpu_wait" in runs else runs.iloc[0:0]
+    keys = ["implementation", "batch_size", "seed"]
+    waited = runs.merge(select.contended_runs(rows, keys)[0][keys], on=keys)
     if len(waited):  # a figure copied without the report's notes still says which times are too slow
         ax.scatter(waited["batch_size"], waited["time_per_1000_s"], marker="o", s=190, facecolors="none",
                    edgecolors="black", linewidths=1.2, zorder=4, label="slowed by other processes (note)")

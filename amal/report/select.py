@@ -12,7 +12,7 @@ from scipy import stats
 
 from amal import store
 from amal.experiments.lr_sweep import GROWING, growth
-from amal.timing import CONTENDED, contention
+from amal.timing import CONTENDED, contention, slowed_runs
 
 STEP_PARTS = {"step_data_s": "data", "step_forward_s": "forward", "step_backward_s": "backward",
               "step_update_s": "update"}
@@ -312,9 +312,11 @@ def contended_runs(rows: pd.DataFrame, keys: list[str], above: float = CONTENDED
     """The training runs (one per `keys`: lr-sweep's lr; batch-size's implementation, batch size and seed) whose
     threads waited for a CPU more than `above` of their training loop's time (cpu_wait, the same on each of a run's
     rows: other processes competed, and the run's times are slow), with that share; and how many runs were measured."""
-    waits = (rows.groupby(keys, sort=True)["cpu_wait"].first().dropna().reset_index() if "cpu_wait" in rows
-             else pd.DataFrame(columns=[*keys, "cpu_wait"]))
-    return waits[waits["cpu_wait"] > above].reset_index(drop=True), len(waits)
+    if "cpu_wait" not in rows:
+        return pd.DataFrame(columns=[*keys, "cpu_wait"]), 0
+    waits = rows.groupby(keys, sort=True)["cpu_wait"].first()
+    slowed, measured = slowed_runs(waits.items(), above)
+    return waits.loc[[key for key, _ in slowed]].reset_index(), measured
 
 
 def noisy_epochs(rows: pd.DataFrame, ratio: float = NOISY_EPOCHS) -> pd.DataFrame:
