@@ -83,7 +83,8 @@ def no_files(folder: Path) -> bool:
     ["--epochs", "0"], ["--batch-size", "-1"], ["--hidden", "64,0"], ["--loss", "l1"], ["--lr", "0"],
     ["--device", "tpu"], ["--resume"], ["--num-workers", "-1"], ["--download"], ["--n-train", "-5"],
     ["--data-root", "/nonexistent/mnist"], ["--resume", "--checkpoint", "/nonexistent/c.pt"],
-    ["--checkpoint", "/nonexistent/dir/c.pt"], ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
+    ["--checkpoint", "/proc/new/c.pt"],  # a folder no one can make, root included
+    ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
     ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
