@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     new_folders = store.missing_folders(args.results or store.default_results_dir())
     if getattr(args, "checkpoint", ""):  # the folder it is written into (through a link: where that points)
         try:
-            new_folders += store.missing_folders(Path(args.checkpoint).resolve().parent)
+            new_folders += store.missing_folders(store.written_through(args.checkpoint).parent)
         except (OSError, RuntimeError):  # a loop of links: refused by the run, which makes no folder
             pass
     code = 1

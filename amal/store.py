@@ -202,14 +202,20 @@ def remove_stale_temps(path: Path, min_age_s: float = 60.0) -> list[Path]:
     return removed
 
 
+def written_through(path: str | Path) -> Path:
+    """The file that writing over `path` replaces: where it points when it is a link (the link is kept), else `path`
+    itself. A loop of links raises RuntimeError (OSError from Python 3.13 on)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
 def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = False) -> Path:
     """Write `data` to `path` via a hidden temp file and a rename; refuse to replace a file unless `overwrite`. A file
     written over and over (a checkpoint) also sheds the temp files of earlier writers killed mid-write; a symlink
     is written through (the file it points to is replaced, the link kept)."""
     given = path = Path(path)
-    if overwrite and path.is_symlink():
-        path = path.resolve()
     if overwrite:
+        path = written_through(path)
         remove_stale_temps(path)
     tmp = staged(path, data)
     try:
@@ -242,7 +248,7 @@ def replace_all(files: dict[Path, bytes]) -> list[Path]:
     renames = []
     try:
         for given, data in files.items():
-            path = Path(given).resolve() if Path(given).is_symlink() else Path(given)
+            path = written_through(given)
             remove_stale_temps(path)
             try:
                 renames.append((staged(path, data), path))

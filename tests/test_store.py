@@ -271,3 +271,13 @@ def test_replace_all_writes_every_file_or_none(tmp_path, monkeypatch):
     assert store.replace_all({**files, link: b"through"}) == [*files, link]
     assert link.is_symlink() and (tmp_path / "elsewhere.html").read_bytes() == b"through"
     assert [path.read_bytes() for path in files] == [b"a.png", b"b.png", b"c.html"]
+
+
+def test_written_through_is_where_a_link_points_and_a_loop_is_an_error(tmp_path):
+    plain, link, loop = tmp_path / "plain.pt", tmp_path / "link.pt", tmp_path / "loop.pt"
+    link.symlink_to(tmp_path / "sub" / "target.pt")  # dangling: the target is written later
+    loop.symlink_to(loop)
+    assert store.written_through(plain) == plain and store.written_through(str(plain)) == plain
+    assert store.written_through(link) == tmp_path.resolve() / "sub" / "target.pt"
+    with pytest.raises((OSError, RuntimeError)):
+        store.written_through(loop)
