@@ -1,4 +1,3 @@
-import io
 import warnings
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import seaborn as sns
 from matplotlib.legend import Legend
 from matplotlib.text import Text
 
-from amal.report import figures, select
+from amal.report import figures, plotting, select
 
 
 @pytest.mark.parametrize("key", sorted(figures.FIGURES))
@@ -34,21 +33,6 @@ def test_png_is_deterministic_and_has_no_software_tag(fixture_df):
     assert first == second
     assert first["fig1-lr-sweep"].startswith(b"\x89PNG")
     assert b"matplotlib" not in first["fig1-lr-sweep"].lower()
-
-
-def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
-    cpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cuda"))]
-    gpu_only = fixture_df[~((fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu"))]
-    for df, devices, title in ((fixture_df, ["cpu", "cuda"], "(CPU and GPU)"),
-                               (cpu_only, ["cpu"], "(CPU only: GPU not measured)"),
-                               (gpu_only, ["cuda"], "(GPU only: CPU not measured)")):
-        fig = figures.throughput_figure(df)
-        ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{d}, 784→256→64, bce" for d in devices]
-        assert [bars.lines[0].get_linestyle() for bars in ax.containers] == [
-            {"cpu": "--", "cuda": "-"}[d] for d in devices]  # the device is told by the line: dashed CPU, solid GPU
-        assert ax.get_title().endswith(title)
-        plt.close(fig)
 
 
 def test_lr_sweep_marks_each_divergence(fixture_df):
@@ -84,28 +68,12 @@ def test_lr_axis_turns_logarithmic_when_the_rates_span_decades(fixture_df):
         plt.close(fig)
 
 
-@pytest.mark.parametrize("count", [2, 7, 12, 20, 25])
-def test_palette_gives_neighbouring_values_distinct_colours(count):
-    colours = list(figures._palette(np.linspace(0.01, 0.3, count)).values())
-    assert len(set(colours)) == count
-    nearest = min(np.abs(np.subtract(a, b)).sum() for a, b in zip(colours[:-1], colours[1:], strict=True))
-    assert nearest > 0.15  # summed RGB distance of neighbours: viridis gives 0.10 at 12 values
-
-
 def test_log_axes_are_labelled_with_plain_numbers(fixture_df):
     fig = figures.batch_time_figure(fixture_df)
-    figures.png_bytes(fig)  # labels are set when the figure is saved
+    plotting.png_bytes(fig)  # labels are set when the figure is saved
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels and not any("10^" in label or "times" in label for label in labels)
     assert all(float(label.replace(",", "")) > 0 for label in labels)
-
-
-@pytest.mark.parametrize(("value", "label"), [(1, "1"), (0.01, "0.01"), (506, "506"), (1e4, "10,000"),
-                                              (1e9, "1,000,000,000"), (1e-5, "1e-05"), (1e22, "1e+22"),
-                                              (4.2e22, "4.2e+22"), (6000, "6,000"), (2500.5, "2500.5")])
-def test_plain_numbers_for_large_values_too(value, label):
-    """A diverging run's loss axis read 10000, 100000, 1e+06, 1e+07."""
-    assert figures._plain_number(value) == label
 
 
 def test_few_batch_sizes_spreads_over_the_range():
@@ -153,102 +121,10 @@ def test_overhead_panels_go_two_per_row(fixture_df):
         plt.close(fig)
 
 
-def test_reconstruction_grid_is_drawn_with_its_rows_named(fixture_results):
-    png = next(fixture_results.glob("_artifacts/*/recon.png")).read_bytes()
-    fig = figures.reconstruction_figure(png, "test images and their reconstructions")
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["test image", "reconstruction"]
-    assert ax.get_title() == "test images and their reconstructions"
-    assert ax.get_images()[0].get_array().shape[:2] == plt.imread(io.BytesIO(png)).shape[:2]  # the grid, unscaled
-    plt.close(fig)
-
-
 def test_unreadable_grids_are_left_out(fixture_results):
     png = next(fixture_results.glob("_artifacts/*/recon.png")).read_bytes()
     images = figures.render_grids({"good": (png, "t"), "truncated": (png[:100], "t"), "foreign": (b"GIF89a", "t")})
     assert list(images) == ["good"] and images["good"].startswith(b"\x89PNG")
-
-
-def autoencoder_variant(fixture_df, run_id: str, **changes):
-    """The fixture's CPU autoencoder rows as another run with some columns changed."""
-    rows = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
-    return pd.concat([fixture_df, rows.assign(run_id=run_id, **changes)], ignore_index=True)
-
-
-def test_autoencoder_loss_draws_the_mean_over_seeds_one_line_per_configuration(fixture_df):
-    """Two seeds of a configuration: one curve of their mean per epoch (not both runs joined into one line that jumps
-    back from the last epoch to the first)."""
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-aaaaaa", seed=1.0,
-                             train_loss=fixture_df.loc[cpu, "train_loss"] + 0.1)
-    fig = figures.autoencoder_loss_figure(df)
-    ax = fig.axes[0]
-    lines = [line for line in ax.get_lines() if len(line.get_xdata())]
-    assert all((np.diff(line.get_xdata()) > 0).all() for line in lines)
-    assert len(lines) == 2 * 4  # train and test of cpu/cuda × batch 64/256
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cpu, 784→256→64, batch 256 (mean of 2 seeds)" in labels
-    first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
-    assert any(np.allclose(line.get_ydata(), first + 0.05) for line in lines)
-    plt.close(fig)
-
-
-def test_autoencoder_loss_draws_epochs_with_fewer_seeds_faint(fixture_df):
-    """Seed 1 resumed at epoch 2 and its first epoch, timed elsewhere, not stored: epoch 1's mean is seed 0 alone.
-    A solid line through it would step where the seeds change; the mean of both starts at epoch 2, and epoch 1 is
-    drawn faint."""
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-aaaaaa", seed=1.0,
-                             train_loss=fixture_df.loc[cpu, "train_loss"] + 0.1)
-    df = df[~((df["run_id"] == "20261127T120000Z-autoencoder-aaaaaa") & (df["epoch"] == 1))]
-    fig = figures.autoencoder_loss_figure(df)
-    ax = fig.axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "cpu, 784→256→64, batch 64 (mean of 2 seeds; faint: fewer)" in labels
-    first = fixture_df.loc[cpu & (fixture_df["batch_size"] == 64), "train_loss"].to_numpy()
-    solid = [line for line in ax.get_lines() if line.get_alpha() is None and len(line.get_xdata())
-             and np.isnan(line.get_ydata()[0])]
-    faint = [line for line in ax.get_lines() if line.get_alpha() == 0.35]
-    assert len(solid) == len(faint) == 2 * 2  # train and test of batch 64 and 256, each also drawn faint
-    assert any(np.allclose(line.get_ydata()[1:], first[1:] + 0.05) for line in solid)  # the mean of both seeds
-    assert any(np.allclose(line.get_ydata(), [first[0], *(first[1:] + 0.05)]) for line in faint)  # epoch 1: seed 0
-    plt.close(fig)
-
-
-def test_autoencoder_loss_draws_each_loss_function_on_its_own_axis_with_the_legend_below(fixture_df):
-    """BCE (about 0.2 here) and MSE (a hundredth of it) on one axis would flatten the MSE curves at the bottom: each
-    loss function gets a panel whose y label names it, and no legend lies over the curves."""
-    cpu = (fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")
-    df = autoencoder_variant(fixture_df, "20261127T130000Z-autoencoder-dddddd", loss_fn="mse",
-                             train_loss=fixture_df.loc[cpu, "train_loss"] / 100,
-                             test_loss=fixture_df.loc[cpu, "test_loss"] / 100)
-    for data, ylabels in ((fixture_df, ["BCE reconstruction loss (mean per pixel)"]),
-                          (df, [f"{loss} reconstruction loss (mean per pixel)" for loss in ("BCE", "MSE")])):
-        fig = figures.autoencoder_loss_figure(data)
-        fig.canvas.draw()
-        assert [ax.get_ylabel() for ax in fig.axes] == ylabels
-        for ax in fig.axes:
-            drawn = np.concatenate([line.get_ydata() for line in ax.get_lines() if len(line.get_xdata())])
-            bottom, top = ax.get_ylim()
-            assert top - bottom < 2 * (drawn.max() - drawn.min())  # the scale spans this panel's curves only
-            assert ax.get_legend().get_window_extent().y1 < ax.get_window_extent().y0  # legend under the axes
-        plt.close(fig)
-    fig = figures.autoencoder_loss_figure(df)
-    mse_lines = [line for line in fig.axes[1].get_lines() if len(line.get_xdata())]
-    assert len(mse_lines) == 2 * 2  # train and test of the copied CPU run's batch 64 and 256
-    assert all(line.get_ydata().max() < 0.01 for line in mse_lines)
-    plt.close(fig)
-
-
-def test_throughput_keeps_loss_functions_and_data_paths_apart(fixture_df):
-    df = autoencoder_variant(fixture_df, "20261127T120000Z-autoencoder-bbbbbb", loss_fn="mse")
-    df = autoencoder_variant(df, "20261127T120000Z-autoencoder-cccccc", implementation="resident",
-                             data_on_device=True)
-    fig = figures.throughput_figure(df)
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert labels == ["cpu, 784→256→64, bce", "cpu, 784→256→64, mse", "cpu, resident, 784→256→64, bce",
-                      "cpu, resident, 784→256→64, mse", "cuda, 784→256→64, bce"]  # the copy took both losses
-    plt.close(fig)
 
 
 def test_every_batch_size_run_diverging_at_once_still_gives_figures(fixture_df):
@@ -286,27 +162,6 @@ def test_batch_loss_title_names_the_seed_when_there_is_one(fixture_df):
         plt.close(fig)
 
 
-def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars_apart(fixture_df):
-    """bce and mse on the CPU at the same batch sizes: two colours, and their bars side by side (each still spanning
-    its slowest to fastest epoch) instead of one on top of the other at the same x."""
-    df = autoencoder_variant(fixture_df, "20261127T130000Z-autoencoder-dddddd", loss_fn="mse")
-    table = select.throughput(select.autoencoder_rows(df)).query("device == 'cpu'")
-    fig = figures.throughput_figure(df)
-    ax = fig.axes[0]
-    bars = dict(zip([t.get_text() for t in ax.get_legend().get_texts()], ax.containers, strict=True))
-    bce, mse = bars["cpu, 784→256→64, bce"], bars["cpu, 784→256→64, mse"]
-    assert bce.lines[0].get_color() != mse.lines[0].get_color()
-    for size in (64, 256):
-        xs = []
-        for loss, container in (("bce", bce), ("mse", mse)):
-            [segment] = [seg for seg in container.lines[2][0].get_segments() if abs(np.log(seg[0, 0] / size)) < 0.2]
-            expected = table[(table["loss_fn"] == loss) & (table["batch_size"] == size)].iloc[0]
-            assert sorted(segment[:, 1]) == pytest.approx([expected["slowest"], expected["fastest"]])
-            xs.append(segment[0, 0])
-        assert xs[0] != xs[1]  # apart, each within 20 % of its batch size's tick
-    plt.close(fig)
-
-
 def with_lr_1e200(fixture_df) -> pd.DataFrame:
     """The fixtures plus an lr-sweep rate of 1e200, whose first loss is already not finite."""
     first = fixture_df[(fixture_df["experiment"] == "lr-sweep") & (fixture_df["epoch"] == 1)].iloc[:1]
@@ -332,23 +187,12 @@ def test_the_lr_axis_ends_past_the_threshold_and_larger_diverged_rates_sit_on_it
     plt.close(fig)
 
 
-def test_one_batch_size_gets_room_on_its_axis(fixture_df):
-    ae = fixture_df[fixture_df["experiment"] == "autoencoder"]
-    one = pd.concat([fixture_df[fixture_df["experiment"] != "autoencoder"],
-                     ae[ae["batch_size"] == ae["batch_size"].min()]], ignore_index=True)
-    fig = figures.throughput_figure(one)
-    low, high = fig.axes[0].get_xlim()
-    size = ae["batch_size"].min()
-    assert low == pytest.approx(size / 2) and high == pytest.approx(size * 2)
-    plt.close(fig)
-
-
 def test_runs_of_one_epoch_are_drawn_as_points_on_whole_epoch_ticks(fixture_df):
     """A one-point line draws nothing; the epoch axis of one epoch was ticked 0.945, 0.960, ..."""
     first = fixture_df[fixture_df["experiment"].isin(["lr-sweep", "batch-size"]) & (fixture_df["epoch"] == 1)]
     for make in (figures.lr_sweep_figure, figures.batch_loss_figure):
         fig = make(first)
-        figures.png_bytes(fig)  # as the report writes it
+        plotting.png_bytes(fig)  # as the report writes it
         ax = fig.axes[0]
         single = [line for line in ax.get_lines() if len(line.get_xdata()) == 1]
         assert single and all(line.get_marker() not in ("None", "", None) for line in single)
@@ -363,7 +207,7 @@ def test_implementations_keep_their_own_markers_never_the_diverged_x(fixture_df)
     for build, panel in ((figures.batch_time_figure, 0), (figures.time_to_target_figure, 1)):
         fig = build(fixture_df)
         try:
-            figures._mark_single_points(fig)
+            plotting._mark_single_points(fig)
             ax = fig.axes[panel]
             lines = ax.get_lines()
             # error bars' centres (no line style) stay unmarked; their caps are "_"
@@ -371,7 +215,7 @@ def test_implementations_keep_their_own_markers_never_the_diverged_x(fixture_df)
             drawn = {line.get_marker() for line in lines if line.get_marker() not in ("None", "", None, "_")}
             legend = {handle.get_marker() for handle in ax.get_legend().legend_handles if hasattr(handle, "get_marker")}
             shown = {i for i in select.batch_runs(select.batch_size_rows(fixture_df))["implementation"].unique()}
-            assert drawn == legend == {figures.IMPLEMENTATION_MARKERS[i] for i in shown}
+            assert drawn == legend == {plotting.IMPLEMENTATION_MARKERS[i] for i in shown}
             assert "x" not in drawn
         finally:
             plt.close(fig)
@@ -440,7 +284,7 @@ def test_overhead_writes_each_steps_total_over_its_bar(fixture_df):
         at = summary[summary["batch_size"] == size].sort_values("implementation")
         totals = at[list(select.STEP_PARTS)].fillna(0).sum(axis=1) * 1e6
         labels = [t.get_text() for t in ax.texts]
-        assert labels == [figures._plain_number(round(t, 1 if t < 10 else 0)) for t in totals]
+        assert labels == [plotting.plain_number(round(t, 1 if t < 10 else 0)) for t in totals]
         assert max(totals) < ax.get_ylim()[1]
     plt.close(fig)
     # a run stored without the split has no bar: no "0" over it either
@@ -483,7 +327,7 @@ def test_an_implementation_keeps_its_colour_whichever_others_are_shown(fixture_d
             colours = {text.get_text(): handle.get_color()
                        for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)}
             for implementation in ("manual", "tensor"):
-                assert tuple(colours[implementation]) == tuple(figures.IMPLEMENTATION_COLOURS[implementation])
+                assert tuple(colours[implementation]) == tuple(plotting.IMPLEMENTATION_COLOURS[implementation])
             plt.close(fig)
 
 
@@ -513,7 +357,7 @@ def test_every_figures_text_prints_at_6_5_pt_or_more_in_the_pdf(fixture_df, key)
     """A 9.6 in wide figure shrinks to 6.5 in in the PDF: its 8.5 pt legends printed at 5.6 pt."""
     template = (Path(__file__).parents[1] / "templates" / "report.tex.j2").read_text()
     assert "a4paper" in template and "margin=2.2cm" in template  # what PRINTED_IN assumes
-    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+    with plt.rc_context(plotting.STYLE), sns.axes_style("whitegrid"):
         fig = figures.FIGURES[key](fixture_df)
         fig.canvas.draw()
         box = fig.get_tightbbox().padded(0.15)  # as png_bytes saves it (bbox_inches="tight", pad_inches=0.15)
@@ -528,7 +372,7 @@ def test_every_figures_text_prints_at_6_5_pt_or_more_in_the_pdf(fixture_df, key)
 @pytest.mark.parametrize("key", sorted(figures.FIGURES))
 def test_no_legend_covers_another_legend_or_panel(fixture_df, key):
     """Fig. 1's three-column legend, with a 'diverged, epoch 31' label, ran under the other panel's legend."""
-    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+    with plt.rc_context(plotting.STYLE), sns.axes_style("whitegrid"):
         fig = figures.FIGURES[key](fixture_df)
         fig.canvas.draw()
         legends = [(legend, legend.get_window_extent()) for legend in fig.findobj(Legend)]
@@ -548,7 +392,7 @@ def test_a_run_still_growing_is_marked_where_it_leaves_fig1s_scale_and_no_legend
     growing = kept.assign(lr=0.27, diverged=False, diverged_epoch=None, train_loss=600 * 1.072 ** kept["epoch"])
     df = pd.concat([fixture_df[fixture_df["experiment"] != "lr-sweep"], kept, growing], ignore_index=True)
     assert select.lr_outcomes(select.lr_sweep_rows(df))["growing"].tolist() == [False, True]
-    with plt.rc_context(figures.STYLE), sns.axes_style("whitegrid"):
+    with plt.rc_context(plotting.STYLE), sns.axes_style("whitegrid"):
         fig = figures.lr_sweep_figure(df)
         fig.canvas.draw()
         curves = fig.axes[0]
@@ -559,29 +403,6 @@ def test_a_run_still_growing_is_marked_where_it_leaves_fig1s_scale_and_no_legend
         (left,), (right,) = (ax.findobj(Legend)[:1] for ax in fig.axes)
         assert not left.get_window_extent().overlaps(right.get_window_extent())
         plt.close(fig)
-
-
-def test_an_autoencoder_model_has_one_hue_in_fig6a_and_fig6b(fixture_df):
-    """Fig. 6a coloured each configuration and Fig. 6b each model in turn from tab10: green was 784→64, mse in one
-    and 784→64, bce, batch 256 in the other. A model's configurations are now shades of the hue 6b gives it."""
-    from matplotlib.colors import rgb_to_hsv, to_rgb
-
-    ae = fixture_df[fixture_df["experiment"] == "autoencoder"]
-    df = pd.concat([fixture_df, ae.assign(hidden="64", run_id=ae["run_id"] + "0")], ignore_index=True)
-    loss, throughput = figures.autoencoder_loss_figure(df), figures.throughput_figure(df)
-    model_hues = {}
-    for bars in throughput.axes[0].containers:  # one errorbar line per device and model
-        device, layers, loss_fn = bars.get_label().split(", ")
-        model_hues.setdefault(layers, set()).add(rgb_to_hsv(to_rgb(bars.lines[0].get_color()))[0])
-    assert all(len(hues) == 1 for hues in model_hues.values()) and len(model_hues) == 2
-    handles = [h for h in loss.axes[0].get_legend().legend_handles if h.get_label().startswith(("cpu", "cuda"))]
-    assert len(handles) == 8 and len({to_rgb(h.get_color()) for h in handles}) == 8  # configurations still apart
-    for handle in handles:
-        layers = handle.get_label().split(", ")[1]
-        (hue,) = model_hues[layers]
-        assert rgb_to_hsv(to_rgb(handle.get_color()))[0] == pytest.approx(hue, abs=1e-6)
-    plt.close(loss)
-    plt.close(throughput)
 
 
 def test_fig3_rings_the_runs_other_processes_slowed(fixture_df):
