@@ -1,10 +1,9 @@
-import shlex
-from types import SimpleNamespace
 
 import pandas as pd
 
-from amal.report import select
-from amal.report.context import HOW_TO, build_context, target_cell, threshold_finding, trained_by
+from amal.report.context import build_context
+from amal.report.regression_sections import trained_by
+from amal.report.section import HOW_TO
 
 
 def sections(context):
@@ -24,31 +23,6 @@ def test_lr_sweep_threshold_finding(context):
     rows = lr["tables"][0]["rows"]
     assert rows[3][:3] == ["0.27", "diverged at epoch 196", "196"]
     assert [f["key"] for f in lr["figures"]] == ["fig1-lr-sweep"]
-
-
-def test_threshold_finding_when_theory_disagrees():
-    outcomes = pd.DataFrame({"lr": [0.1, 0.2], "diverged": [False, True], "growing": False, "unstable": [False, True],
-                             "lr_max_theory": [0.5, 0.5]})
-    assert threshold_finding(outcomes).endswith("theory lr* = 2/λmax(H) = 0.5 (outside the observed interval).")
-
-
-def test_a_rate_whose_loss_grows_below_the_stop_rule_counts_as_diverging():
-    """100 epochs of real gradient descent: lr 0.27 (> lr* = 0.2652) climbs from about 600 but stays below 10⁶ × its
-    start, so it is not stopped; the report still counts it as diverging, says why, and agrees with theory."""
-    from amal.cli import stamp
-    from amal.experiments import lr_sweep
-
-    rows = stamp(lr_sweep.run(lr_sweep.LrSweepConfig(lrs=(0.1, 0.26, 0.27, 0.3), epochs=100)), "lr-sweep", "")
-    outcomes = select.lr_outcomes(rows)
-    assert outcomes["diverged"].tolist() == [False, False, False, True]
-    assert outcomes["growing"].tolist() == [False, False, True, False]
-    assert select.divergence_threshold(outcomes) == (0.26, 0.27)
-    finding = threshold_finding(outcomes)
-    assert "between 0.26 and 0.27" in finding and "(inside the observed interval)" in finding
-    assert " lr = 0.27 was not stopped within 100 epochs, but its loss ended " in finding
-    part = sections(build_context(rows, "r"))["lr-sweep"]
-    assert part["tables"][0]["rows"][2][1].endswith("× its lowest)")
-    assert part["findings"][1].startswith("Lowest final training MSE: ") and "lr = 0.26" in part["findings"][1]
 
 
 def test_batch_size_findings(context):
@@ -95,27 +69,6 @@ def test_cpu_only_autoencoder_says_gpu_not_measured(fixture_df):
                                        "CPU runs shown):", "lines": [command.format(64), command.format(256)]}
     assert not any("cuda" in note for note in ae["notes"])
     assert sections(build_context(fixture_df, "r"))["autoencoder"]["commands"] is None  # measured: nothing to run
-
-
-def test_gpu_command_gives_a_cuda_run_the_report_sets_beside_the_cpu_run(tmp_path):
-    """Run the suggested command (on the CPU, as a stand-in for the GPU): the new run shares the section's settings
-    and lands in the same configuration as the CPU run, so nothing is left out and both appear in one table."""
-    from amal.cli import main as run_main
-    from amal.report.context import gpu_commands, store_options
-
-    results = str(tmp_path / "my results")
-    assert run_main(["autoencoder", "--device", "cpu", "--epochs", "2", "--n-train", "256", "--hidden", "16",
-                     "--batch-size", "128", "--lr", "0.00123456789", "--results", results,  # %g would round it
-                     "--tag", "lab 2"]) == 0
-    df = pd.read_parquet(results)
-    [command] = gpu_commands(df, store_options(results, ["lab 2"]))  # a report of the runs tagged 'lab 2'
-    words = shlex.split(command)
-    assert words[:5] == ["python", "-m", "amal.run", "autoencoder", "--device"]
-    assert run_main([words[3], *words[6:]]) == 0  # the same options, on the CPU
-    both = pd.read_parquet(results)
-    assert both["run_id"].nunique() == 2 and both["tag"].unique().tolist() == ["lab 2"]
-    assert select.newest_settings(both, "autoencoder", select.AUTOENCODER_SETTINGS)[1] == 0  # none left out
-    assert both.drop_duplicates("run_id")[select.AUTOENCODER_CONFIG].nunique().eq(1).all()  # one configuration
 
 
 def test_bench_finding(context):
@@ -325,15 +278,6 @@ def test_batch_size_captions_speak_of_seeds_only_when_there_are_several(fixture_
     captions = {f["key"]: f["caption"] for f in sections(build_context(mixed, "r"))["batch-size"]["figures"]}
     assert "(dataloader); line: mean over seeds" in captions["fig2-batch-loss"]  # the one with two seeds
     assert "(dataloader, mean over seeds)" in captions["fig4-time-to-target"]
-
-
-def test_the_time_to_target_cell_says_which_configurations_diverged():
-    def cell(reached, diverged, seeds=3, target=1.2):
-        return target_cell(SimpleNamespace(reached=reached, diverged=diverged, seeds=seeds, target_mean_s=target))
-    assert cell(2, 1) == "1.2 s (2/3)"
-    assert cell(0, 3) == "diverged"
-    assert cell(0, 1) == "not reached; 1/3 diverged"
-    assert cell(0, 0) == "not reached"
 
 
 def test_the_batch_size_intro_names_only_the_implementations_shown(fixture_df):
