@@ -1,17 +1,16 @@
 """`python -m amal.gate --baseline REF`: time the cases of REF and of the working tree interleaved, then compare.
 
-Each checkout runs in long-lived worker processes (amal.gate_worker; same interpreter, working directory and
-PYTHONPATH = the checkout; three per checkout by default), all pinned to the same CPU. Their rounds alternate A B A B,
-so that the machine's drift and the load on that CPU hit both alike, and rotate over the processes, so that no single
-process's memory layout (which can make every round of one process several percent faster) decides a side. The two
-samples are written as pytest-benchmark JSON (and as runs of a results store with --results), then compared by
-amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when the gate is skipped), 2 when
-the gate cannot run.
+Each checkout runs in long-lived worker processes (amal.gate_worker, driven through amal.gate_processes; same
+interpreter, working directory and PYTHONPATH = the checkout; three per checkout by default), all pinned to the same
+CPU. Their rounds alternate A B A B, so that the machine's drift and the load on that CPU hit both alike, and rotate
+over the processes, so that no single process's memory layout (which can make every round of one process several percent
+faster) decides a side. The two samples are written as pytest-benchmark JSON (and as runs of a results store with
+--results), then compared by amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when
+the gate is skipped), 2 when the gate cannot run.
 """
 
 import itertools
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -25,10 +24,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from amal import compare, gate_worker, store
+from amal import compare, store
 from amal.benchmarks import param_columns
 from amal.environment import GIT, git_commit
 from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
+from amal.gate_processes import Side, WorkerDied, pin_sides, shared_cpus, start_side
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
 
 SIDES = ("baseline", "candidate")
@@ -51,150 +51,8 @@ class GateConfig:
     processes: int = 3  # worker processes per side; rounds rotate over them (one process can be 10 % faster throughout)
 
 
-def shared_cpus(threads: int | None) -> set[int] | None:
-    """The CPUs all workers are pinned to: the last `threads` (default 1) this process may use; None off Linux."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    allowed = sorted(os.sched_getaffinity(0))
-    return set(allowed[-(threads or 1):])
-
-
-class WorkerDied(UsageError):
-    """A worker process ended (a crash, a kill): the gate cannot go on (exit 2), whichever side it was on."""
-
-
 class GateSkipped(Exception):
     """The gate has nothing to compare (old baseline without cases, no case in common): say why, exit 0."""
-
-
-class Worker:
-    """One worker process (amal.gate_worker) importing amal from `checkout`; `request(op, ...)` -> its JSON reply."""
-
-    def __init__(self, checkout: Path, label: str, wrap: Path | None = None, env: dict | None = None):
-        self.checkout, self.label = Path(checkout).resolve(), label
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        pythonpath = os.pathsep.join(filter(None, [str(self.checkout), os.environ.get("PYTHONPATH")]))
-        argv = [sys.executable, "-c", Path(gate_worker.__file__).read_text()] + (["--wrap", str(wrap)] if wrap else [])
-        self.process = subprocess.Popen(argv, cwd=self.checkout, env={**os.environ, **(env or {}),
-                                        "PYTHONPATH": pythonpath}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self.stderr, text=True, bufsize=1)
-
-    def pin(self, cpus: set[int] | None) -> None:
-        """Run the worker on these CPUs only (None: wherever the scheduler puts it)."""
-        if cpus:
-            os.sched_setaffinity(self.process.pid, cpus)
-
-    def request(self, op: str, **fields) -> dict:
-        """Send one request and wait for its reply; UsageError when the worker died or answered an error."""
-        return self.receive(op, **fields) if self.send(op, **fields) else self.died(op)
-
-    def send(self, op: str, **fields) -> bool:
-        """Write one request without waiting for the reply; False when the worker is gone."""
-        try:
-            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-            self.process.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
-
-    def receive(self, op: str, **fields) -> dict:
-        """The reply to the request `op` sent last; UsageError when the worker died or answered an error."""
-        try:
-            line = self.process.stdout.readline()
-        except OSError:
-            line = ""
-        if not line:
-            self.died(op)
-        reply = json.loads(line)
-        if "error" in reply:
-            raise UsageError(f"{self.label}: {op} {fields.get('name', '')} failed: {reply['error']}".replace("  ", " "))
-        return reply
-
-    def died(self, op: str):
-        raise WorkerDied(f"{self.label} worker died during {op!r}: {self.last_error()}")
-
-    def last_error(self) -> str:
-        try:
-            self.process.wait(timeout=1)  # a worker that just died: its exit code, not None
-        except subprocess.TimeoutExpired:
-            pass
-        self.stderr.seek(0)
-        lines = [line for line in self.stderr.read().splitlines() if line.strip()]
-        return lines[-1] if lines else f"exit code {self.process.returncode}"
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.request("exit")
-                self.process.wait(timeout=10)
-            except (UsageError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait()
-        try:
-            self.process.stdin.close()  # flushes: a request a dead worker never read raises BrokenPipeError
-        except OSError:
-            pass
-        self.process.stdout.close()
-        self.stderr.close()
-
-
-class Side:
-    """The worker processes of one checkout. A request goes to all of them and the first one's reply stands for the
-    side; rounds are asked of one process at a time."""
-
-    OVERLAPPED = ("hello", "cases")  # the imports (torch: seconds), before pinning: all processes at once
-
-    def __init__(self, workers: list[Worker]):
-        self.workers = workers
-        self.label, self.checkout = workers[0].label, workers[0].checkout
-
-    def request(self, op: str, **fields) -> dict:
-        """The first process's reply; UsageError (the first one) after every process answered, so that none is
-        left with an unread reply. Other requests than OVERLAPPED go to one process after the other: set-ups
-        sharing the pinned CPU would each run slower (one that calibrates against the clock, wrongly)."""
-        if op in self.OVERLAPPED:
-            sent = [worker.send(op, **fields) for worker in self.workers]
-            replies = [reply(worker, ok, op, fields) for worker, ok in zip(self.workers, sent, strict=True)]
-        else:
-            replies = [reply(worker, worker.send(op, **fields), op, fields) for worker in self.workers]
-        errors = [answer for answer in replies if isinstance(answer, UsageError)]
-        if errors:
-            raise errors[0]
-        return replies[0]
-
-    def rounds(self) -> list:
-        """One zero-argument callable per process: time one round there, return its seconds."""
-        return [lambda worker=worker: worker.request("round")["seconds"] for worker in self.workers]
-
-    def pin(self, cpus: set[int] | None) -> None:
-        for worker in self.workers:
-            worker.pin(cpus)
-
-
-def reply(worker: Worker, sent: bool, op: str, fields: dict) -> dict | UsageError:
-    """The worker's reply to `op` (sent: whether the request reached it), or the UsageError it raised, returned so
-    that the other workers of its side are still read."""
-    try:
-        return worker.receive(op, **fields) if sent else worker.died(op)
-    except UsageError as exc:
-        return exc
-
-
-def pin_sides(cfg: "GateConfig", *sides: Side) -> None:
-    """Once their workers have imported torch, pin every worker to the gate's CPUs (cfg.pin; else leave them)."""
-    cpus = shared_cpus(cfg.threads) if cfg.pin else None
-    for side in sides:
-        side.pin(cpus)
-
-
-def start_side(checkout: Path, label: str, cfg: "GateConfig", stack: ExitStack, **worker_options) -> Side:
-    """cfg.processes workers of `checkout`, each closed when `stack` closes. Not pinned yet: their imports (torch,
-    seconds each) may use every CPU; `Side.pin` before the timing."""
-    workers = []
-    for _ in range(cfg.processes):
-        workers.append(Worker(checkout, label, **worker_options))
-        stack.callback(workers[-1].close)
-    return Side(workers)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -249,6 +107,10 @@ def rounds_for(round_s: float, n_cases: int, cfg: GateConfig) -> int:
 class BaselineFailed(Exception):
     """A case raised in the baseline (a bug the candidate may fix): that case is not compared."""
 
+
+def pinned_cpus(cfg: GateConfig) -> set[int] | None:
+    """The CPUs every worker runs on once imported: shared_cpus of the gate's threads, or None (not pinned)."""
+    return shared_cpus(cfg.threads) if cfg.pin else None
 
 def time_case(a: Side, b: Side, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
     """Set the case up in every worker of both sides, warm each process up (interleaved), then time interleaved
@@ -400,10 +262,10 @@ def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
     commit = resolve_ref(repo, cfg.baseline)
     with tempfile.TemporaryDirectory(prefix="amal-gate-") as tmp, ExitStack() as stack:
         baseline_dir = export_commit(repo, commit, Path(tmp))
-        a = start_side(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cfg, stack)
-        b = start_side(candidate, f"candidate {candidate.name}", cfg, stack)
+        a = start_side(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cfg.processes, stack)
+        b = start_side(candidate, f"candidate {candidate.name}", cfg.processes, stack)
         cases, notes = common_cases(a, b, cfg)  # (every worker has imported torch and amal by now)
-        pin_sides(cfg, a, b)
+        pin_sides(pinned_cpus(cfg), a, b)
         compare_cfg = compare_cfg or compare.CompareConfig()
         compare.check_groups(compare_cfg, {case["group"] for case in cases})  # before timing
         check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)

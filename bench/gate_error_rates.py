@@ -25,7 +25,8 @@ from tqdm import tqdm
 from amal import compare
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
-from amal.gate import GateConfig, common_cases, pin_sides, start_side, time_all
+from amal.gate import GateConfig, common_cases, pinned_cpus, time_all
+from amal.gate_processes import pin_sides, start_side
 from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,13 +38,13 @@ def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.C
     rounds) tagged with the factor."""
     results, rounds = [], []
     with ExitStack() as stack:
-        a = start_side(ROOT, "A", cfg, stack)
+        a = start_side(ROOT, "A", cfg.processes, stack)
         for factor in factors:
             with ExitStack() as b_stack:  # one B side at a time: the machine holds 2 x processes workers at most
-                b = start_side(ROOT, f"B x{factor}", cfg, b_stack, wrap=PLANT,
+                b = start_side(ROOT, f"B x{factor}", cfg.processes, b_stack, wrap=PLANT,
                                env={"AMAL_PLANTED_SLOWDOWN": str(factor)})
                 cases, _ = common_cases(a, b, cfg)
-                pin_sides(cfg, a, b)  # once imported, as the gate does
+                pin_sides(pinned_cpus(cfg), a, b)  # once imported, as the gate does
                 sample, _ = time_all(a, b, cases, cfg)
             sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
             result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
