@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from amal.errors import UsageError
-from amal.store import atomic_write_bytes
+from amal.files import atomic_write_bytes
 
 FORMAT = "amal-checkpoint/1"  # bumped when the layout changes; older files are refused, not misread
 REQUIRED = ("format", "model", "optimizer", "epoch", "iteration", "config", "rng")

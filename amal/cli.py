@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from amal import store
+from amal import files, store
 from amal.environment import run_start
 from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
@@ -70,10 +70,10 @@ def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    new_folders = store.missing_folders(args.results or store.default_results_dir())
+    new_folders = files.missing_folders(args.results or store.default_results_dir())
     if getattr(args, "checkpoint", ""):  # the folder it is written into (through a link: where that points)
         try:
-            new_folders += store.missing_folders(store.written_through(args.checkpoint).parent)
+            new_folders += files.missing_folders(files.written_through(args.checkpoint).parent)
         except (OSError, RuntimeError):  # a loop of links: refused by the run, which makes no folder
             pass
     code = 1
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             code = run(args)
     finally:  # failed or crashed, nothing was stored: no empty results (or checkpoint) folder left behind either
         if code != 0:
-            store.remove_empty(new_folders)
+            files.remove_empty(new_folders)
     return code
 
 
@@ -91,7 +91,7 @@ def run(args) -> int:
     cfg = None
     try:
         cfg = experiment.config_from_args(args)
-        results_dir = store.check_writable(args.results or store.default_results_dir())
+        results_dir = files.check_writable(args.results or store.default_results_dir())
         set_threads(args.threads)
         use_device(getattr(cfg, "device", "cpu"))
         started = run_start()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from amal import compare, store
+from amal import compare, files, store
 from amal.benchmarks import param_columns
 from amal.environment import GIT, git_commit
 from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
@@ -241,7 +241,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         machine = {**env, "gate_side": side, "gate_processes": cfg.processes, "profile": cfg.profile}
         doc = to_benchmark_json(sample, params, machine, commit, when.isoformat())
         path = cfg.output / f"{when:%Y%m%dT%H%M%SZ}-{side}-{commit['id'][:12] or 'tree'}.json"
-        written.append(store.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
+        written.append(files.atomic_write_bytes(path, json.dumps(doc, indent=1).encode()))
         if cfg.results is not None:
             columns = {name: param_columns(p) for name, p in params.items()}  # as pytest bench stores them
             rows = pd.concat([part.assign(profile=cfg.profile, **columns[name])
@@ -316,9 +316,9 @@ def config_from_args(args) -> GateConfig:
         raise UsageError(f"need 1 <= --processes <= --min-rounds, got {args.processes} and {args.min_rounds}")
     if not args.candidate.is_dir():
         raise UsageError(f"candidate {args.candidate} is not a folder")
-    store.check_writable(args.output, "--output folder")
+    files.check_writable(args.output, "--output folder")
     if args.results is not None:
-        store.check_writable(args.results, "--results folder")
+        files.check_writable(args.results, "--results folder")
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
                       only=tuple(args.case), output=args.output, pin=args.pin, processes=args.processes,
@@ -327,12 +327,12 @@ def config_from_args(args) -> GateConfig:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    new_folders = [*store.missing_folders(args.output), *(store.missing_folders(args.results) if args.results else [])]
+    new_folders = [*files.missing_folders(args.output), *(files.missing_folders(args.results) if args.results else [])]
     try:
         with sigterm_as_interrupt():
             return gate_main(args)
     finally:  # a gate that stopped early leaves no empty folder behind (folders holding samples stay)
-        store.remove_empty(new_folders)
+        files.remove_empty(new_folders)
 
 
 def gate_main(args) -> int:

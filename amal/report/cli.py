@@ -16,7 +16,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from amal import store
+from amal import files, store
 from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
 from amal.report.format import plural
 
@@ -81,8 +81,8 @@ def build_parser() -> Parser:
 
 def check_out_dir(out: str | Path) -> Path:
     """Create the output directory (and figures/) and prove it is writable; UsageError otherwise."""
-    out = store.check_writable(out, "output directory")  # first: a file given as --out is named as such
-    store.check_writable(out / "figures", "output directory")
+    out = files.check_writable(out, "output directory")  # first: a file given as --out is named as such
+    files.check_writable(out / "figures", "output directory")
     return out
 
 
@@ -95,7 +95,7 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
     from amal.experiments import EXPERIMENTS
     from amal.timing import set_threads
 
-    store.check_writable(results)
+    files.check_writable(results)
     print(f"{results} holds no runs: running the {profile} campaign ({', '.join(EXPERIMENTS)}) first",
           file=sys.stderr)
     default = set_threads(None)
@@ -228,14 +228,14 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
             pdf = build_pdf(tex, images, out, engine, df["timestamp_utc"].max())
     # an earlier report.tex not rewritten here includes figures/: they stay its own (the HTML embeds its images)
     kept = "tex" not in chosen and (out / "report.tex").is_file()
-    files = {} if kept else {out / "figures" / f"{key}.png": png for key, png in images.items()}
+    outputs = {} if kept else {out / "figures" / f"{key}.png": png for key, png in images.items()}
     if "tex" in chosen:
-        files[out / "report.tex"] = tex.encode("utf-8")
+        outputs[out / "report.tex"] = tex.encode("utf-8")
     if html is not None:
-        files[out / "report.html"] = html.encode("utf-8")
+        outputs[out / "report.html"] = html.encode("utf-8")
     if pdf is not None:
-        files[out / "report.pdf"] = pdf
-    written = store.replace_all(files)  # all or none: a full disk leaves the earlier report whole
+        outputs[out / "report.pdf"] = pdf
+    written = files.replace_all(outputs)  # all or none: a full disk leaves the earlier report whole
     for stale in (out / "figures").glob("fig*.png") if "tex" in chosen else []:  # an earlier report's figures;
         if stale.stem not in images:  # kept when report.tex is not rewritten: the one there may still use them
             stale.unlink()
@@ -247,7 +247,7 @@ def make_report(df, results: Path, out: Path, chosen: tuple[str, ...], command: 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     results = Path(args.results or store.default_results_dir())
-    new_folders = sorted({*store.missing_folders(Path(args.out) / "figures"), *store.missing_folders(results)},
+    new_folders = sorted({*files.missing_folders(Path(args.out) / "figures"), *files.missing_folders(results)},
                          key=lambda folder: len(folder.parts), reverse=True)  # innermost first
     code = 1
     try:
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
             code = report(args, results)
     finally:  # failed, or crashed: no empty folder left behind
         if code != 0:
-            store.remove_empty(new_folders)
+            files.remove_empty(new_folders)
     return code
 
 
