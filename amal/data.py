@@ -150,7 +150,7 @@ def _load_torchvision_mnist(root: Path, download: bool) -> Images:
         if packed:  # torchvision reads the unpacked files only
             raise UsageError(f"data root {root} holds {', '.join(packed)} in MNIST/raw/ packed only: unpack them "
                              f"there first (gunzip -k {raw}/*.gz)")
-    from amal.store import missing_folders, remove_empty
+    from amal.files import missing_folders, remove_empty
 
     new_folders = missing_folders(raw)  # what a failed download would otherwise leave behind, empty
     try:

@@ -1,8 +1,4 @@
 import io
-import os
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -160,27 +156,6 @@ def test_a_crash_leaves_no_results_folder(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results)])
     assert not (tmp_path / "new").exists()
-
-
-def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path):
-    from amal.files import atomic_write_bytes, temp_name
-
-    path = tmp_path / "c.pt"
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a process that no longer exists: its pid names the leftover
-    leftover = tmp_path / temp_name(path, dead.pid)
-    leftover.write_bytes(b"half a checkpoint")
-    fresh = tmp_path / temp_name(path, 10**30)  # no such process, but written a moment ago: maybe another host's
-    fresh.write_bytes(b"being written elsewhere")
-    alive = tmp_path / temp_name(path, os.getppid())  # a writer still running: left alone
-    alive.write_bytes(b"being written")
-    for old in (leftover, alive):
-        os.utime(old, (time.time() - 120, time.time() - 120))
-    atomic_write_bytes(path, b"checkpoint", overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, fresh.name, "c.pt"])
-    os.utime(fresh, (time.time() - 120, time.time() - 120))
-    atomic_write_bytes(path, b"checkpoint", overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "c.pt"])
 
 
 @pytest.mark.parametrize("args", [["--hidden", "x"], ["--epochs", "1.5"]])

@@ -1,4 +1,8 @@
 import errno
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -49,3 +53,22 @@ def test_written_through_is_where_a_link_points_and_a_loop_is_an_error(tmp_path)
     assert files.written_through(link) == tmp_path.resolve() / "sub" / "target.pt"
     with pytest.raises((OSError, RuntimeError)):
         files.written_through(loop)
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path):
+    path = tmp_path / "c.pt"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process that no longer exists: its pid names the leftover
+    leftover = tmp_path / files.temp_name(path, dead.pid)
+    leftover.write_bytes(b"half a checkpoint")
+    fresh = tmp_path / files.temp_name(path, 10**30)  # no such process, but written a moment ago: maybe another host's
+    fresh.write_bytes(b"being written elsewhere")
+    alive = tmp_path / files.temp_name(path, os.getppid())  # a writer still running: left alone
+    alive.write_bytes(b"being written")
+    for old in (leftover, alive):
+        os.utime(old, (time.time() - 120, time.time() - 120))
+    files.atomic_write_bytes(path, b"checkpoint", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, fresh.name, "c.pt"])
+    os.utime(fresh, (time.time() - 120, time.time() - 120))
+    files.atomic_write_bytes(path, b"checkpoint", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, "c.pt"])
