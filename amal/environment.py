@@ -71,6 +71,7 @@ def environment(device: torch.device | str | None = None, started: datetime | No
     return {
         "host": socket.gethostname(),
         "cpu_model": cpu_model(),
+        "cpu_count": usable_cpus(),
         "num_threads": torch.get_num_threads(),
         "cuda_device": cuda_device_name(device),
         "torch_version": torch.__version__,

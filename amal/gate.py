@@ -228,7 +228,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
     from amal.cli import stamp
     from amal.environment import environment
 
-    written = []
+    written, pinned = [], pinned_cpus(cfg)
     for side in SIDES:
         sample = rounds[rounds["side"] == side][ROUND_COLUMNS]
         commit = commits[side]
@@ -236,6 +236,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
         threads = next((c["sides"][side]["threads"] for c in cases), None)
         env = {**environment(started=when), "git_commit": commit["id"] + ("+dirty" if commit["dirty"] else "")}
         env = {**env, "num_threads": threads} if threads is not None else env
+        env = {**env, "cpu_count": len(pinned)} if pinned else env  # the workers' CPUs, not the gate process's
         params = {c["name"]: {**c["sides"][side].get("params", {}), "device": c["device"], "profile": cfg.profile,
                               "num_threads": threads} for c in cases}
         machine = {**env, "gate_side": side, "gate_processes": cfg.processes, "profile": cfg.profile}
@@ -248,7 +249,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
                               for name, part in sample.drop(columns="settings").groupby("benchmark", sort=False)],
                              ignore_index=True)
             rows = stamp(rows, "bench", f"gate {side}", started=when).assign(
-                git_commit=env["git_commit"], num_threads=env["num_threads"])
+                git_commit=env["git_commit"], num_threads=env["num_threads"], cpu_count=env["cpu_count"])
             written.append(store.save(rows, cfg.results))
     return written
 

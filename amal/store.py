@@ -89,6 +89,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     # environment (amal.environment)
     "host": (STR, "host name"),
     "cpu_model": (STR, "CPU model name"),
+    "cpu_count": (I64, "CPUs the process could run on (its CPU affinity: a container's or taskset's share, the gate's "
+                       "pinned CPUs); null in runs stored before it was recorded"),
     "num_threads": (I64, "torch intra-op CPU threads in force"),
     "cuda_device": (STR, "GPU name, empty on CPU"),
     "torch_version": (STR, "torch.__version__"),
@@ -112,8 +114,8 @@ REQUIRED = {
     "bench": ("benchmark", "round", "round_s", *_WHERE),
 }
 # the columns amal.environment.environment() fills: where, how and when a run was measured
-ENVIRONMENT = ("host", "cpu_model", "num_threads", "cuda_device", "torch_version", "python_version", "git_commit",
-               "timestamp_utc")
+ENVIRONMENT = ("host", "cpu_model", "cpu_count", "num_threads", "cuda_device", "torch_version", "python_version",
+               "git_commit", "timestamp_utc")
 
 
 def default_results_dir() -> Path:

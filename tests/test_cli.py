@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from amal import cli, store
+from amal.environment import usable_cpus
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
     row = df.iloc[0]
     assert row["experiment"] == "lr-sweep" and row["tag"] == "first <try>" and row["normalize"] == "minmax"
     assert row["torch_version"] and row["cpu_model"] and row["num_threads"] >= 1 and row["cuda_device"] == ""
+    assert row["cpu_count"] == usable_cpus()
     assert row["timestamp_utc"].endswith("Z") and path.name == f"{row['run_id']}.parquet"
     assert df["lr_max_theory"].round(4).unique().tolist() == [0.2652]
 

@@ -13,6 +13,9 @@ def test_environment_describes_the_machine():
     assert env["torch_version"] == torch.__version__
     assert env["num_threads"] == torch.get_num_threads()
     assert env["cuda_device"] == "" and env["cpu_model"] and env["host"]
+    assert 1 <= env["cpu_count"] <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use, not the machine's
+        assert env["cpu_count"] == len(os.sched_getaffinity(0))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", env["timestamp_utc"])
     assert tuple(env) == store.ENVIRONMENT and set(store.ENVIRONMENT) <= set(store.COLUMNS)
 

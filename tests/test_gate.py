@@ -144,6 +144,8 @@ def test_gate_flags_a_threefold_slowdown_with_rounds_interleaved(repo, tmp_path,
     assert sorted(runs.groupby("tag")["round"].max().items()) == [("gate baseline", 15), ("gate candidate", 15)]
     assert set(runs.loc[runs["tag"] == "gate baseline", "git_commit"]) == {commits["same-case"]}
     assert set(runs["num_threads"]) == {1}  # what the workers ran with (--threads 1), not the gate process's count
+    if hasattr(os, "sched_getaffinity"):  # pinned to one CPU: the workers' count, not the gate process's
+        assert set(runs["cpu_count"]) == {1}
     assert set(select.latest_per(runs, ["benchmark"])["tag"]) == {select.GATE_CANDIDATE}  # what a report shows
     docs = [json.loads(p.read_text()) for p in jsons]
     assert docs[0]["machine_info"]["git_commit"] == commits["same-case"]  # each side names its own commit

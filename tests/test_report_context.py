@@ -113,10 +113,20 @@ def test_missing_sections_say_how_to_produce_them(fixture_df):
 def test_environment_table(context):
     env = context["environment"]
     assert len(env["rows"]) == 5
+    assert env["columns"][3:6] == ["CPU", "CPUs", "threads"]
     gpu = [row for row in env["rows"] if row[0] == "20261127T120000Z-autoencoder-4f5a6b"][0]
-    assert gpu[2:6] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "16", "NVIDIA H100 80GB HBM3"]
-    assert gpu[8:10] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]
-    assert {row[10] for row in env["rows"]} == {"synthetic fixture", "'' (untagged)"}  # as --tag '' selects it
+    # the fixture's runs predate the CPU count: '–'
+    assert gpu[2:7] == ["gpu-node-1", "Intel Xeon Platinum 8480+", "–", "16", "NVIDIA H100 80GB HBM3"]
+    assert gpu[9:11] == ["b9cbe5a0c1d2", "2026-11-27 12:00 UTC"]
+    assert {row[11] for row in env["rows"]} == {"synthetic fixture", "'' (untagged)"}  # as --tag '' selects it
+
+
+def test_environment_table_gives_the_cpus_a_run_could_use(fixture_df):
+    gpu_run = fixture_df["run_id"] == "20261127T120000Z-autoencoder-4f5a6b"
+    counted = fixture_df.assign(cpu_count=pd.array([32 if gpu else None for gpu in gpu_run], dtype="Int64"))
+    rows = {row[0]: row for row in build_context(counted, "r")["environment"]["rows"]}
+    assert rows["20261127T120000Z-autoencoder-4f5a6b"][4:6] == ["32", "16"]  # 32 CPUs, 16 torch threads
+    assert {row[4] for run, row in rows.items() if run != "20261127T120000Z-autoencoder-4f5a6b"} == {"–"}
 
 
 def test_lowest_test_loss_is_found_per_loss_function(fixture_df):

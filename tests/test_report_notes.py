@@ -180,6 +180,16 @@ def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
     assert [n for n in notes if "DataLoader worker" in n] == [
         "With 2 DataLoader workers, the workers start again each epoch (they are not persistent, so that the batches "
         "do not depend on their number): every epoch's time includes their start-up, a large share of a short epoch."]
+    cpu = ae & (fixture_df["device"] == "cpu")
+    crowded = fixture_df.assign(num_workers=fixture_df["num_workers"].mask(ae, 2),
+                                cpu_count=pd.array([1 if c else 4 if a else None for c, a in zip(cpu, ae, strict=True)],
+                                                   dtype="Int64"))
+    [note] = [n for n in sections(build_context(crowded, "r"))["autoencoder"]["notes"] if "DataLoader worker" in n]
+    cpu_runs = sorted(crowded.loc[cpu, "run_id"].unique())
+    assert cpu_runs and note.endswith(
+        " More workers than CPUs (" + "; ".join(f"run {run}: 2 workers on 1 CPU" for run in cpu_runs) + "): the "
+        "workers and the training's threads competed for the CPUs, and every epoch's time includes it; fewer workers "
+        "(or none: --num-workers 0) time the training alone.")  # the GPU's run had 4 CPUs: not named
 
 
 def test_the_autoencoder_section_says_which_configuration_competed_for_the_cpu(fixture_df):

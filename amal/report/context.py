@@ -127,15 +127,17 @@ def short_commit(commit: str) -> str:
 
 
 def environment_table(df: pd.DataFrame) -> dict:
-    """One row per run shown: where (host, CPU, threads, GPU), with what (torch, Python, commit), when, its tag."""
+    """One row per run shown: where (host, CPU, the CPUs it could use, threads, GPU), with what (torch, Python,
+    commit), when, its tag. A run stored before its CPU count was recorded shows '–' there."""
     runs = select.runs_table(df)
-    body = [[r.run_id, r.experiment, r.host, r.cpu_model, integer(r.num_threads), r.cuda_device or "–",
+    cpus = ["–" if pd.isna(count) else integer(count) for count in runs["cpu_count"]]
+    body = [[r.run_id, r.experiment, r.host, r.cpu_model, count, integer(r.num_threads), r.cuda_device or "–",
              r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc),
              setting_value(r.tag, "tag")]
-            for r in runs.fillna("").itertuples()]
+            for r, count in zip(runs.drop(columns="cpu_count").fillna("").itertuples(), cpus, strict=True)]
     return table("Where and when each run was measured",
-                 ["run", "experiment", "host", "CPU", "threads", "GPU", "torch", "Python", "commit", "UTC time",
-                  "tag"], body, align="llllrllllll")
+                 ["run", "experiment", "host", "CPU", "CPUs", "threads", "GPU", "torch", "Python", "commit",
+                  "UTC time", "tag"], body, align="llllrrllllll")
 
 
 def contended_summary(sections: list[dict]) -> list[str]:

@@ -163,10 +163,21 @@ def resumed_note(run_id: str, run: pd.DataFrame) -> str:
 
 
 def workers_note(rows: pd.DataFrame) -> list[str]:
-    """With DataLoader workers, what their throughput includes (the workers start again every epoch)."""
+    """With DataLoader workers, what their throughput includes (the workers start again every epoch), and which runs
+    had more workers than CPUs (where the run recorded its CPU count)."""
     workers = rows["num_workers"].dropna()
     if not (workers > 0).any():
         return []
-    return [f"With {plural(int(workers.max()), 'DataLoader worker')}, the workers start again each epoch (they are "
+    note = (f"With {plural(int(workers.max()), 'DataLoader worker')}, the workers start again each epoch (they are "
             "not persistent, so that the batches do not depend on their number): every epoch's time includes their "
-            "start-up, a large share of a short epoch."]
+            "start-up, a large share of a short epoch.")
+    runs = rows.reindex(columns=["run_id", "num_workers", "cpu_count"]).groupby("run_id", sort=True).first()
+    runs = runs.astype("float64")
+    crowded = runs[runs["num_workers"] > runs["cpu_count"]]  # (an unknown CPU count, NaN, compares False)
+    if len(crowded):
+        named = "; ".join(f"run {run_id}: {plural(int(r.num_workers), 'worker')} on {plural(int(r.cpu_count), 'CPU')}"
+                          for run_id, r in crowded.iterrows())
+        note += (f" More workers than CPUs ({named}): the workers and the training's threads competed for the CPUs, "
+                 "and every epoch's time includes it; fewer workers (or none: --num-workers 0) time the training "
+                 "alone.")
+    return [note]

@@ -407,6 +407,7 @@ def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run with its environment, sorted by run id (i.e. by time)."""
+    """One row per run with its environment, sorted by run id (i.e. by time); an environment column the rows lack
+    (rows built without the store, from before cpu_count was recorded) is null."""
     columns = ["run_id", "experiment", *store.ENVIRONMENT, "tag"]
-    return df.groupby("run_id", sort=True).first().reset_index()[columns]
+    return df.groupby("run_id", sort=True).first().reset_index().reindex(columns=columns)
