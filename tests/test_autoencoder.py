@@ -297,33 +297,6 @@ def test_bench_cases_name_the_images_they_train_on(monkeypatch):
     assert {c.params["data_source"] for c in bench_cases("quick")} == {"torchvision:MNIST (/data/mnist)"}
 
 
-@pytest.mark.parametrize("resident", [False, True])
-def test_the_warm_up_trains_a_copy_on_both_batch_shapes_and_draws_no_random_number(resident):
-    """A full batch and the epoch's shorter last one, fed as the run feeds them (resident: an order drawn from a
-    generator of its own, copied and gathered on the device); the model and every global RNG untouched."""
-    from amal.experiments.autoencoder import ResidentBatches, warm_up
-    from amal.models import TiedAutoencoder
-
-    cfg = AutoencoderConfig(hidden=(8,), batch_size=64, data_on_device=resident, warmup_steps=2)
-    model = TiedAutoencoder(784, (8,))
-    weights = {name: value.clone() for name, value in model.state_dict().items()}
-    shapes, epoch = [], ResidentBatches.epoch
-
-    def spy(self, transfer):
-        batches = list(epoch(self, transfer))
-        shapes.append([len(batch) for batch in batches])
-        return iter(batches)
-
-    vectors = torch.rand(100, 784)
-    rng = torch.get_rng_state()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ResidentBatches, "epoch", spy)
-        warm_up(model, cfg, vectors, torch.device("cpu"))
-    assert torch.equal(torch.get_rng_state(), rng)
-    assert all(torch.equal(value, weights[name]) for name, value in model.state_dict().items())
-    assert shapes == ([[64, 36], [64, 36]] if resident else [])
-
-
 def test_every_seed_is_tested_on_the_same_images():
     """--seed seeds the weights and the shuffling, not the split: test losses of two seeds compare."""
     from amal.experiments.autoencoder import build
