@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from amal.report import autoencoder_figures, select
+from amal.report import autoencoder_figures, autoencoder_stats, select
 
 
 def test_throughput_shows_the_gpu_only_where_measured(fixture_df):
@@ -119,7 +119,7 @@ def test_throughput_gives_each_configuration_its_colour_and_keeps_its_error_bars
     """bce and mse on the CPU at the same batch sizes: two colours, and their bars side by side (each still spanning
     its slowest to fastest epoch) instead of one on top of the other at the same x."""
     df = autoencoder_variant(fixture_df, "20261127T130000Z-autoencoder-dddddd", loss_fn="mse")
-    table = select.throughput(select.autoencoder_rows(df)).query("device == 'cpu'")
+    table = autoencoder_stats.throughput(select.autoencoder_rows(df)).query("device == 'cpu'")
     fig = autoencoder_figures.throughput_figure(df)
     ax = fig.axes[0]
     bars = dict(zip([t.get_text() for t in ax.get_legend().get_texts()], ax.containers, strict=True))

@@ -10,7 +10,7 @@ import seaborn as sns
 from matplotlib import ticker
 from matplotlib.lines import Line2D
 
-from amal.report import select
+from amal.report import autoencoder_stats, select
 from amal.report.format import layers
 from amal.report.plotting import batch_axis, dodge
 
@@ -91,7 +91,7 @@ def throughput_figure(df: pd.DataFrame):
     where measured), error bars from the slowest to the fastest epoch. A configuration has one colour; the device
     is told by the line (dashed with circles: CPU; solid with squares: GPU); the lines' points are shifted a little
     apart in x so that bars at one batch size do not hide each other."""
-    table = select.throughput(select.autoencoder_rows(df))
+    table = autoencoder_stats.throughput(select.autoencoder_rows(df))
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     devices = sorted(table["device"].unique())
     colours = _model_colours(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True))

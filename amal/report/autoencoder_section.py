@@ -4,7 +4,7 @@ and the commands that measure on the GPU what was measured on the CPU only."""
 
 import pandas as pd
 
-from amal.report import select
+from amal.report import autoencoder_stats, select
 from amal.report.format import integer, layers, number, percent, plural, rate
 from amal.report.notes import (
     contended_notes,
@@ -75,7 +75,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
              "throughput counts training images per second of training time.")
     if rows.empty:
         return section("autoencoder", title, intro, rows)
-    final = select.final_test_loss(rows)
+    final = autoencoder_stats.final_test_loss(rows)
     findings = []
     for loss_fn, runs in final[final["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
         best = runs.loc[runs["test_loss"].idxmin()]
@@ -83,14 +83,14 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
         findings.append(f"Lowest final test loss ({loss_fn}): {number(best['test_loss'])} ("
                         f"{layers(best['hidden'])}, batch size {best['batch_size']}, {best['device']}, "
                         f"{plural(best['epoch'], 'epoch')}{seeds}).")
-    speedups = select.gpu_speedups(rows)
+    speedups = autoencoder_stats.gpu_speedups(rows)
     settings, notes = shared_settings(df, "autoencoder", select.AUTOENCODER_SETTINGS)
     settings += "; " + "; ".join(machines(rows))
     notes += machine_notes(df)
     notes += [resumed_note(run_id, run) for run_id, run in rows[rows["resumed_from_epoch"].notna()].groupby("run_id")]
     every = select.experiment_rows(df, "autoencoder")
-    contended = select.contended(rows)
-    notes += noisy_epoch_notes(select.noisy_epochs(rows), contended) + contended_notes(contended)
+    contended = autoencoder_stats.contended(rows)
+    notes += noisy_epoch_notes(autoencoder_stats.noisy_epochs(rows), contended) + contended_notes(contended)
     notes += diverged_notes(rows) + workers_note(rows)
     alike = select.same_settings(every, select.AUTOENCODER_SETTINGS)  # others: the settings note counts them
     notes += diverged_notes(every[~every["run_id"].isin(rows["run_id"]) & alike], shown=False)
@@ -104,7 +104,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
                                  "shown):", "lines": lines}
     else:
         findings.append(speedup_finding(speedups))
-    per_device = select.throughput(rows)
+    per_device = autoencoder_stats.throughput(rows)
     body = [[t.device + (f" ({t.cuda_device})" if t.cuda_device else ""), t.implementation, layers(t.hidden), t.loss_fn,
              str(t.batch_size), rate(t.samples_per_s), f"{rate(t.slowest)}–{rate(t.fastest)}" if t.epochs > 1 else "–",
              f"{integer(t.epochs)} ({integer(t.runs)})",

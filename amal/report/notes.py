@@ -81,8 +81,8 @@ def machine_notes(df: pd.DataFrame) -> list[str]:
 
 
 def noisy_epoch_notes(noisy: pd.DataFrame, contended: pd.DataFrame) -> list[str]:
-    """For each configuration of select.noisy_epochs, how much its epoch times varied and what its median epoch ran
-    at, beside the rate over all epochs the table shows; why, where select.contended knows."""
+    """For each configuration of autoencoder_stats.noisy_epochs, how much its epoch times varied and what its median
+    epoch ran at, beside the rate over all epochs the table shows; why, where autoencoder_stats.contended knows."""
     keys = ["device", *select.AUTOENCODER_CONFIG]
     notes = []
     for n in noisy.merge(contended[keys], on=keys, how="left", indicator="waited").itertuples():
@@ -95,7 +95,8 @@ def noisy_epoch_notes(noisy: pd.DataFrame, contended: pd.DataFrame) -> list[str]
 
 
 def contended_notes(contended: pd.DataFrame) -> list[str]:
-    """For each configuration of select.contended: how long its threads waited for a CPU, and what that means."""
+    """For each configuration of autoencoder_stats.contended: how long its threads waited for a CPU, and what that
+    means."""
     notes = []
     for c in contended.itertuples():
         name = f"{c.device}, {c.implementation}, {layers(c.hidden)}, {c.loss_fn}, batch size {c.batch_size}"
