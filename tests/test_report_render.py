@@ -40,6 +40,14 @@ def test_html_escapes_user_text(fixture_df):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; 50% of $5 &amp; #1 {a_b}" in html
 
 
+def test_html_right_aligns_the_numbers_of_every_table(context):
+    """The environment table's counts (CPUs, threads) line up as the sections' numbers do."""
+    html = render.render_html(context, {})
+    environment = html[html.index('<section id="environment">'):]
+    assert '<th class="r">CPUs</th><th class="r">threads</th>' in environment
+    assert '<td class="r">16</td>' in environment and "<th>host</th>" in environment
+
+
 def test_tex_escapes_user_text(fixture_df):
     df = fixture_df.copy()
     df.loc[df["experiment"] == "bench", "tag"] = NASTY
