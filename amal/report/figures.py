@@ -227,8 +227,8 @@ def time_to_target_figure(df: pd.DataFrame):
         wall.set(xscale="log", xlabel="cumulative training time (s, log scale)")
     wall.set(yscale="log", ylim=_loss_range(chosen, "batch_size", stopped.index, target_loss),
              ylabel=r"training MSE ((k\$)², log scale)", title=f"Loss against wall-clock time ({implementation})")
-    # below (curves seen), in as many columns as fit the panel: long labels ("8 (diverged, epoch 3)") take fewer
-    legend_below(wall, most=6, title="batch size")
+    wall.legend(title="batch size", loc="upper center", bbox_to_anchor=(0.5, -0.2),  # below: curves seen
+                ncols=6 if len(names) < 6 else 3)  # long labels ("8 (diverged, epoch 3)") in fewer columns
     reached = runs[runs["reached"]]
     order = sorted(runs["implementation"].unique())
     if reached.empty:  # a valid result: say it where the curve would be
