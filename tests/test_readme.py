@@ -19,3 +19,11 @@ def test_quick_start_has_two_commands_and_ci_runs_the_test_one():
     install, test = re.fullmatch(r".*pip install (.+?) && (.+)", commands[1]).groups()
     assert f"pip install -q {install}" in CI
     assert test in CI
+
+
+def test_the_code_layout_names_every_module():
+    """A module added (or a split) without its line in the README's layout table leaves a reader to find it."""
+    layout = README.split("Code layout", 1)[1].split("\n\n", 2)[1]
+    package = Path(__file__).parents[1] / "amal"
+    modules = {path.name for path in package.rglob("*.py")} - {"__init__.py", "__main__.py", "run.py"}
+    assert modules and not {name for name in modules if f"{name}`" not in layout}

@@ -1,4 +1,5 @@
-"""Which stored rows the report shows, and the numbers it computes from them (pure: DataFrame in, DataFrame out).
+"""Which stored rows the report shows, and the numbers it computes from them (pure: DataFrame in, DataFrame out);
+TP3's numbers are in autoencoder_stats.py.
 
 When a configuration was run more than once, the newest run wins (run ids sort by time), so re-running an experiment
 updates the report instead of doubling its curves.
