@@ -12,7 +12,7 @@ from amal import files, store
 from amal.environment import run_start
 from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
-from amal.report.format import plural
+from amal.report.format import plural, short_commit, utc_time
 from amal.timing import set_threads, use_device
 
 PROG_REPORT = "python -m amal.report"
@@ -53,6 +53,17 @@ def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None
     started = started or datetime.now(UTC)
     env = environment(device, started)
     return df.assign(run_id=store.new_run_id(experiment, started), experiment=experiment, tag=tag, **env)
+
+
+def measured_on(df: pd.DataFrame) -> str:
+    """Where and how the stored run was timed, from its environment columns: 'measured on vm: Intel(R) Xeon(R)
+    Processor, 2 CPUs, 1 torch thread; torch 2.14.1, Python 3.11.7, commit f75d526af250, 2026-11-29 18:51 UTC' (with
+    the GPU's name after the threads when it ran on one)."""
+    run = df.iloc[0]
+    gpu = f", GPU {run['cuda_device']}" if run["cuda_device"] else ""
+    return (f"measured on {run['host']}: {run['cpu_model']}, {plural(int(run['cpu_count']), 'CPU')}, "
+            f"{plural(int(run['num_threads']), 'torch thread')}{gpu}; torch {run['torch_version']}, Python "
+            f"{run['python_version']}, commit {short_commit(run['git_commit'])}, {utc_time(run['timestamp_utc'])}")
 
 
 def store_run(df: pd.DataFrame, experiment: str, tag: str, results_dir,
@@ -117,6 +128,7 @@ def run(args) -> int:
         print(experiment.overall(df))
     for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
         print(note, file=sys.stderr)
+    print(measured_on(df))
     print(f"stored {plural(len(df), 'row')} in {path}")
     for image in df["recon_png"].dropna().unique() if "recon_png" in df else []:  # files stored beside the rows
         print(f"reconstruction grid in {results_dir / image}")

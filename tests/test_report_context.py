@@ -163,7 +163,7 @@ def test_command_regenerates_the_report(fixture_df):
 
 
 def test_environment_keeps_the_dirty_mark_of_a_commit(fixture_df):
-    from amal.report.context import short_commit
+    from amal.report.format import short_commit
 
     assert short_commit("247bcad4098c1f2e3d4c5b6a79887766554433221+dirty") == "247bcad4098c+dirty"
     assert short_commit("247bcad4098c1f2e3d4c5b6a79887766554433221") == "247bcad4098c"

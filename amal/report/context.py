@@ -12,7 +12,7 @@ import pandas as pd
 
 from amal.report import select
 from amal.report.autoencoder_section import autoencoder_section
-from amal.report.format import integer, number, plural, seconds
+from amal.report.format import integer, number, plural, seconds, short_commit, utc_time
 from amal.report.notes import (
     contended_run_notes,
     setting_value,
@@ -110,20 +110,6 @@ def bench_section(df: pd.DataFrame) -> dict:
     return section("bench", title, intro, rows, findings=findings, settings=settings, notes=notes + waited,
                    contended=bool(waited),
                    tables=[table(caption, columns, body, align="llrrrrr" + "l" * (len(columns) - 7))])
-
-
-def utc_time(timestamp: str) -> str:
-    """'2026-11-27T10:00:00Z' -> '2026-11-27 10:00 UTC'."""
-    if not timestamp or len(timestamp) < 16:
-        return timestamp or "–"
-    return f"{timestamp[:10]} {timestamp[11:16]} UTC"
-
-
-def short_commit(commit: str) -> str:
-    """'247bcad4098c+dirty' from a full commit id: 12 hex digits, and whether the checkout had local changes."""
-    if not commit:
-        return "–"
-    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
 def environment_table(df: pd.DataFrame) -> dict:

@@ -101,3 +101,17 @@ def rerun(threads: int, option: str = "--threads") -> str:
     """What to do about times other processes slowed: 'rerun on an idle machine', and where the run had more than
     one torch thread (on the CPU), fewer of them (`option`: pytest bench's is --amal-threads)."""
     return "rerun on an idle machine" + (f", or with {option} 1" if threads > 1 else "")
+
+
+def utc_time(timestamp: str) -> str:
+    """'2026-11-27T10:00:00Z' -> '2026-11-27 10:00 UTC'."""
+    if not timestamp or len(timestamp) < 16:
+        return timestamp or "–"
+    return f"{timestamp[:10]} {timestamp[11:16]} UTC"
+
+
+def short_commit(commit: str) -> str:
+    """'247bcad4098c+dirty' from a full commit id: 12 hex digits, and whether the checkout had local changes."""
+    if not commit:
+        return "–"
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
