@@ -82,6 +82,11 @@ def test_an_autoencoder_configuration_with_a_slow_epoch_is_noted(fixture_df, con
 def test_the_autoencoder_section_says_where_each_device_was_timed_and_what_it_left_out(fixture_df, context):
     assert sections(context)["autoencoder"]["settings"].endswith(
         "; cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads); cuda on gpu-node-1 (NVIDIA H100 80GB HBM3, 16 threads)")
+    counted = fixture_df.assign(cpu_count=pd.array([4 if d == "cpu" else 32 for d in fixture_df["device"]],
+                                                   dtype="Int64"))  # runs that recorded their CPUs say how many
+    assert sections(build_context(counted, "r"))["autoencoder"]["settings"].endswith(
+        "; cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads on 4 CPUs); cuda on gpu-node-1 (NVIDIA H100 80GB HBM3, 16 "
+        "threads on 32 CPUs)")
     ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
     older = [ae.assign(run_id=f"20261127T10000{i}Z-autoencoder-00000{i}", num_threads=1, host=host, batch_size=32)
              for i, host in enumerate(["lab-cpu-1", "laptop"])]

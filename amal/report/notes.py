@@ -55,13 +55,14 @@ def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> t
 
 
 def machines(rows: pd.DataFrame) -> list[str]:
-    """Where each device's runs were timed: 'cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads)', 'cuda on gpu-node-1
-    (NVIDIA H100 80GB HBM3, 16 threads)'."""
+    """Where each device's runs were timed: 'cpu on lab-cpu-1 (AMD EPYC 7B13, 2 threads on 4 CPUs)', 'cuda on
+    gpu-node-1 (NVIDIA H100 80GB HBM3, 16 threads)' ('on N CPUs' where the runs recorded their CPU count)."""
     out = []
     for device, run in rows.groupby("device", sort=True).first().iterrows():
         unit = run["cuda_device"] if device == "cuda" and run["cuda_device"] else run["cpu_model"]
-        threads = integer(run["num_threads"])
-        out.append(f"{device} on {run['host']} ({unit}, {threads} thread{'s' if threads != '1' else ''})")
+        cpus = run.get("cpu_count")
+        on = "" if cpus is None or pd.isna(cpus) else f" on {plural(int(cpus), 'CPU')}"
+        out.append(f"{device} on {run['host']} ({unit}, {plural(int(run['num_threads']), 'thread')}{on})")
     return out
 
 
