@@ -3,7 +3,17 @@ import math
 import pandas as pd
 import pytest
 
-from amal.report.format import integer, layers, missing, number, rate, seconds, seconds_sd, waited_runs
+from amal.report.format import (
+    integer,
+    layers,
+    missing,
+    number,
+    rate,
+    seconds,
+    seconds_sd,
+    threads_on,
+    waited_runs,
+)
 
 
 @pytest.mark.parametrize(("value", "text"), [
@@ -60,3 +70,10 @@ def test_waited_runs_names_the_first_few_and_counts_the_rest():
     assert waited_runs(named, 12, 0.15, most=3) == (
         "in 5 of 12 runs the threads waited for a CPU more than 15 % of the training loop's time (lr 0.1: 31 %; "
         "lr 0.2: 25 %; lr 0.3: 20 %; 2 more)")
+
+
+def test_threads_on_names_the_cpus_only_when_the_runs_recorded_one_count():
+    assert threads_on(2, pd.Series([4.0, float("nan"), 4.0])) == "2 threads on 4 CPUs"  # NaN: a run from before
+    assert threads_on(1, pd.array([1], dtype="Int64"), "torch thread") == "1 torch thread on 1 CPU"
+    assert threads_on(16, None) == threads_on(16, [None]) == "16 threads"  # no count recorded
+    assert threads_on(2, [2, 4]) == "2 threads"  # several counts: none stands for the runs

@@ -12,7 +12,7 @@ from matplotlib import ticker
 
 from amal.report import select
 from amal.report.autoencoder_figures import autoencoder_loss_figure, reconstruction_figure, throughput_figure
-from amal.report.format import plural
+from amal.report.format import plural, threads_on
 from amal.report.plotting import (
     STYLE,
     batch_axis,
@@ -186,7 +186,7 @@ def batch_time_figure(df: pd.DataFrame):
     batch_axis(ax, runs["batch_size"])
     epochs = select.epochs_asked(runs)
     scaled = "" if epochs == 1000 else f" (measured over {plural(epochs, 'epoch')}, scaled)"
-    where = f"{runs['device'].iloc[0]}, {plural(runs['num_threads'].iloc[0], 'thread')}"
+    where = f"{runs['device'].iloc[0]}, {threads_on(runs['num_threads'].iloc[0], rows.get('cpu_count'))}"
     failed = runs[runs["diverged"].eq(True)]
     if len(failed):  # their time is that of the epochs they ran before being stopped, scaled to 1000
         ax.scatter(failed["batch_size"], failed["time_per_1000_s"], marker="x", s=70, linewidths=1.5, color="black",

@@ -103,6 +103,14 @@ def rerun(threads: int, option: str = "--threads") -> str:
     return "rerun on an idle machine" + (f", or with {option} 1" if threads > 1 else "")
 
 
+def threads_on(threads, cpu_counts, noun: str = "thread") -> str:
+    """'2 threads', or '2 threads on 4 CPUs' where the runs recorded one CPU count (runs stored before it was
+    recorded, or with several counts, say nothing of it)."""
+    counts = pd.to_numeric(pd.Series([] if cpu_counts is None else cpu_counts, dtype="object"), errors="coerce")
+    counts = counts.dropna().unique()  # (NaN, None and pd.NA alike: a run stored before the count was)
+    return plural(int(threads), noun) + (f" on {plural(int(counts[0]), 'CPU')}" if len(counts) == 1 else "")
+
+
 def utc_time(timestamp: str) -> str:
     """'2026-11-27T10:00:00Z' -> '2026-11-27 10:00 UTC'."""
     if not timestamp or len(timestamp) < 16:

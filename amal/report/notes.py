@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, layers, number, percent, plural, rate, rerun, waited_runs
+from amal.report.format import integer, layers, number, percent, plural, rate, rerun, threads_on, waited_runs
 from amal.timing import CONTENDED
 
 
@@ -60,9 +60,7 @@ def machines(rows: pd.DataFrame) -> list[str]:
     out = []
     for device, run in rows.groupby("device", sort=True).first().iterrows():
         unit = run["cuda_device"] if device == "cuda" and run["cuda_device"] else run["cpu_model"]
-        cpus = run.get("cpu_count")
-        on = "" if cpus is None or pd.isna(cpus) else f" on {plural(int(cpus), 'CPU')}"
-        out.append(f"{device} on {run['host']} ({unit}, {plural(int(run['num_threads']), 'thread')}{on})")
+        out.append(f"{device} on {run['host']} ({unit}, {threads_on(run['num_threads'], [run.get('cpu_count')])})")
     return out
 
 

@@ -5,7 +5,7 @@
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, number, percent, plural, seconds, seconds_sd
+from amal.report.format import integer, number, percent, plural, seconds, seconds_sd, threads_on
 from amal.report.notes import (
     contended_run_notes,
     shared_settings,
@@ -185,7 +185,8 @@ def batch_size_section(df: pd.DataFrame) -> dict:
                f"{spread}."),
         figure("fig3-batch-time", "Training time of 1000 epochs vs batch size (lab report Fig. 3)",
                f"Training time of 1000 epochs{scaled} per implementation on {rows['device'].iloc[0]} "
-               f"({plural(rows['num_threads'].iloc[0], 'torch thread')}), log–log: {mean}{bars}"
+               f"({threads_on(rows['num_threads'].iloc[0], rows.get('cpu_count'), 'torch thread')}), log–log: "
+               f"{mean}{bars}"
                f"{'; a ring marks a run other processes slowed (note below)' if waited else ''}."),
         figure("fig4-time-to-target", "Loss against wall-clock time, and time to the target loss",
                f"Left: training MSE against cumulative training time ({implementation}, {drawn_mean}); dotted: the "
