@@ -12,7 +12,7 @@ from amal import files, store
 from amal.environment import run_start
 from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
 from amal.experiments import EXPERIMENTS
-from amal.report.format import plural, short_commit, utc_time
+from amal.report.format import plural, short_commit, threads_on, utc_time
 from amal.timing import set_threads, use_device
 
 PROG_REPORT = "python -m amal.report"
@@ -57,12 +57,12 @@ def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None
 
 def measured_on(df: pd.DataFrame) -> str:
     """Where and how the stored run was timed, from its environment columns: 'measured on vm: Intel(R) Xeon(R)
-    Processor, 2 CPUs, 1 torch thread; torch 2.14.1, Python 3.11.7, commit f75d526af250, 2026-11-29 18:51 UTC' (with
-    the GPU's name after the threads when it ran on one)."""
+    Processor, 1 torch thread on 2 CPUs; torch 2.14.1, Python 3.11.7, commit f75d526af250, 2026-11-29 18:51 UTC'
+    (with the GPU's name after the threads when it ran on one; the threads and CPUs as the report writes them)."""
     run = df.iloc[0]
     gpu = f", GPU {run['cuda_device']}" if run["cuda_device"] else ""
-    return (f"measured on {run['host']}: {run['cpu_model']}, {plural(int(run['cpu_count']), 'CPU')}, "
-            f"{plural(int(run['num_threads']), 'torch thread')}{gpu}; torch {run['torch_version']}, Python "
+    threads = threads_on(run["num_threads"], [run["cpu_count"]], "torch thread")
+    return (f"measured on {run['host']}: {run['cpu_model']}, {threads}{gpu}; torch {run['torch_version']}, Python "
             f"{run['python_version']}, commit {short_commit(run['git_commit'])}, {utc_time(run['timestamp_utc'])}")
 
 

@@ -44,8 +44,8 @@ def test_lr_sweep_stores_the_schema_and_prints_a_table(results, capsys):
     assert row["torch_version"] and row["cpu_model"] and row["num_threads"] >= 1 and row["cuda_device"] == ""
     assert row["cpu_count"] == usable_cpus()
     threads, cpus = int(row["num_threads"]), usable_cpus()  # and the line above "stored" says where it was measured
-    said = (f"measured on {row['host']}: {row['cpu_model']}, {cpus} CPU{'s' * (cpus != 1)}, {threads} torch "
-            f"thread{'s' * (threads != 1)}; torch {row['torch_version']}, Python {row['python_version']}, commit "
+    said = (f"measured on {row['host']}: {row['cpu_model']}, {threads} torch thread{'s' * (threads != 1)} on "
+            f"{cpus} CPU{'s' * (cpus != 1)}; torch {row['torch_version']}, Python {row['python_version']}, commit "
             f"{row['git_commit'][:12] or '–'}")
     assert [line for line in out.splitlines() if line.startswith("measured on ")][0].startswith(said)
     assert row["timestamp_utc"].endswith("Z") and path.name == f"{row['run_id']}.parquet"
