@@ -116,7 +116,7 @@ def environment_table(df: pd.DataFrame) -> dict:
     """One row per run shown: where (host, CPU, the CPUs it could use, threads, GPU), with what (torch, Python,
     commit), when, its tag. A run stored before its CPU count was recorded shows '–' there."""
     runs = select.runs_table(df)
-    cpus = ["–" if pd.isna(count) else integer(count) for count in runs["cpu_count"]]
+    cpus = [integer(count) for count in runs["cpu_count"]]  # '–' for a run stored before the count was
     body = [[r.run_id, r.experiment, r.host, r.cpu_model, count, integer(r.num_threads), r.cuda_device or "–",
              r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc),
              setting_value(r.tag, "tag")]

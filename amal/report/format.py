@@ -106,9 +106,8 @@ def rerun(threads: int, option: str = "--threads") -> str:
 def threads_on(threads, cpu_counts, noun: str = "thread") -> str:
     """'2 threads', or '2 threads on 4 CPUs' where the runs recorded one CPU count (runs stored before it was
     recorded, or with several counts, say nothing of it)."""
-    counts = pd.to_numeric(pd.Series([] if cpu_counts is None else cpu_counts, dtype="object"), errors="coerce")
-    counts = counts.dropna().unique()  # (NaN, None and pd.NA alike: a run stored before the count was)
-    return plural(int(threads), noun) + (f" on {plural(int(counts[0]), 'CPU')}" if len(counts) == 1 else "")
+    counts = {int(count) for count in ([] if cpu_counts is None else cpu_counts) if not missing(count)}
+    return plural(int(threads), noun) + (f" on {plural(counts.pop(), 'CPU')}" if len(counts) == 1 else "")
 
 
 def utc_time(timestamp: str) -> str:
