@@ -1,7 +1,7 @@
 """Drive real headless Chromium through the DevTools protocol over a pipe (no extra package, no open port).
 
 `inspect_page(path)` loads a local HTML file and returns what a reader's browser saw: console errors, exceptions,
-failed or network requests, each <img>'s natural size, and optionally a PNG screenshot.
+failed or network requests, each <img>'s natural size, and optionally a PNG screenshot or the value of an expression.
 With --remote-debugging-pipe Chromium reads JSON commands from fd 3 and writes replies to fd 4, NUL-separated.
 """
 
@@ -100,8 +100,9 @@ class Browser:
 IMAGES_JS = "Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
 
 
-def inspect_page(path: Path, screenshot: Path | None = None) -> dict:
-    """Load `path` in headless Chromium; report console errors, exceptions, requests, images (and a screenshot)."""
+def inspect_page(path: Path, screenshot: Path | None = None, expression: str | None = None) -> dict:
+    """Load `path` in headless Chromium; report console errors, exceptions, requests, images (and a screenshot, and
+    the value of a JavaScript `expression` evaluated on the loaded page)."""
     binary = chromium_binary()
     with tempfile.TemporaryDirectory(prefix="amal-chromium-") as profile:
         browser = Browser(binary, profile)
@@ -114,6 +115,8 @@ def inspect_page(path: Path, screenshot: Path | None = None) -> dict:
             browser.wait_for("Page.loadEventFired")
             images = browser.send("Runtime.evaluate", {"expression": IMAGES_JS, "returnByValue": True},
                                   session=session)["result"]["value"]
+            value = None if expression is None else browser.send(
+                "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)["result"]
             if screenshot is not None:
                 browser.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900,
                                                                     "deviceScaleFactor": 1, "mobile": False},
@@ -133,4 +136,5 @@ def inspect_page(path: Path, screenshot: Path | None = None) -> dict:
         "failed_requests": [e["params"] for e in events if e.get("method") == "Network.loadingFailed"],
         "requests": [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"],
         "images": images,
+        "value": None if value is None else value.get("value"),
     }

@@ -77,6 +77,22 @@ def test_chromium_loads_the_report_without_errors_and_decodes_every_image(report
     assert all(image["complete"] and image["width"] > 0 for image in seen["images"]), seen["images"]
 
 
+# per column of the environment table: the most lines any of its cells is laid out on
+CELL_LINES_JS = """Array.from(document.querySelectorAll('#environment th')).map((th, i) => [th.textContent,
+    Math.max(...Array.from(document.querySelectorAll(`#environment tbody td:nth-child(${i + 1})`)).map(td => {
+        const range = document.createRange(); range.selectNodeContents(td);
+        return new Set(Array.from(range.getClientRects()).map(r => Math.round(r.top))).size; }))])"""
+
+
+@needs_chromium
+def test_versions_commits_and_times_of_the_environment_table_are_not_broken_across_lines(report):
+    """A 1280-pixel window: '2026-11-27 13:00 UTC' was cut at its hyphens and spaces into four lines."""
+    lines = dict(inspect_page(report / "report.html", expression=CELL_LINES_JS)["value"])
+    assert {column: lines[column] for column in ("experiment", "torch", "Python", "commit", "UTC time")} == {
+        "experiment": 1, "torch": 1, "Python": 1, "commit": 1, "UTC time": 1}
+    assert lines["tag"] > 1  # control: the hostile tag is long enough to wrap, so a line count above 1 is seen
+
+
 @needs_chromium
 def test_chromium_check_catches_errors_and_broken_images(tmp_path):
     """Control: the same check fails on a page with a console error and an image that does not decode."""

@@ -121,9 +121,12 @@ def environment_table(df: pd.DataFrame) -> dict:
              r.torch_version, r.python_version, short_commit(r.git_commit), utc_time(r.timestamp_utc),
              setting_value(r.tag, "tag")]
             for r, count in zip(runs.drop(columns="cpu_count").fillna("").itertuples(), cpus, strict=True)]
-    return table("Where and when each run was measured",
-                 ["run", "experiment", "host", "CPU", "CPUs", "threads", "GPU", "torch", "Python", "commit",
-                  "UTC time", "tag"], body, align="llllrrllllll")
+    columns = ["run", "experiment", "host", "CPU", "CPUs", "threads", "GPU", "torch", "Python", "commit", "UTC time",
+               "tag"]
+    # versions and times read as one token; the run id wraps at its hyphens, the CPU, the GPU and the tag at spaces
+    whole = {"experiment", "torch", "Python", "commit", "UTC time"}
+    return {**table("Where and when each run was measured", columns, body, align="llllrrllllll"),
+            "nowrap": [column in whole for column in columns]}
 
 
 def contended_summary(sections: list[dict]) -> list[str]:
