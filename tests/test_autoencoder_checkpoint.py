@@ -152,6 +152,23 @@ def test_the_note_on_epochs_left_out_names_them_and_every_change(tmp_path, capsy
             in capsys.readouterr().err)
 
 
+def test_epochs_timed_on_another_number_of_cpus_are_left_out(tmp_path, capsys, monkeypatch):
+    """A run resumed in a container given fewer CPUs (same host, threads and device): its earlier epochs' times would
+    not compare with its own, so they are not stored with it."""
+    from amal import environment
+
+    checkpoint = tmp_path / "c.pt"
+    base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--batch-size", "64",
+            "--threads", "1", "--checkpoint", str(checkpoint)]
+    monkeypatch.setattr(environment, "usable_cpus", lambda: 4)
+    assert cli.main([*base, "--epochs", "1", "--results", str(tmp_path / "r1")]) == 0
+    monkeypatch.setattr(environment, "usable_cpus", lambda: 2)
+    assert cli.main([*base, "--epochs", "2", "--resume", "--results", str(tmp_path / "r2")]) == 0
+    assert "epoch 1 was timed otherwise (CPUs 4 then 2)" in capsys.readouterr().err
+    rows = pd.read_parquet(tmp_path / "r2")
+    assert rows["epoch"].tolist() == [2] and rows["cpu_count"].tolist() == [2]
+
+
 def test_a_run_whose_checkpoint_another_run_replaced_stops_and_leaves_it(tmp_path, capsys, monkeypatch):
     """Two runs given one --checkpoint: after this run's first epoch another process writes the file; this run's
     second save stops it (exit 2, nothing stored) instead of overwriting the other run's state."""

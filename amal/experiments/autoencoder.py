@@ -121,10 +121,11 @@ def implementation(cfg: AutoencoderConfig) -> str:
 
 
 def measured_on(cfg: AutoencoderConfig, device: torch.device) -> dict:
-    """What an epoch's time depends on: the machine, torch's threads, the device, the data path and its workers."""
+    """What an epoch's time depends on: the machine, the CPUs the process may use, torch's threads, the device, the
+    data path and its workers."""
     env = environment(device)
     return {**{key: env[key] if isinstance(env[key], int) else str(env[key])  # plain str: torch's version is not
-               for key in ("host", "cpu_model", "num_threads", "cuda_device", "torch_version")},
+               for key in ("host", "cpu_model", "cpu_count", "num_threads", "cuda_device", "torch_version")},
             "device": device.type, "implementation": implementation(cfg), "num_workers": cfg.num_workers}
 
 

@@ -110,8 +110,8 @@ def check_history(path, history, epoch: int) -> list[dict]:
     return history
 
 
-MEASURED_ON_NAMES = {"host": "host", "cpu_model": "CPU", "num_threads": "threads", "cuda_device": "GPU",
-                     "torch_version": "torch", "device": "device", "implementation": "data path",
+MEASURED_ON_NAMES = {"host": "host", "cpu_model": "CPU", "cpu_count": "CPUs", "num_threads": "threads",
+                     "cuda_device": "GPU", "torch_version": "torch", "device": "device", "implementation": "data path",
                      "num_workers": "workers"}
 
 
