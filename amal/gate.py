@@ -30,6 +30,7 @@ from amal.environment import GIT, git_commit
 from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
 from amal.gate_processes import Side, WorkerDied, pin_sides, shared_cpus, start_side
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
+from amal.stats import smallest_p
 
 SIDES = ("baseline", "candidate")
 
@@ -149,7 +150,7 @@ def check_rounds_can_decide(min_rounds: int, n_cases: int, alpha: float) -> None
     """UsageError when a case timed `min_rounds` a side could never be called regressed: even fully separated
     samples would give a Holm p (the rank test's smallest p × the number of cases) of at least alpha. Such a gate
     passes whatever the code does."""
-    needed = next(n for n in itertools.count(2) if compare.smallest_p(n, n) * n_cases < alpha)
+    needed = next(n for n in itertools.count(2) if smallest_p(n, n) * n_cases < alpha)
     if min_rounds < needed:
         raise UsageError(f"--min-rounds {min_rounds} cannot detect a regression: over {n_cases} case(s) at alpha "
                          f"{alpha:g}, a case needs at least {needed} rounds a side for its Holm p to go below alpha")
