@@ -11,9 +11,7 @@ the gate is skipped), 2 when the gate cannot run.
 
 import itertools
 import json
-import subprocess
 import sys
-import tarfile
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from tqdm import tqdm
 
 from amal import compare, files, store
 from amal.benchmarks import param_columns
-from amal.environment import GIT, git_commit
+from amal.checkouts import commit_info, export_commit, git, resolve_ref
 from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
 from amal.gate_processes import Side, WorkerDied, pin_sides, shared_cpus, start_side
 from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
@@ -54,39 +52,6 @@ class GateConfig:
 
 class GateSkipped(Exception):
     """The gate has nothing to compare (old baseline without cases, no case in common): say why, exit 0."""
-
-
-def git(repo: Path, *args: str) -> str:
-    """Output of `git -C repo ARGS` (a checkout owned by another user read too: environment.GIT); UsageError with
-    git's own message when it fails."""
-    done = subprocess.run([*GIT, "-C", str(repo), *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UsageError(f"git {' '.join(args)}: {(done.stderr.strip().splitlines() or ['failed'])[-1]}")
-    return done.stdout.strip()
-
-
-def resolve_ref(repo: Path, ref: str) -> str:
-    """The full commit id `ref` names in `repo`; UsageError for an unknown ref."""
-    try:
-        return git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except UsageError:
-        raise UsageError(f"unknown git ref {ref!r} in {repo}") from None
-
-
-def export_commit(repo: Path, commit: str, dest: Path) -> Path:
-    """The tracked files of `commit` extracted into `dest` (git archive: the repository itself is not touched)."""
-    archive = dest / "commit.tar"
-    git(repo, "archive", "--format=tar", "-o", str(archive), commit)
-    with tarfile.open(archive) as tar:
-        tar.extractall(dest / "checkout", filter="data")
-    archive.unlink()
-    return dest / "checkout"
-
-
-def commit_info(checkout: Path) -> dict:
-    """pytest-benchmark's commit_info of a checkout: its commit and whether it has local changes."""
-    commit = git_commit(Path(checkout).resolve())
-    return {"id": commit.removesuffix("+dirty"), "dirty": commit.endswith("+dirty")}
 
 
 def interleave(runs_a: list, runs_b: list, rounds: int) -> tuple[list[float], list[float]]:
