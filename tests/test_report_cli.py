@@ -15,7 +15,7 @@ from amal import store
 from amal.report import select
 from amal.report.cli import main, regenerate_command
 
-NASTY = r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}"
+NASTY = r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}" + "\x85"  # C1 NEL
 FIGURE_KEYS = ["fig1-lr-sweep", "fig2-batch-loss", "fig3-batch-time", "fig4-time-to-target", "fig5-overhead",
                "fig6a-ae-loss", "fig6b-ae-throughput", "fig6c-ae-recon"]
 needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None and shutil.which("latexmk") is None,

@@ -36,6 +36,8 @@ def test_number_digits():
     # the unit is chosen after rounding: no '1e+03 ms'
     (0.9996, "1.00 s"), (0.99949, "999 ms"), (999.7, "1,000 s"), (1234.5, "1,230 s"), (0.0209, "20.9 ms"),
     (0.02099, "21.0 ms"), (0.0, "0 s"), (7.5e-6, "7.5 µs"), (3.3e-6, "3.3 µs"), (0.0075, "7.5 ms"),
+    # 0.0009995 rounds to 0.000999 but 0.0009995 / 1e-6 to 1,000: the next unit up, not '1,000 µs'
+    (0.0009995, "1.00 ms"), (-0.0009995, "-1.00 ms"), (0.00099949, "999 µs"),
 ])
 def test_seconds(value, text):
     assert seconds(value) == text

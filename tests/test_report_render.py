@@ -19,6 +19,12 @@ def test_tex_escape_of_report_symbols_and_unknown_characters():
         r"19.7$\times$ $\pm$ $\lambda$\_max $\leq$ 4 $\mu$s -- é ? -{}-{}x \textquotesingle{}q\textquotesingle{} ")
 
 
+def test_control_characters_are_spaces_in_latex():
+    """C1 controls (U+0080-U+009F, e.g. NEL from a Windows-1252 tag read as Latin-1) stopped pdflatex like C0 ones."""
+    assert render.tex_escape("a\x00b\x1fc\x7fd\x85e\x9ff\xa0g") == "a b c d e f\xa0g"
+    assert render.unset_characters({"tag": "week\x85two"}) == []
+
+
 def test_tex_template_escapes_every_value():
     env = render.tex_environment()
     template = env.from_string(r"\textbf{\VAR{tag}} \BLOCK{for x in items}[\VAR{x}]\BLOCK{endfor}")

@@ -49,9 +49,13 @@ def seconds(value, digits: int = 3) -> str:
     rounded = float(f"{value:.{digits}g}")
     if abs(rounded) >= 1000:
         return f"{rounded:,.0f} s"
-    for unit, scale in UNITS.items():
+    names = list(UNITS)
+    for i, (unit, scale) in enumerate(UNITS.items()):
         if abs(rounded) >= scale or unit == "ns" or value == 0:
-            return f"{significant(value / scale, digits)} {unit}"
+            text = significant(value / scale, digits)
+            if i and abs(float(text.replace(",", ""))) >= 1000:  # the division rounded up where the value did not
+                return f"{math.copysign(1.0, value):.{digits - 1}f} {names[i - 1]}"  # 0.0009995: not '1,000 µs'
+            return f"{text} {unit}"
 
 
 def seconds_sd(mean, sd, digits: int = 3) -> str:

@@ -67,7 +67,7 @@ def tex_char(char: str) -> str:
     space, anything else '?' (pdflatex has no glyph for it in T1 / lmodern)."""
     if char in TEX_SPECIAL:
         return TEX_SPECIAL[char]
-    if char == "\n" or char == "\t" or ord(char) < 32 or ord(char) == 127:
+    if char == "\n" or char == "\t" or ord(char) < 32 or 127 <= ord(char) < 160:  # C0, DEL and C1 controls
         return " "
     return char if ord(char) < 256 else greek(char) or "?"
 
