@@ -8,6 +8,7 @@ from amal.report.format import (
     layers,
     missing,
     number,
+    numbers_apart,
     rate,
     seconds,
     seconds_sd,
@@ -79,3 +80,11 @@ def test_threads_on_names_the_cpus_only_when_the_runs_recorded_one_count():
     assert threads_on(1, pd.array([1], dtype="Int64"), "torch thread") == "1 torch thread on 1 CPU"
     assert threads_on(16, None) == threads_on(16, [None]) == "16 threads"  # no count recorded
     assert threads_on(2, [2, 4]) == "2 threads"  # several counts: none stands for the runs
+
+
+def test_numbers_apart_adds_digits_only_where_three_would_merge_values():
+    assert numbers_apart([0.01, 0.26, 0.27]) == {0.01: "0.01", 0.26: "0.26", 0.27: "0.27"}
+    assert numbers_apart([0.2645, 0.2649, 0.2651]) == {0.2645: "0.2645", 0.2649: "0.2649", 0.2651: "0.2651"}
+    # '0.001' and '0.00100' differ as text, not as numbers: one more digit
+    assert numbers_apart([1e-3, 1.0001e-3]) == {1e-3: "0.001", 1.0001e-3: "0.0010001"}
+    assert numbers_apart([0.1, float("nan")]) == {0.1: "0.1"}

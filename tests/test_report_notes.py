@@ -177,6 +177,13 @@ def test_an_empty_tag_reads_untagged_in_a_note():
                                    "epochs 50 instead of 1,000")
 
 
+def test_settings_that_differ_past_three_digits_are_written_apart():
+    """A rerun with the target loss 0.1 % higher: 'target loss 24.1 instead of 24.1' said nothing."""
+    others = pd.DataFrame({"setting": ["target_loss", "lr", "lr"], "value": [24.108, 0.001, float("nan")],
+                           "newest": [24.084, 0.01, 0.01]})
+    assert differences(others) == "target loss 24.11 instead of 24.08; lr 0.001, – instead of 0.01"
+
+
 def test_runs_with_dataloader_workers_get_a_note_on_their_start_up(fixture_df):
     assert not any("DataLoader worker" in n for n in sections(build_context(fixture_df, "r"))["autoencoder"]["notes"])
     ae = fixture_df["experiment"] == "autoencoder"

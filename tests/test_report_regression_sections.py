@@ -31,6 +31,18 @@ def test_a_rate_whose_loss_grows_below_the_stop_rule_counts_as_diverging():
     assert part["findings"][1].startswith("Lowest final training MSE: ") and "lr = 0.26" in part["findings"][1]
 
 
+def test_rates_close_to_the_bound_are_written_with_the_digits_that_tell_them_apart():
+    """A sweep zooming in on lr* = 0.2652: at three digits 0.2645, 0.2649 and 0.2651 all read '0.265'."""
+    outcomes = pd.DataFrame({"lr": [0.2645, 0.2649, 0.2651, 0.2655], "diverged": False,
+                             "growing": [False, False, False, True], "unstable": [False, False, False, True],
+                             "growth": [1.0, 1.0, 1.0, 3.2], "epochs_run": 3000, "lr_max_theory": 0.26516})
+    assert threshold_finding(outcomes) == (
+        "Gradient descent does not diverge up to lr = 0.2651 and diverges from lr = 0.2655: the observed threshold "
+        "lies between 0.2651 and 0.2655; theory lr* = 2/λmax(H) = 0.2652 (inside the observed interval). lr = 0.2655 "
+        "was not stopped within 3,000 epochs, but its loss ended 3.2× above its lowest: diverging, more slowly than "
+        "the stop rule catches.")
+
+
 def test_the_time_to_target_cell_says_which_configurations_diverged():
     def cell(reached, diverged, seeds=3, target=1.2):
         return target_cell(SimpleNamespace(reached=reached, diverged=diverged, seeds=seeds, target_mean_s=target))

@@ -37,6 +37,17 @@ def number(value, digits: int = 3) -> str:
     return f"{value:.{digits - 1}e}"
 
 
+def numbers_apart(values, digits: int = 3) -> dict[float, str]:
+    """Each value as `number` writes it, with as many more significant figures as it takes to tell every two values
+    apart (lr 0.2649 and 0.2651 are not both '0.265'); exact short values stay short (0.01 -> '0.01')."""
+    values = sorted({float(v) for v in values if not missing(v)})
+    for more in range(digits, 17):
+        texts = {v: number(v, more) for v in values}
+        if len({float(text.replace(",", "")) for text in texts.values()}) == len(values):  # ('0.001', '0.00100')
+            return texts
+    return {v: repr(v) for v in values}
+
+
 UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}  # of a duration, largest first
 
 

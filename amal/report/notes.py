@@ -5,7 +5,18 @@ import numpy as np
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, layers, number, percent, plural, rate, rerun, threads_on, waited_runs
+from amal.report.format import (
+    integer,
+    layers,
+    number,
+    numbers_apart,
+    percent,
+    plural,
+    rate,
+    rerun,
+    threads_on,
+    waited_runs,
+)
 from amal.timing import CONTENDED
 
 
@@ -28,10 +39,16 @@ def setting_name(column: str) -> str:
 
 
 def differences(others: pd.DataFrame) -> str:
-    """'epochs 300, 50 instead of 1,000; lr 0.01 instead of 0.001' from select.other_settings."""
-    return "; ".join(f"{setting_name(column)} {', '.join(setting_value(v, column) for v in values['value'])} "
-                     f"instead of {setting_value(values['newest'].iloc[0], column)}"
-                     for column, values in others.groupby("setting", sort=False))
+    """'epochs 300, 50 instead of 1,000; lr 0.01 instead of 0.001' from select.other_settings; numbers with the
+    digits that tell them from the newest run's ('target loss 24.12 instead of 24.08', not '24.1 instead of 24.1')."""
+    parts = []
+    for column, values in others.groupby("setting", sort=False):
+        shown = [*values["value"], values["newest"].iloc[0]]
+        apart = numbers_apart(value for value in shown if isinstance(value, float))
+        texts = [apart.get(value) if isinstance(value, float) and not pd.isna(value) else setting_value(value, column)
+                 for value in shown]
+        parts.append(f"{setting_name(column)} {', '.join(texts[:-1])} instead of {texts[-1]}")
+    return "; ".join(parts)
 
 
 def shared_settings(df: pd.DataFrame, experiment: str, settings: list[str]) -> tuple[str, list[str]]:

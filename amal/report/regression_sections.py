@@ -5,7 +5,7 @@
 import pandas as pd
 
 from amal.report import select
-from amal.report.format import integer, number, percent, plural, seconds, seconds_sd, threads_on
+from amal.report.format import integer, number, numbers_apart, percent, plural, seconds, seconds_sd, threads_on
 from amal.report.notes import (
     contended_run_notes,
     shared_settings,
@@ -18,18 +18,19 @@ def threshold_finding(outcomes: pd.DataFrame) -> str:
     rule whose loss was rising when it ended counts as diverging, and is named)."""
     stable, unstable = select.divergence_threshold(outcomes)
     theory = outcomes["lr_max_theory"].iloc[0]
+    lr = numbers_apart(outcomes["lr"])
     bound = f"theory lr* = 2/λmax(H) = {number(theory, 4)}"
     if stable is None:
-        text = f"Every learning rate tried diverged (smallest {number(unstable)}); {bound}."
+        text = f"Every learning rate tried diverged (smallest {lr[unstable]}); {bound}."
     elif unstable is None:
-        text = f"No learning rate tried diverged (largest {number(stable)}); {bound}."
+        text = f"No learning rate tried diverged (largest {lr[stable]}); {bound}."
     elif stable > unstable:
-        text = (f"Divergence is not monotone in lr: lr = {number(unstable)} diverged but lr = {number(stable)} "
+        text = (f"Divergence is not monotone in lr: lr = {lr[unstable]} diverged but lr = {lr[stable]} "
                 f"did not; {bound}.")
     else:
         agrees = "inside the observed interval" if stable <= theory <= unstable else "outside the observed interval"
-        text = (f"Gradient descent does not diverge up to lr = {number(stable)} and diverges from lr = "
-                f"{number(unstable)}: the observed threshold lies between {number(stable)} and {number(unstable)}; "
+        text = (f"Gradient descent does not diverge up to lr = {lr[stable]} and diverges from lr = "
+                f"{lr[unstable]}: the observed threshold lies between {lr[stable]} and {lr[unstable]}; "
                 f"{bound} ({agrees}).")
     return text + growing_clause(outcomes)
 
@@ -40,7 +41,8 @@ def growing_clause(outcomes: pd.DataFrame) -> str:
     growing = outcomes[outcomes["growing"]]
     if growing.empty:
         return ""
-    lrs = ", ".join(number(lr) for lr in growing["lr"])
+    lr = numbers_apart(outcomes["lr"])
+    lrs = ", ".join(lr[value] for value in growing["lr"])
     epochs = plural(growing["epochs_run"].max(), "epoch")
     one = len(growing) == 1
     ended = (f"its loss ended {number(growing['growth'].iloc[0])}× above its lowest" if one
@@ -58,12 +60,13 @@ def lr_sweep_section(df: pd.DataFrame) -> dict:
         return section("lr-sweep", title, intro, rows)
     outcomes = select.lr_outcomes(rows)
     best = outcomes[~outcomes["unstable"]].sort_values("final_loss").head(1)
+    lr = numbers_apart(outcomes["lr"])  # as many digits as tell the rates apart: 0.2649 and 0.2651, not 0.265
     findings = [threshold_finding(outcomes)]
     if not best.empty:
         findings.append(f"Lowest final training MSE: {number(best['final_loss'].iloc[0])} at lr = "
-                        f"{number(best['lr'].iloc[0])} after {plural(best['epochs_run'].iloc[0], 'epoch')}.")
+                        f"{lr[best['lr'].iloc[0]]} after {plural(best['epochs_run'].iloc[0], 'epoch')}.")
     held_out = outcomes["final_test_loss"].notna().any()  # a test split was held out: its loss gets a column
-    body = [[number(o.lr), f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else
+    body = [[lr[o.lr], f"diverged at epoch {integer(o.diverged_epoch)}" if o.diverged else
              f"{number(o.final_loss)} (growing: {number(o.growth)}× its lowest)" if o.growing else number(o.final_loss),
              *([number(o.final_test_loss) if not o.diverged else "–"] if held_out else []),
              integer(o.epochs_run), seconds(o.train_time_s)] for o in outcomes.itertuples()]
