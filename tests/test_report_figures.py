@@ -1,3 +1,4 @@
+import itertools
 import warnings
 from pathlib import Path
 
@@ -184,6 +185,22 @@ def test_the_lr_axis_ends_past_the_threshold_and_larger_diverged_rates_sit_on_it
     crosses = [c for c in bound.collections if c.get_label().startswith("diverged")]
     assert crosses[0].get_offsets()[:, 0].max() == pytest.approx(right)
     assert crosses[0].get_label() == "diverged (2 larger lrs: on the right edge)"  # 0.3 and 1e200
+    plt.close(fig)
+
+
+def test_a_sweep_zooming_in_on_the_bound_spreads_its_rates_over_the_panel(fixture_df):
+    """Rates 0.2645 to 0.2655 on an axis from 0 sat in one pixel column, the lr* line and the band with them."""
+    sweep = fixture_df[fixture_df["experiment"] == "lr-sweep"]
+    kept = sorted(sweep["lr"].unique())[:4]  # four stable rates of the fixture, renamed as a zoomed sweep
+    zoom = dict(zip(kept, [0.2645, 0.2649, 0.2651, 0.2655], strict=True))
+    fig = figures.lr_sweep_figure(sweep[sweep["lr"].isin(kept)].assign(lr=lambda d: d["lr"].map(zoom)))
+    bound = fig.axes[1]
+    low, high = bound.get_xlim()
+    assert 0.26 < low < 0.2645 and 0.2655 < high < 0.27
+    points = [c for c in bound.collections if c.get_label() == "final MSE"][0]
+    xs = sorted(bound.transData.transform(points.get_offsets())[:, 0])
+    assert min(b - a for a, b in itertools.pairwise(xs)) > 20  # pixels apart
+    assert "e" not in bound.get_xaxis().get_major_formatter().format_ticks(bound.get_xticks())[0]  # no offset text
     plt.close(fig)
 
 

@@ -99,7 +99,8 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     low = outcomes["lr"].min()
     high = max(v for v in (stable, unstable, theory, low) if v is not None and np.isfinite(v))
     logarithmic = high / low >= 100  # rates over decades: on a linear axis the small ones and the band squeeze
-    edge = high * (1.5 if logarithmic else 1.08)
+    pad = 0.08 * (high - low if high > low else high)  # linear: the span of the rates, not of 0 to the largest
+    edge = high * 1.5 if logarithmic else high + pad
     ax.scatter(finite["lr"], finite["final_loss"], c=[colours[v] for v in finite["lr"]], s=45, zorder=3,
                label="final MSE" if len(finite) else "_nolegend_")  # no entry without a point to show
     top = finite["final_loss"].max() * 1.2 if not finite.empty else 1.0
@@ -121,8 +122,9 @@ def _bound_panel(ax, outcomes: pd.DataFrame, colours: dict) -> None:
     if logarithmic:
         ax.set(xscale="log", xlim=(low / 1.5, edge), xlabel="learning rate (log scale)")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(plain_number))
-    else:
-        ax.set(xlim=(0, edge), xlabel="learning rate")
+    else:  # from 0 when the rates start near it; a sweep zooming in on lr* (0.2645 to 0.2655) spans the panel
+        ax.set(xlim=(max(0.0, low - pad), edge), xlabel="learning rate")
+        ax.ticklabel_format(axis="x", useOffset=False)
     ax.set(ylim=(bottom, top), ylabel=r"final training MSE ((k\$)²)", title="Final MSE and the stability bound")
     if finite.empty:  # a scale with nothing on it would read as data: say why the panel is empty instead
         ax.set(yticks=[])
