@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from amal.errors import Parser, UsageError, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
 from amal.report.format import seconds
 from amal.samples import read_run, run_source, settings_change
 from amal.stats import ESTIMATE_ROUNDS, holm, rank_test_p, ratio_ci, shift_ratio, smallest_p, thin
@@ -210,7 +210,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m amal.compare", description=__doc__.split(":", 1)[1].strip())
     parser.add_argument("baseline", help="pytest-benchmark .json (with --benchmark-save-data), run .parquet or run id")
     parser.add_argument("candidate", help="the same kinds as BASELINE")
-    parser.add_argument("--results", type=Path, default=None,
+    parser.add_argument("--results", type=folder, default=None,
                         help="results directory where run ids are looked up (default: $AMAL_RESULTS or ./results)")
     add_compare_arguments(parser)
     return parser

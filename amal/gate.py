@@ -66,8 +66,8 @@ def interleave(runs_a: list, runs_b: list, rounds: int) -> tuple[list[float], li
 
 def rounds_for(round_s: float, n_cases: int, cfg: GateConfig) -> int:
     """Timed rounds per side: the case's share of the budget over two sides, within [min_rounds, rounds]."""
-    affordable = int(cfg.budget_s / n_cases / (2 * max(round_s, 1e-9)))
-    return max(cfg.min_rounds, min(cfg.rounds, affordable))
+    affordable = cfg.budget_s / n_cases / (2 * max(round_s, 1e-9))  # (a float: a huge budget is no int overflow)
+    return max(cfg.min_rounds, int(min(cfg.rounds, affordable)))
 
 
 class BaselineFailed(Exception):
@@ -259,7 +259,7 @@ def build_parser() -> compare.Parser:
     parser.add_argument("--threads", type=int, default=GateConfig.threads,
                         help="torch CPU threads of both sides (default: %(default)s)")
     parser.add_argument("--case", action="append", default=[], help="time only this case (repeatable)")
-    parser.add_argument("--output", type=Path, default=GateConfig.output,
+    parser.add_argument("--output", type=folder, default=GateConfig.output,
                         help="folder for the two samples' JSON (default: %(default)s)")
     parser.add_argument("--results", type=folder, default=None, help="also store both samples in this results store")
     parser.add_argument("--processes", type=int, default=GateConfig.processes,
@@ -288,7 +288,7 @@ def config_from_args(args) -> GateConfig:
         files.check_writable(args.results, "--results folder")
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
-                      only=tuple(args.case), output=args.output, pin=args.pin, processes=args.processes,
+                      only=tuple(args.case), output=Path(args.output), pin=args.pin, processes=args.processes,
                       results=Path(args.results) if args.results else None)
 
 

@@ -143,6 +143,10 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
 def rounds_from_store(rows: pd.DataFrame, source: str) -> pd.DataFrame:
     """The benchmark rounds (experiment == 'bench') among rows of the results store."""
     bench = rows[rows["experiment"] == "bench"] if "experiment" in rows else rows.iloc[0:0]
+    lacking = [column for column in ("benchmark", "bench_group", "round", "round_s") if column not in bench]
+    if len(bench) and lacking:  # a file cut down by another tool, or from before these columns
+        raise UsageError(f"{source}: benchmark rows without the column{'s' if len(lacking) > 1 else ''} "
+                         f"{', '.join(lacking)}")
     bench = bench.dropna(subset=["benchmark"]) if len(bench) else bench
     if bench.empty:
         raise UsageError(f"{source}: no benchmark rounds (rows with experiment 'bench' and round_s)")

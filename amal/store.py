@@ -119,7 +119,8 @@ ENVIRONMENT = ("host", "cpu_model", "cpu_count", "num_threads", "cuda_device", "
 
 
 def default_results_dir() -> Path:
-    return Path(os.environ.get("AMAL_RESULTS", "results"))
+    """$AMAL_RESULTS, else ./results; set but empty (AMAL_RESULTS= in a script) it is unset, not the current folder."""
+    return Path(os.environ.get("AMAL_RESULTS") or "results")
 
 
 def new_run_id(experiment: str, started: datetime | None = None) -> str:

@@ -60,11 +60,14 @@ def sync(device: torch.device | str | None) -> None:
         torch.cuda.synchronize(device)
 
 
+MAX_THREADS = 1024  # torch threads allowed (more than a machine's CPUs is a real experiment; 10^11 a C overflow)
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op CPU thread count when `threads` is given; return the count in force."""
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"threads must be at least 1, got {threads}")
+        if not 1 <= threads <= MAX_THREADS:
+            raise UsageError(f"threads must be from 1 to {MAX_THREADS:,}, got {threads:,}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

@@ -21,7 +21,7 @@ from amal.benchmarks import round_rows
 from amal.cases import PROFILES, cases
 from amal.cli import stamp
 from amal.environment import run_start
-from amal.errors import UsageError
+from amal.errors import UsageError, folder
 from amal.timing import set_threads
 
 
@@ -29,7 +29,7 @@ def pytest_addoption(parser):
     group = parser.getgroup("amal")
     group.addoption("--amal-profile", choices=PROFILES, default="quick",
                     help="quick (default: few epochs, a subset of batch sizes) or full (the seed's 1000-epoch grid)")
-    group.addoption("--amal-results", "--results", dest="amal_results", default=None,
+    group.addoption("--amal-results", "--results", dest="amal_results", default=None, type=folder,
                     help="results directory the rounds are appended to (default: $AMAL_RESULTS or ./results)")
     group.addoption("--amal-no-store", action="store_true", help="do not append the rounds to the results store")
     group.addoption("--amal-threads", type=int, default=None,

@@ -73,6 +73,7 @@ def no_files(folder: Path) -> bool:
     ["--checkpoint", "/proc/new/c.pt"],  # a folder no one can make, root included
     ["--checkpoint", "/proc/c.pt"], ["--checkpoint", "/tmp"],
     ["--seed", "-1"], ["--n-train", "100000"], ["--n-train", "100", "--batch-size", "101"],
+    ["--num-workers", "99999999999"],  # a fork storm
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
     results = tmp_path / "results"
@@ -83,7 +84,8 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args):
 
 
 @pytest.mark.parametrize(("args", "reason"), [
-    (["--lr", "1e39"], "--lr must be at most 3.4e+38 (the largest float32)"),
+    # Adam's first step is lr / (1 - 0.9) in float32: 1e38 passed a float32 check, then overflowed in training
+    (["--lr", "1e38"], "--lr must be at most 3.4e+37 (Adam's first step, lr / (1 - 0.9), must be a float32)"),
     (["--data-on-device", "--num-workers", "2"], "--num-workers has no use with --data-on-device"),
     (["--device", "cpu:0"], "unknown device 'cpu:0'"),
     (["--checkpoint", f"/tmp/{'c' * 250}.pt"], "is too long"),
@@ -304,3 +306,12 @@ def test_every_seed_is_tested_on_the_same_images():
     first, *_ = build(SMALL, torch.device("cpu"))
     other, *_ = build(replace(SMALL, seed=SMALL.seed + 2), torch.device("cpu"))
     assert (first.test_images == other.test_images).all() and (first.train_images == other.train_images).all()
+
+
+def test_the_lr_bound_uses_the_beta1_torch_s_adam_runs_with():
+    """--lr is refused above float32's largest / (1 - β1): β1 must be the one torch.optim.Adam uses."""
+    import inspect
+
+    from amal.experiments.autoencoder import ADAM_BETA1
+
+    assert inspect.signature(torch.optim.Adam).parameters["betas"].default[0] == ADAM_BETA1

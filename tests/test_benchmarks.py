@@ -200,7 +200,8 @@ def test_ratio_benchmarks_under_cprofile_pair_only_the_timed_rounds(tmp_path):
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--results", "{blocker}/results"], "not writable"),
-    (["--amal-threads", "0"], "threads must be at least 1"),
+    (["--amal-threads", "0"], "threads must be from 1 to 1,024"),
+    (["--results", ""], "an empty path"),  # stored into ./results
 ])
 def test_pytest_bench_refuses_bad_options_before_measuring(tmp_path, extra, message):
     blocker = tmp_path / "file"

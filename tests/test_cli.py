@@ -127,10 +127,14 @@ BAD = [
     (["lr-sweep", "--lr", ""], "comma-separated list"),
     (["lr-sweep", "--lr", "0.1,,0.2"], "comma-separated list"),
     (["lr-sweep", "--epochs", "0"], "--epochs must be > 0"),
+    (["lr-sweep", "--epochs", str(10**20)], "--epochs must be at most 1,000,000,000, got 100,000,000,000,000,000,000"),
+    (["batch-size", "--epochs", "1000000001"], "--epochs must be at most 1,000,000,000"),
+    (["autoencoder", "--epochs", "1000000001"], "--epochs must be at most 1,000,000,000"),
     (["lr-sweep", "--epochs", "ten"], "invalid int value"),
     (["lr-sweep", "--normalize", "l2"], "unknown value 'l2'"),
     (["lr-sweep", "--test-size", "1.5"], "--test-size must be in [0, 1)"),
-    (["lr-sweep", "--threads", "0"], "threads must be at least 1"),
+    (["lr-sweep", "--threads", "0"], "threads must be from 1 to 1,024, got 0"),
+    (["lr-sweep", "--threads", "99999999999"], "threads must be from 1 to 1,024"),  # was a C overflow
     (["lr-sweep", "--test-size", "0.999"], "test size 0.999 leaves 0 of the 506 rows to train on"),
     (["lr-sweep", "--seed", "-1"], "--seed must be in [0, 2**32)"),
     (["lr-sweep", "--seed", str(2**32)], "--seed must be in [0, 2**32)"),
@@ -187,11 +191,13 @@ def test_module_entry_point_runs_end_to_end(results):
 
 
 @pytest.mark.parametrize("module", ["amal.run lr-sweep --epochs 1", "amal.report --no-run",
-                                    "amal.report --no-run --out", "amal.gate --baseline HEAD"])
+                                    "amal.report --no-run --out", "amal.gate --baseline HEAD",
+                                    "amal.gate --baseline HEAD --output", "amal.compare a b"])
 def test_an_empty_folder_path_is_refused_not_read_as_the_default(module, tmp_path):
-    """`--results "$RESULTS"` with the variable unset stored into ./results (the gate: into the current folder)."""
+    """`--results "$RESULTS"` with the variable unset stored into ./results (the gate: into the current folder;
+    compare looked its run ids up there)."""
     *command, last = module.split()
-    argv = [*command, last, ""] if last == "--out" else [*command, last, "--results", ""]
+    argv = [*command, last, ""] if last in ("--out", "--output") else [*command, last, "--results", ""]
     done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.endswith("an empty path; leave the option out for the default\n")

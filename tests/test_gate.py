@@ -119,6 +119,7 @@ def test_rounds_follow_the_budget_within_bounds():
     assert rounds_for(0.5, 2, cfg) == 60  # 120 s / 2 cases / (2 sides x 0.5 s)
     assert rounds_for(10.0, 2, cfg) == 12  # 3 affordable, raised to the minimum
     assert rounds_for(0.001, 2, cfg) == 100  # 30,000 affordable, capped
+    assert rounds_for(0.0, 2, GateConfig(baseline="HEAD", budget_s=1e308)) == 100  # no int(inf) overflow
 
 
 @pytest.mark.slow

@@ -128,3 +128,11 @@ def test_thread_counts_that_do_not_describe_the_work_are_not_settings():
     assert rounds_from_store(old_gate, "run")["settings"].iloc[0] == '{"device": "cpu"}'
     bench = old_gate.assign(tag="", implementation="manual")
     assert json.loads(rounds_from_store(bench, "run")["settings"].iloc[0])["num_threads"] == 2
+
+
+def test_store_rows_without_the_round_columns_are_named_not_a_key_error():
+    """A bench file cut down by another tool: compare ended in a KeyError traceback."""
+    rows = pd.DataFrame({"experiment": ["bench"] * 3, "round_s": [0.1, 0.2, 0.3]})
+    with pytest.raises(UsageError, match=r"^cut\.parquet: benchmark rows without the columns benchmark, bench_group, "
+                                         r"round$"):
+        rounds_from_store(rows, "cut.parquet")

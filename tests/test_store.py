@@ -153,6 +153,8 @@ def test_default_results_dir_follows_environment(monkeypatch):
     assert str(store.default_results_dir()) == "/somewhere/else"
     monkeypatch.delenv("AMAL_RESULTS")
     assert str(store.default_results_dir()) == "results"
+    monkeypatch.setenv("AMAL_RESULTS", "")  # AMAL_RESULTS= in a script: unset, not the current folder
+    assert str(store.default_results_dir()) == "results"
 
 
 def test_a_run_not_stored_leaves_no_artifact(tmp_path, monkeypatch):

@@ -29,12 +29,14 @@ from amal.experiments.autoencoder_training import (
     train_epoch,
     warm_up,
 )
-from amal.experiments.options import check_choice, check_positive, check_seed, ints
+from amal.experiments.options import MAX_EPOCHS, check_choice, check_positive, check_seed, ints
 from amal.models import LOSSES, TiedAutoencoder
 from amal.report.format import integer, number, percent, plural, rate, rerun, seconds
 from amal.timing import CONTENDED, Stopwatch, contention, cpu_wait, resolve_device, synced
 
 NAME = "autoencoder"
+ADAM_BETA1 = 0.9  # torch.optim.Adam's default betas[0], which the runs use
+MAX_WORKERS_PER_CPU = 4  # --num-workers allowed per CPU the process may use
 
 
 @dataclass(frozen=True)
@@ -88,16 +90,21 @@ def config_from_args(args) -> AutoencoderConfig:
                             loss_fn=args.loss_fn, lr=args.lr, num_workers=args.num_workers, device=args.device,
                             data_on_device=args.data_on_device, checkpoint=args.checkpoint, resume=args.resume,
                             data_root=args.data_root, download=args.download, seed=args.seed, n_train=args.n_train)
-    check_positive("--epochs", [cfg.epochs])
+    check_positive("--epochs", [cfg.epochs], MAX_EPOCHS)
     check_positive("--batch-size", [cfg.batch_size])
     check_positive("--hidden", cfg.hidden)
     check_positive("--lr", [cfg.lr])
-    if cfg.lr > torch.finfo(torch.float32).max:  # Adam's step is computed in the parameters' float32
-        raise UsageError(f"--lr must be at most {torch.finfo(torch.float32).max:.3g} (the largest float32), got "
-                         f"{cfg.lr:g}")
+    largest = torch.finfo(torch.float32).max * (1 - ADAM_BETA1)  # Adam's first step, lr / (1 - β1), is a float32
+    if cfg.lr > largest:
+        raise UsageError(f"--lr must be at most {largest:.3g} (Adam's first step, lr / (1 - {ADAM_BETA1}), must be a "
+                         f"float32), got {cfg.lr:g}")
     check_choice("--loss", cfg.loss_fn, LOSSES)
     if cfg.num_workers < 0:
         raise UsageError(f"--num-workers must be >= 0, got {cfg.num_workers}")
+    most = MAX_WORKERS_PER_CPU * usable_cpus()
+    if cfg.num_workers > most:  # each is a process: 10^11 of them is a fork storm, not a measurement
+        raise UsageError(f"--num-workers must be at most {most} ({MAX_WORKERS_PER_CPU} × the {usable_cpus()} CPUs "
+                         f"this process may use: more only queue for them), got {cfg.num_workers:,}")
     if cfg.num_workers and cfg.data_on_device:
         raise UsageError("--num-workers has no use with --data-on-device: resident batches are drawn on the device, "
                          "without a DataLoader")

@@ -15,7 +15,7 @@ import torch
 
 from amal.data import BOSTON_SOURCE, NORMALIZATIONS, least_squares_mse, load_boston
 from amal.errors import UsageError
-from amal.experiments.options import check_choice, check_positive, waited_note, words
+from amal.experiments.options import MAX_EPOCHS, check_choice, check_positive, waited_note, words
 from amal.experiments.trainers import Trainer, make_trainer
 from amal.functions import full_mse
 from amal.report.format import integer, number, seconds
@@ -101,7 +101,7 @@ def config_from_args(args) -> BatchSizeConfig:
     if too_big:
         raise UsageError(f"--batch-size {too_big[0]} is larger than the {n} training rows (use n for full batch)")
     check_choice("--implementation", args.implementation, IMPLEMENTATIONS)
-    check_positive("--epochs", [args.epochs])
+    check_positive("--epochs", [args.epochs], MAX_EPOCHS)
     check_positive("--seeds", [args.seeds])
     if args.seeds > 2**32:
         raise UsageError(f"--seeds must be at most 2**32 (seeds 0..N-1 are 32-bit), got {args.seeds}")

@@ -9,7 +9,7 @@ import torch
 
 from amal.data import BOSTON_SOURCE, NORMALIZATIONS, Regression, load_boston
 from amal.errors import UsageError
-from amal.experiments.options import check_choice, check_positive, check_seed, floats, waited_note
+from amal.experiments.options import MAX_EPOCHS, check_choice, check_positive, check_seed, floats, waited_note
 from amal.functions import full_mse, manual_step
 from amal.report.format import integer, number, seconds
 from amal.timing import RunWait, Stopwatch, warmup
@@ -48,7 +48,7 @@ def config_from_args(args) -> LrSweepConfig:
     cfg = LrSweepConfig(lrs=tuple(dict.fromkeys(args.lr)), epochs=args.epochs, normalize=args.normalize,  # once each
                         test_size=args.test_size, seed=args.seed)
     check_positive("--lr", cfg.lrs)
-    check_positive("--epochs", [cfg.epochs])
+    check_positive("--epochs", [cfg.epochs], MAX_EPOCHS)
     check_choice("--normalize", cfg.normalize, NORMALIZATIONS)
     if not 0.0 <= cfg.test_size < 1.0:
         raise UsageError(f"--test-size must be in [0, 1), got {cfg.test_size}")

@@ -45,14 +45,20 @@ def words(text: str) -> tuple[str, ...]:
     return tuple(_split(text))
 
 
-def check_positive(option: str, values) -> None:
-    """UsageError unless the grid is non-empty and every value is finite and > 0."""
+MAX_EPOCHS = 10**9  # beyond, a run that does not diverge never ends (and its epoch overflows the int64 column)
+
+
+def check_positive(option: str, values, most: float = math.inf) -> None:
+    """UsageError unless the grid is non-empty and every value is finite, > 0 and at most `most`."""
     values = list(values)
     if not values:
         raise UsageError(f"{option}: empty grid")
     bad = [v for v in values if not 0 < v < float("inf")]
     if bad:
         raise UsageError(f"{option} must be > 0 and finite, got {bad[0]}")
+    large = [v for v in values if v > most]
+    if large:
+        raise UsageError(f"{option} must be at most {most:,}, got {large[0]:,}")
 
 
 def check_choice(option: str, values, choices) -> None:
