@@ -88,3 +88,11 @@ def test_final_test_loss_is_the_mean_over_seeds_of_their_last_epoch():
     final = autoencoder_stats.final_test_loss(rows).set_index("hidden")
     assert final.loc["64", "test_loss"] == pytest.approx(0.20) and final.loc["256,64", "test_loss"] == 0.25
     assert np.isnan(final.loc["32", "test_loss"]) and final["seeds"].tolist() == [2, 2, 2]
+
+
+def test_the_throughput_and_loss_tables_list_hidden_sizes_in_numeric_order(fixture_df):
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    rows = select.autoencoder_rows(pd.concat([ae.assign(hidden=h, run_id=ae["run_id"] + h) for h in ("128", "32")]))
+    for table in (autoencoder_stats.throughput(rows), autoencoder_stats.final_test_loss(rows)):
+        assert table["hidden"].tolist() == ["32", "32", "128", "128"]  # two batch sizes each
+        assert table["batch_size"].tolist() == [64, 256, 64, 256]

@@ -244,3 +244,20 @@ def test_a_batch_size_rerun_with_fewer_seeds_replaces_all_seeds_of_its_configura
     assert set(mine["run_id"]) == {"20261127T230000Z-batch-size-ffffff"} and set(mine["seed"]) == {0}
     others = rows[(rows["implementation"] != "tensor") | (rows["batch_size"] != 16)]
     assert set(others["seed"]) == {0, 1} and set(others["run_id"]) == set(batch["run_id"])
+
+
+def test_natural_key_reads_the_numbers_inside_a_text_as_numbers():
+    assert sorted(["128", "32", "256,64", "64"], key=select.natural_key) == ["32", "64", "128", "256,64"]
+    assert sorted(["b/bs128", "b/bs2", "b/bs16", "a"], key=select.natural_key) == ["a", "b/bs2", "b/bs16", "b/bs128"]
+
+
+def test_hidden_sizes_and_benchmark_names_come_in_numeric_order(fixture_df):
+    """Sorted as text, 784→128 came before 784→32, and bs128 before bs16 before bs2."""
+    ae = fixture_df[(fixture_df["experiment"] == "autoencoder") & (fixture_df["device"] == "cpu")]
+    renamed = pd.concat([ae.assign(hidden=hidden, run_id=ae["run_id"] + hidden) for hidden in ("128", "32", "64")])
+    rows = select.autoencoder_rows(renamed)
+    assert rows["hidden"].unique().tolist() == ["32", "64", "128"]
+    bench = fixture_df[fixture_df["benchmark"] == "batch-size/tensor/bs16/cpu"]
+    names = [f"batch-size/tensor/bs{size}/cpu" for size in (128, 16, 2)]
+    summary = select.bench_summary(pd.concat([bench.assign(benchmark=name) for name in names]))
+    assert summary["benchmark"].tolist() == [f"batch-size/tensor/bs{size}/cpu" for size in (2, 16, 128)]

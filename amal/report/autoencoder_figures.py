@@ -18,10 +18,11 @@ DEVICE_LINES = {"cpu": {"ls": "--", "marker": "o"}}  # Fig. 6b; any other device
 
 
 def _model_colours(models) -> dict:
-    """One tab10 hue per autoencoder model, (data path, hidden sizes, loss) in sorted order: the same in Fig. 6a and
-    6b, so that a colour names one model in both."""
+    """One tab10 hue per autoencoder model, (data path, hidden sizes, loss) in sorted order (hidden sizes as numbers):
+    the same in Fig. 6a and 6b, so that a colour names one model in both."""
     hues = sns.color_palette("tab10", 10)
-    return {model: hues[i % len(hues)] for i, model in enumerate(sorted(set(models)))}
+    ordered = sorted(set(models), key=lambda model: tuple(map(select.natural_key, model)))
+    return {model: hues[i % len(hues)] for i, model in enumerate(ordered)}
 
 
 def _shades(colour, count: int) -> list:
@@ -47,7 +48,7 @@ def autoencoder_loss_figure(df: pd.DataFrame):
         train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"), seeds=("seed", "nunique")).reset_index()
     losses = sorted(means["loss_fn"].unique())
     fig, axes = plt.subplots(1, len(losses), figsize=(11, 5.2) if len(losses) > 1 else (8.5, 4.8), squeeze=False)
-    configs = list(means.groupby(keys, sort=True))
+    configs = list(select.natural_order(means, keys).groupby(keys, sort=False))  # hidden 32, 64, 128: not as text
     colours = {}  # a model's hue (as in Fig. 6b), a shade of it per device and batch size
     for model, hue in _model_colours(key[1:4] for key, _ in configs).items():  # (implementation, hidden, loss_fn)
         own = sorted((key for key, _ in configs if key[1:4] == model), key=lambda key: (key[0], key[4]))
@@ -95,7 +96,7 @@ def throughput_figure(df: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8.5, 4.8))
     devices = sorted(table["device"].unique())
     colours = _model_colours(zip(table["implementation"], table["hidden"], table["loss_fn"], strict=True))
-    lines = list(table.groupby(["device", "implementation", "hidden", "loss_fn"], sort=True))
+    lines = list(table.groupby(["device", "implementation", "hidden", "loss_fn"], sort=False))  # natural order
     for shift, ((device, implementation, hidden, loss_fn), line) in zip(dodge(len(lines)), lines, strict=True):
         line = line.sort_values("batch_size")
         rate = line["samples_per_s"].to_numpy()  # arrays: pandas 2 warns when matplotlib floats a 1-row Series

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from amal.report.select import AUTOENCODER_CONFIG
+from amal.report.select import AUTOENCODER_CONFIG, natural_order
 from amal.timing import CONTENDED, contention
 
 # an autoencoder configuration whose slowest epoch took this many times as long as its fastest was timed on a busy
@@ -21,8 +21,9 @@ def final_test_loss(rows: pd.DataFrame) -> pd.DataFrame:
     the seeds (NaN when one of them has none: a diverged seed), the seeds and the last epoch."""
     keys = ["device", *AUTOENCODER_CONFIG]
     last = rows.groupby([*keys, "seed"], sort=True).tail(1)
-    return last.groupby(keys, sort=True).agg(test_loss=("test_loss", lambda s: s.mean(skipna=False)),
-                                             seeds=("seed", "nunique"), epoch=("epoch", "max")).reset_index()
+    return natural_order(last.groupby(keys, sort=True).agg(
+        test_loss=("test_loss", lambda s: s.mean(skipna=False)), seeds=("seed", "nunique"),
+        epoch=("epoch", "max")).reset_index(), keys)
 
 
 def throughput(rows: pd.DataFrame) -> pd.DataFrame:
@@ -35,8 +36,8 @@ def throughput(rows: pd.DataFrame) -> pd.DataFrame:
         images=("images", "sum"), epoch_s=("epoch_s", "sum"), slowest=("samples_per_s", "min"),
         fastest=("samples_per_s", "max"), epochs=("epoch", "size"), runs=("run_id", "nunique"),
         transfer_s=("transfer_s", "sum"), cuda_device=("cuda_device", "first"))
-    return summary.reset_index().assign(samples_per_s=lambda t: t["images"] / t["epoch_s"],
-                                        transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
+    return natural_order(summary.reset_index(), keys).assign(
+        samples_per_s=lambda t: t["images"] / t["epoch_s"], transfer_share=lambda t: t["transfer_s"] / t["epoch_s"])
 
 
 def contended(rows: pd.DataFrame, above: float = CONTENDED) -> pd.DataFrame:

@@ -6,6 +6,7 @@ updates the report instead of doubling its curves.
 """
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,22 @@ AUTOENCODER_MACHINE = ["host", "cpu_model", "num_threads", "cuda_device"]
 # bench runs: one profile, thread count, machine and kind of run (pytest bench, or one side of a gate) at a time
 BENCH_SETTINGS = ["profile", "num_threads", "host", "tag"]
 GATE_CANDIDATE = "gate candidate"  # the tag of the candidate side's rounds stored by amal.gate
+
+
+def natural_key(value) -> tuple:
+    """A sort key reading the numbers inside a text as numbers: '32' < '64' < '128', '256,64' after '64',
+    'b16' < 'b128'."""
+    parts = re.split(r"(\d+)", str(value))
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+def natural_order(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """`frame` sorted by `columns`, text columns in natural_key's order (hidden sizes, benchmark names), others as
+    they compare."""
+    def key(column: pd.Series) -> pd.Series:
+        return column if pd.api.types.is_numeric_dtype(column) else column.map(natural_key)
+
+    return frame.sort_values(columns, key=key, kind="stable", ignore_index=True)
 
 
 def experiment_rows(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -268,7 +285,7 @@ def autoencoder_rows(df: pd.DataFrame) -> pd.DataFrame:
         return rows
     rows = latest_per(rows[same_settings_per(rows, "device", AUTOENCODER_MACHINE)], keys)
     rows = rows.astype({"batch_size": "int64"})
-    return rows.sort_values([*keys, "epoch"], ignore_index=True)
+    return natural_order(rows, [*keys, "epoch"])  # hidden 32, 64, 128 (as text, 128 came first)
 
 
 def contended_runs(rows: pd.DataFrame, keys: list[str], above: float = CONTENDED) -> tuple[pd.DataFrame, int]:
@@ -318,7 +335,7 @@ def bench_summary(df: pd.DataFrame) -> pd.DataFrame:
     summary["vs_reference"] = grouped["vs_reference"].median() if "vs_reference" in rows else None
     for param in BENCH_PARAMS:  # what the case trains (missing where it does not apply: hidden of a regression)
         summary[param] = grouped[param].first() if param in rows else None
-    return summary.reset_index()[BENCH_SUMMARY]
+    return natural_order(summary.reset_index()[BENCH_SUMMARY], ["bench_group", "benchmark"])  # b2 before b16
 
 
 def runs_table(df: pd.DataFrame) -> pd.DataFrame:
