@@ -6,11 +6,11 @@ and settings (what defined the benchmark's work, as JSON; see SETTING_KEYS).
 
 import json
 import math
-import statistics
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+from pytest_benchmark.stats import Stats
 
 from amal import store
 from amal.errors import UsageError
@@ -184,13 +184,12 @@ def read_run(spec: str, results_dir: Path | None = None) -> pd.DataFrame:
 
 
 def benchmark_stats(seconds: list[float]) -> dict:
-    """pytest-benchmark's main statistics of one benchmark, with the raw `data` (seconds per round)."""
-    q1, _, q3 = statistics.quantiles(seconds, n=4) if len(seconds) > 1 else (seconds[0],) * 3
-    mean = statistics.fmean(seconds)
-    return {"min": min(seconds), "max": max(seconds), "mean": mean,
-            "stddev": statistics.stdev(seconds) if len(seconds) > 1 else 0.0, "rounds": len(seconds),
-            "median": statistics.median(seconds), "q1": q1, "q3": q3, "iqr": q3 - q1, "ops": 1 / mean,
-            "total": sum(seconds), "data": list(seconds), "iterations": 1}
+    """pytest-benchmark's statistics of one benchmark, computed by its own Stats (its quartiles, and the outlier
+    fields its `compare` reads), with the raw `data` (seconds per round)."""
+    stats = Stats()
+    for value in seconds:
+        stats.update(value)
+    return {**stats.as_dict(), "data": list(seconds), "iterations": 1}
 
 
 def to_benchmark_json(rounds: pd.DataFrame, params: dict, machine_info: dict, commit_info: dict,

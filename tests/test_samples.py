@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,31 @@ def test_written_json_reads_back_with_pytest_benchmark_statistics():
     assert stats["data"] == [4.0, 1, 3, 2] and doc["benchmarks"][0]["extra_info"] == {"lr": 0.1}
     pd.testing.assert_frame_equal(rounds_from_benchmark_json(doc, "doc"), rounds.assign(settings='{"lr": 0.1}'),
                                   check_dtype=False)
+
+
+def test_pytest_benchmarks_own_compare_reads_the_written_json(tmp_path):
+    """The gate's samples crashed `pytest-benchmark compare` (KeyError: 'outliers'); its statistics are its own."""
+    from pytest_benchmark.stats import Stats
+
+    seconds = [0.010, 0.012, 0.011, 0.021, 0.013, 0.0125, 0.0118, 0.0131, 0.0122, 0.0127, 0.0119, 0.0185]
+    paths = []
+    for number, scale in ((1, 1.0), (2, 1.5)):
+        rounds = pd.DataFrame({"benchmark": "case/a", "bench_group": "g", "round": range(1, 13),
+                               "round_s": [s * scale for s in seconds]})
+        doc = to_benchmark_json(rounds, {}, {"host": "h"}, {"id": "abc", "dirty": False}, "2026-01-01T00:00:00")
+        paths.append(tmp_path / f"000{number}_side.json")
+        paths[-1].write_text(json.dumps(doc))
+    reference = Stats()
+    for value in seconds:
+        reference.update(value)
+    assert {key: value for key, value in json.loads(paths[0].read_text())["benchmarks"][0]["stats"].items()
+            if key not in ("data", "iterations")} == reference.as_dict()
+    done = subprocess.run([sys.executable, "-c", "from pytest_benchmark.cli import main; main()", "compare",
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split()[:3] for line in done.stdout.splitlines() if line.startswith("case/a")]
+    assert [(row[0], row[1].endswith("0001_side)"), row[2]) for row in rows] == [("case/a", True, "10.0000"),
+                                                                                ("case/a", False, "15.0000")]
 
 
 def test_store_rows_keep_only_benchmark_rounds():
