@@ -1,6 +1,7 @@
 """The autoencoder's checkpoints through the CLI: unsafe, corrupt and foreign files refused (nothing overwritten),
 resume after SIGKILL bit for bit, Ctrl-C, and what a resumed run stores and says."""
 
+import math
 import os
 import signal
 import subprocess
@@ -127,7 +128,7 @@ def test_a_resumed_run_stores_the_earlier_epochs_only_when_timed_alike(tmp_path,
             assert (said in capsys.readouterr().err) == (name == "other")
             first = pd.read_parquet(tmp_path / f"{name}-first").sort_values("epoch")
             if name == "same":  # the first two rows are the first run's, as it measured them
-                columns = ["epoch", "elapsed_s", "epoch_s", "train_loss", "test_loss", "eval_s"]
+                columns = ["epoch", "elapsed_s", "epoch_s", "cpu_wait", "train_loss", "test_loss", "eval_s"]
                 assert rows[columns].head(2).reset_index(drop=True).equals(first[columns].reset_index(drop=True))
     finally:
         torch.set_num_threads(threads)
@@ -150,6 +151,23 @@ def test_the_note_on_epochs_left_out_names_them_and_every_change(tmp_path, capsy
     assert cli.main([*base, "--epochs", "5", "--resume", "--num-workers", "1"]) == 0
     assert ("the checkpoint's epoch 4 was timed otherwise (the checkpoint does not say where)"
             in capsys.readouterr().err)
+
+
+def test_a_checkpoint_from_before_cpu_wait_was_kept_resumes_with_it_not_measured(tmp_path):
+    """Its history rows lack cpu_wait: still a history of the right type; the carried epochs read NaN there (not
+    measured), the resumed one its own."""
+    checkpoint = tmp_path / "c.pt"
+    base = ["autoencoder", "--quiet", "--device", "cpu", "--hidden", "8", "--n-train", "256", "--batch-size", "64",
+            "--threads", "1", "--checkpoint", str(checkpoint)]
+    assert cli.main([*base, "--epochs", "1", "--results", str(tmp_path / "r1")]) == 0
+    state = load_checkpoint(checkpoint)
+    assert math.isfinite(state["history"][0]["cpu_wait"])  # kept now
+    save_checkpoint(checkpoint, {**state, "history": [{key: value for key, value in row.items() if key != "cpu_wait"}
+                                                      for row in state["history"]]})
+    assert cli.main([*base, "--epochs", "2", "--resume", "--results", str(tmp_path / "r2")]) == 0
+    rows = pd.read_parquet(tmp_path / "r2").sort_values("epoch")
+    assert rows["epoch"].tolist() == [1, 2]
+    assert rows["cpu_wait"].isna().tolist() == [True, False]
 
 
 def test_epochs_timed_on_another_number_of_cpus_are_left_out(tmp_path, capsys, monkeypatch):

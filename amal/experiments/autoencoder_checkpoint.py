@@ -4,6 +4,7 @@ plain dict written after each epoch (format in the README), and the checks a loa
 `cfg` is an AutoencoderConfig throughout (amal.experiments.autoencoder, which imports this module).
 """
 
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +17,9 @@ from amal.errors import UsageError
 # what loading a state of the wrong shape or type into a model, an optimiser or a random generator raises
 UNUSABLE = (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError)
 # the columns of an epoch's row that a checkpoint keeps, so that a resumed run can store its earlier epochs too
-HISTORY_KEYS = ("epoch", "elapsed_s", "epoch_s", "samples_per_s", "transfer_s", "train_loss", "test_loss", "eval_s")
+HISTORY_KEYS = ("epoch", "elapsed_s", "epoch_s", "samples_per_s", "transfer_s", "cpu_wait", "train_loss", "test_loss",
+                "eval_s")
+NEWER_HISTORY_KEYS = ("cpu_wait",)  # absent from checkpoints made before it was kept: NaN (not measured) there
 SPLIT_SEED = 0  # the seed of the 5,000-image subset's train/test split, whatever --seed
 # what a checkpoint's config must share with the run resuming it: the model, the loss, and what fixes the batches
 RESUME_KEYS = ("hidden", "loss_fn", "lr", "batch_size", "seed", "n_train", "data_root")
@@ -97,13 +100,15 @@ def resume_state(cfg, model, optimizer, generator, images) -> dict:
 
 
 def check_history(path, history, epoch: int) -> list[dict]:
-    """The checkpoint's per-epoch rows, checked: plain dicts of HISTORY_KEYS for consecutive epochs up to `epoch`."""
-    def plain(row) -> bool:  # exactly HISTORY_KEYS, an integer epoch, numbers elsewhere
-        return (isinstance(row, dict) and set(row) == set(HISTORY_KEYS)
+    """The checkpoint's per-epoch rows, checked: plain dicts of HISTORY_KEYS for consecutive epochs up to `epoch`
+    (an older checkpoint's rows without NEWER_HISTORY_KEYS get NaN there)."""
+    def plain(row) -> bool:  # HISTORY_KEYS (the newer ones optional), an integer epoch, numbers elsewhere
+        return (isinstance(row, dict) and set(HISTORY_KEYS) - set(NEWER_HISTORY_KEYS) <= set(row) <= set(HISTORY_KEYS)
                 and all(type(value) is (int if key == "epoch" else float) for key, value in row.items()))
 
     if not isinstance(history, list) or not all(plain(row) for row in history):
         raise UsageError(f"checkpoint {path} holds a history of the wrong type")
+    history = [{**dict.fromkeys(NEWER_HISTORY_KEYS, math.nan), **row} for row in history]
     epochs = [row["epoch"] for row in history]
     if epochs and epochs != list(range(epochs[0], epoch + 1)):
         raise UsageError(f"checkpoint {path} holds a history of epochs {epochs[0]}–{epochs[-1]}, not up to {epoch}")
@@ -129,8 +134,12 @@ def changed(before: dict, now: dict) -> str:
 
 
 def history_rows(rows: list[dict]) -> list[dict]:
-    """The rows as a checkpoint keeps them: HISTORY_KEYS only, as plain Python numbers (weights_only loads them)."""
-    return [{key: int(row[key]) if key == "epoch" else float(row[key]) for key in HISTORY_KEYS} for row in rows]
+    """The rows as a checkpoint keeps them: HISTORY_KEYS only, as plain Python numbers (weights_only loads them);
+    a cpu_wait not measured (None: on a GPU) as NaN."""
+    def plain(key: str, value) -> int | float:
+        return int(value) if key == "epoch" else math.nan if value is None else float(value)
+
+    return [{key: plain(key, row[key]) for key in HISTORY_KEYS} for row in rows]
 
 
 def checkpoint_dict(cfg, model, optimizer, generator, progress: dict, data_source: str, history: list[dict],
