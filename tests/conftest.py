@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,23 @@ def context(fixture_df):
     from amal.report.context import build_context
 
     return build_context(fixture_df, "tests/fixtures/results")
+
+
+@pytest.fixture(scope="session")
+def nasty_tag():
+    """A tag hostile to both HTML and LaTeX (and a C1 control character, NEL)."""
+    return r"<script>console.error('injected')</script> 50% of $5 & #1 {a_b} ~x^2 \end{document}" + "\x85"
+
+
+@pytest.fixture(scope="session")
+def nasty_store(tmp_path_factory, fixture_results, nasty_tag):
+    """The fixture store plus one run tagged `nasty_tag`."""
+    import pandas as pd
+
+    from amal import store
+
+    results = tmp_path_factory.mktemp("store") / "results"
+    shutil.copytree(fixture_results, results)
+    bench = pd.read_parquet(results / "20261127T130000Z-bench-7c8d9e.parquet")
+    store.save(bench.assign(run_id="20261127T140000Z-bench-999999", tag=nasty_tag), results)
+    return results

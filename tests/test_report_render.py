@@ -90,9 +90,11 @@ def test_commands_to_run_are_set_as_code_one_per_line(fixture_df):
     assert ("shown):</p><pre><code>python -m amal.run autoencoder --device cuda --epochs 3 --batch-size 64 "
             "--hidden 256,64 --loss bce --n-train 4000 --num-workers 0 --results r\npython -m amal.run") in html
     tex = render.render_tex(context, {})
-    # in the PDF each command is cut between words into lines that cannot wrap, each ending in a continuation
-    assert (r"shown):\\ \fitwidth{\small\texttt{python -{}m amal.run autoencoder -{}-{}device cuda -{}-{}epochs 3 "
-            r"-{}-{}batch-{}size 64 \textbackslash{}}}\\ \fitwidth{\small\texttt{-{}-{}hidden 256,64") in tex
+    # in the PDF each command is cut between words into lines that cannot wrap, each ending in a continuation, set
+    # below the note's box (a box cannot break across pages), a paragraph a line
+    assert (r"shown):}" "\n" r"{\setlength{\parskip}{0pt}\fitwidth{\small\texttt{python -{}m amal.run autoencoder "
+            r"-{}-{}device cuda -{}-{}epochs 3 -{}-{}batch-{}size 64 \textbackslash{}}}\par\fitwidth{\small\texttt{"
+            r"-{}-{}hidden 256,64") in tex
 
 
 def test_shell_lines_cut_between_words_and_keep_quoted_words_whole():
