@@ -1,6 +1,7 @@
 """`python -m amal.run EXPERIMENT ...`: run one experiment over its grid, store it as parquet, print a summary."""
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,15 @@ from tqdm import tqdm
 
 from amal import files, store
 from amal.environment import run_start
-from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
+from amal.errors import (
+    Parser,
+    UsageError,
+    check_interrupted,
+    folder,
+    help_paragraphs,
+    interrupts_ignored,
+    sigterm_as_interrupt,
+)
 from amal.experiments import EXPERIMENTS
 from amal.report.format import plural, short_commit, threads_on, utc_time
 from amal.timing import set_threads, use_device
@@ -97,6 +106,16 @@ def main(argv=None) -> int:
     return code
 
 
+def interruptible(update):
+    """A progress callback that first raises KeyboardInterrupt for an interrupt Python dropped (check_interrupted):
+    the run stops at its next step of progress, not after its last epoch."""
+    def progress(steps: int) -> None:
+        check_interrupted()
+        update(steps)
+
+    return progress
+
+
 def run(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
     cfg = None
@@ -107,7 +126,8 @@ def run(args) -> int:
         use_device(getattr(cfg, "device", "cpu"))
         started = run_start()
         with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
-            df = experiment.run(cfg, progress=bar.update)
+            df = experiment.run(cfg, progress=interruptible(bar.update))
+        check_interrupted()  # one that Python dropped (in os.fork's hooks) must not be stored as a finished run
         df, path = store_run(df, args.experiment, args.tag, results_dir, started)
     except UsageError as exc:
         print(f"python -m amal.run {args.experiment}: error: {exc}", file=sys.stderr)
@@ -123,13 +143,24 @@ def run(args) -> int:
             print(f"the checkpoint {checkpoint} holds the last finished epoch: run the same command with --resume "
                   "to go on from there", file=sys.stderr)
         return 130
-    print(experiment.summary(df).to_string(index=False))
-    if hasattr(experiment, "overall"):  # what a per-epoch table leaves to the reader's arithmetic
-        print(experiment.overall(df))
-    for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
-        print(note, file=sys.stderr)
-    print(measured_on(df))
-    print(f"stored {plural(len(df), 'row')} in {path}")
-    for image in df["recon_png"].dropna().unique() if "recon_png" in df else []:  # files stored beside the rows
-        print(f"reconstruction grid in {results_dir / image}")
+    with interrupts_ignored():  # stored: the run is done, what is left is to say so
+        print_stored(experiment, cfg, df, path, results_dir)
     return 0
+
+
+def print_stored(experiment, cfg, df: pd.DataFrame, path: Path, results_dir: Path) -> None:
+    """The run's summary and notes, where it was measured, and where it was stored; a reader that went away (`|
+    head`) ends the output, not the command."""
+    try:
+        print(experiment.summary(df).to_string(index=False))
+        if hasattr(experiment, "overall"):  # what a per-epoch table leaves to the reader's arithmetic
+            print(experiment.overall(df))
+        for note in getattr(experiment, "notes", lambda df, cfg: [])(df, cfg):
+            print(note, file=sys.stderr)
+        print(measured_on(df))
+        print(f"stored {plural(len(df), 'row')} in {path}")
+        for image in df["recon_png"].dropna().unique() if "recon_png" in df else []:  # files stored beside the rows
+            print(f"reconstruction grid in {results_dir / image}")
+        sys.stdout.flush()
+    except BrokenPipeError:  # stdout to /dev/null from here on: Python would print the error again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

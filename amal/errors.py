@@ -3,6 +3,7 @@ interrupted."""
 
 import argparse
 import signal
+import sys
 import textwrap
 import threading
 from contextlib import contextmanager
@@ -27,22 +28,59 @@ def folder(text: str) -> str:
     return text
 
 
+RECEIVED: list[int] = []  # the interrupting signals received within sigterm_as_interrupt, in order
+
+
 @contextmanager
 def sigterm_as_interrupt():
     """Within the block, SIGTERM (`kill`, `timeout`, a cancelled CI job) ends the command as Ctrl-C does: the same
-    clean-up runs (temp files, folders it made, the gate's extracted baseline) and it says it was interrupted."""
+    clean-up runs (temp files, folders it made, the gate's extracted baseline) and it says it was interrupted. Both
+    are also recorded (RECEIVED, for check_interrupted): a KeyboardInterrupt raised while os.fork runs its hooks (a
+    DataLoader starting its workers) is dropped by Python, and the command would go on; it is not printed either
+    (a traceback of logging's fork hook), since check_interrupted raises it again."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield
         return
 
     def interrupt(signum, frame):
+        RECEIVED.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def unraisable(report) -> None:
+        if not (isinstance(report.exc_value, KeyboardInterrupt) and RECEIVED):
+            previous_hook(report)
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    RECEIVED.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
+
+
+def check_interrupted() -> None:
+    """KeyboardInterrupt when an interrupt was received in this sigterm_as_interrupt block, raised or not: call before
+    storing anything."""
+    if RECEIVED:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts_ignored():
+    """Within the block, Ctrl-C and SIGTERM are ignored: for what follows a stored result (the lines saying where it
+    went), which an interrupt would turn into exit code 130 with the result stored all the same."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def help_paragraphs(text: str, width: int = 79) -> str:

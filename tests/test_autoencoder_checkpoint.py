@@ -318,3 +318,25 @@ def test_a_resumed_run_says_where_it_resumed_and_where_its_grid_went(tmp_path, c
     (run,) = store.run_files(results)[1:]
     grid = pd.read_parquet(run)["recon_png"].iloc[0]
     assert out.endswith(f"reconstruction grid in {results / grid}\n") and (results / grid).is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_dataloader_workers_is_a_clean_interruption(tmp_path):
+    """`timeout` and a cancelled CI job signal the whole process group: the workers died first and torch raised
+    'DataLoader worker (pid ...) is killed by signal: Terminated' (a traceback, or 9-22 lines of it ignored in
+    __del__), and a signal landing in os.fork's hooks was dropped, the run then stored as finished."""
+    checkpoint = tmp_path / "c.pt"
+    victim = subprocess.Popen(command("cpu", "--num-workers", "2", "--epochs", "300", "--checkpoint", str(checkpoint),
+                                      "--results", str(tmp_path / "r")),
+                              cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(victim.pid, signal.SIGTERM)
+    out, err = victim.communicate(timeout=120)
+    assert victim.returncode == 130, err
+    assert err.splitlines() == ["interrupted: nothing was stored",
+                                f"the checkpoint {checkpoint} holds the last finished epoch: run the same command with "
+                                "--resume to go on from there"]
+    assert not (tmp_path / "r").exists()

@@ -202,3 +202,16 @@ def test_an_empty_folder_path_is_refused_not_read_as_the_default(module, tmp_pat
     assert done.returncode == 2
     assert done.stderr.endswith("an empty path; leave the option out for the default\n")
     assert len(done.stderr.splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_went_away_ends_the_output_not_the_stored_run(tmp_path):
+    """`python -m amal.run ... | head -1`: the lines after the stored run met a closed pipe, and a BrokenPipeError
+    traceback and exit code 1 followed a run stored all the same."""
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "amal.run", "lr-sweep", "--lr", "0.1", "--epochs", "2", "--quiet",
+                             "--results", str(results)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the first line
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == "" and len(store.run_files(results)) == 1

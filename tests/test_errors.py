@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from amal.errors import help_paragraphs, sigterm_as_interrupt
+from amal.errors import check_interrupted, help_paragraphs, interrupts_ignored, sigterm_as_interrupt
 
 
 def test_sigterm_ends_the_block_as_ctrl_c_then_the_handler_is_restored():
@@ -19,6 +19,30 @@ def test_sigterm_ends_the_block_as_ctrl_c_then_the_handler_is_restored():
             cleaned.append(True)  # what the command does on Ctrl-C runs
     assert cleaned == [True]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupt_python_dropped_is_still_seen_before_storing(signum):
+    """A KeyboardInterrupt raised in os.fork's hooks (a DataLoader starting its workers) is printed and dropped by
+    Python; check_interrupted raises it again, and a fresh block starts without it."""
+    with sigterm_as_interrupt():
+        check_interrupted()  # nothing received yet
+        try:
+            os.kill(os.getpid(), signum)
+        except KeyboardInterrupt:
+            pass  # as Python's fork hooks do
+        with pytest.raises(KeyboardInterrupt):
+            check_interrupted()
+    with sigterm_as_interrupt():
+        check_interrupted()
+
+
+def test_interrupts_are_ignored_once_the_result_is_stored_then_restored():
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with interrupts_ignored():
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # (the process would have ended here)
+    assert {signum: signal.getsignal(signum) for signum in before} == before
 
 
 def test_help_paragraphs_refills_each_paragraph_apart():

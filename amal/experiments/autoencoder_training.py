@@ -4,6 +4,7 @@ of the model, and the reconstruction grid. `cfg` is an AutoencoderConfig (amal.e
 
 import copy
 import io
+import signal
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,6 +29,14 @@ class ResidentBatches:
         return (self.vectors[index] for index in order.split(self.batch_size))
 
 
+def leave_interrupts_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker's start: it ignores Ctrl-C and SIGTERM, which a terminal, `timeout` or a cancelled CI job
+    send to the whole process group. The main process stops on them and shuts its workers down; a worker they killed
+    first made torch raise 'DataLoader worker is killed by signal' over its clean 'interrupted' exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_batches(train: MnistVectors, cfg, device: torch.device, generator: torch.Generator):
     """The DataLoader (batches copied host → device every step) or, with data_on_device, resident batches."""
     if cfg.data_on_device:
@@ -35,7 +44,8 @@ def make_batches(train: MnistVectors, cfg, device: torch.device, generator: torc
     # no persistent workers: each epoch's iterator then draws from `generator` exactly as with num_workers=0, so the
     # batches, and a resumed run, do not depend on the worker count
     return DataLoader(train, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                      pin_memory=device.type == "cuda", generator=generator)
+                      pin_memory=device.type == "cuda", generator=generator,
+                      worker_init_fn=leave_interrupts_to_the_main_process if cfg.num_workers else None)
 
 
 def train_epoch(model, batches, optimizer, loss_fn: str, device: torch.device) -> dict:

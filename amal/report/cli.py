@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from amal import files, store
-from amal.errors import Parser, UsageError, folder, help_paragraphs, sigterm_as_interrupt
+from amal.errors import Parser, UsageError, check_interrupted, folder, help_paragraphs, sigterm_as_interrupt
 from amal.report.format import plural
 
 FORMATS = ("html", "tex", "pdf")
@@ -108,6 +108,7 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
                 started = run_start()
                 with progress_bar(experiment.units(cfg), name, quiet) as bar:
                     done.append((name, experiment.run(cfg, progress=bar.update), started, count))
+        check_interrupted()  # one that Python dropped (in os.fork's hooks): the campaign is not stored
         for name, df, started, count in done:
             set_threads(count)  # the run's environment columns record the threads it ran with
             _, path = store_run(df, name, f"{PROG} --profile {profile}" if tag is None else tag, results, started)
