@@ -145,8 +145,9 @@ def test_set_threads_sets_and_reports():
         assert set_threads(None) == 1
     finally:
         torch.set_num_threads(old)
-    with pytest.raises(UsageError, match="at least 1"):
-        set_threads(0)
+    for threads in (0, 1025, 10**11):  # (10**11 overflowed a C long inside torch: a traceback)
+        with pytest.raises(UsageError, match=f"^threads must be from 1 to 1,024, got {threads:,}$"):
+            set_threads(threads)
 
 
 def test_resolve_device():
