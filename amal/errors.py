@@ -37,7 +37,8 @@ def sigterm_as_interrupt():
     clean-up runs (temp files, folders it made, the gate's extracted baseline) and it says it was interrupted. Both
     are also recorded (RECEIVED, for check_interrupted): a KeyboardInterrupt raised while os.fork runs its hooks (a
     DataLoader starting its workers) is dropped by Python, and the command would go on; it is not printed either
-    (a traceback of logging's fork hook), since check_interrupted raises it again."""
+    (a traceback of logging's fork hook), since check_interrupted raises it again, nor is the error of a DataLoader
+    iterator the interrupt cut short while it started its workers (torch's __del__ then reads workers it never had)."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
         yield
         return
@@ -47,7 +48,8 @@ def sigterm_as_interrupt():
         raise KeyboardInterrupt
 
     def unraisable(report) -> None:
-        if not (isinstance(report.exc_value, KeyboardInterrupt) and RECEIVED):
+        cut_short = getattr(report.object, "__qualname__", "") == "_MultiProcessingDataLoaderIter.__del__"
+        if not (RECEIVED and (isinstance(report.exc_value, KeyboardInterrupt) or cut_short)):
             previous_hook(report)
 
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}

@@ -147,6 +147,27 @@ def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(t
     assert not stored["diverged"].any() and stored["diverged_epoch"].isna().all()
 
 
+def test_every_epoch_of_a_run_that_diverged_later_is_flagged(tmp_path, capsys, monkeypatch):
+    """As lr-sweep and batch-size flag their rows: `diverged` says what the run did, so that filtering the parquet on
+    ~diverged keeps no epoch of it (only the epoch it stopped at was flagged)."""
+    from amal.experiments import autoencoder
+
+    real_losses, calls = autoencoder.losses, []
+
+    def losses(*args, **kwargs):  # the training loss stops being finite at epoch 2
+        calls.append(1)
+        return {**real_losses(*args, **kwargs), **({"train_loss": float("nan")} if len(calls) == 2 else {})}
+
+    monkeypatch.setattr(autoencoder, "losses", losses)
+    results = tmp_path / "results"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "4",
+                     "--hidden", "16", "--n-train", "64"]) == 0
+    assert "diverged at epoch 2 (training loss no longer finite): training stopped" in capsys.readouterr().err
+    rows = pd.read_parquet(results).sort_values("epoch")
+    assert rows["epoch"].tolist() == [1, 2]
+    assert rows["diverged"].tolist() == [True, True] and rows["diverged_epoch"].tolist() == [2, 2]
+
+
 def test_a_crash_leaves_no_results_folder(tmp_path, monkeypatch):
     from amal.experiments import autoencoder
 

@@ -1,7 +1,9 @@
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,31 @@ def test_an_interrupt_python_dropped_is_still_seen_before_storing(signum):
             check_interrupted()
     with sigterm_as_interrupt():
         check_interrupted()
+
+
+def test_after_an_interrupt_only_its_own_unraisable_errors_are_dropped(monkeypatch):
+    """Once interrupted: a KeyboardInterrupt Python could not raise, and the error of a DataLoader iterator cut short
+    while starting its workers ('no attribute _workers' in its __del__), are not printed; anything else is."""
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
+
+    def report(exc, obj):
+        return types.SimpleNamespace(exc_type=type(exc), exc_value=exc, exc_traceback=None, err_msg=None, object=obj)
+
+    printed = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)  # what Python's own hook would print
+    cut_short = report(AttributeError("_workers"), _MultiProcessingDataLoaderIter.__del__)
+    with sigterm_as_interrupt():
+        sys.unraisablehook(cut_short)  # not interrupted: printed
+        assert printed == [cut_short]
+        with contextlib.suppress(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+        sys.unraisablehook(report(KeyboardInterrupt(), None))
+        sys.unraisablehook(cut_short)
+        assert printed == [cut_short]
+        other = report(ValueError("other"), len)
+        sys.unraisablehook(other)
+        assert printed == [cut_short, other]
+    assert sys.unraisablehook == printed.append
 
 
 def test_interrupts_are_ignored_once_the_result_is_stored_then_restored():

@@ -226,8 +226,9 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
         if progress is not None:
             progress(1)
     df = pd.DataFrame(earlier + rows)
-    df = df.assign(diverged=df.get("diverged", pd.Series(False, index=df.index)).eq(True),
-                   diverged_epoch=pd.array(df.get("diverged_epoch", [None] * len(df)), dtype="Int64"))
+    stopped = next((row["diverged_epoch"] for row in rows if row.get("diverged")), None)
+    # per run, as lr-sweep and batch-size flag it: every row of a diverged run (`~diverged` keeps no epoch of it)
+    df = df.assign(diverged=stopped is not None, diverged_epoch=pd.array([stopped] * len(df), dtype="Int64"))
     df = df.assign(
         implementation=implementation(cfg), seed=cfg.seed, device=device.type,
         lr=cfg.lr, batch_size=cfg.batch_size, epochs=cfg.epochs, data_source=images.source, n_train=len(train_set),
@@ -325,10 +326,10 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
         out.append(f"the checkpoint's {f'epoch {first} was' if first == last else f'epochs {first}-{last} were'} "
                    f"timed otherwise ({left_out['changed']}): not stored with this run, whose times all come from "
                    "one setting")
-    stopped = df.loc[df["diverged"], "epoch"]
+    stopped = df.loc[df["diverged"], "epoch"]  # every epoch of a diverged run: it stopped at the last
     if stopped.empty:
         return out
-    epoch = int(stopped.iloc[0])
+    epoch = int(stopped.max())
     kept = "" if not cfg.checkpoint else (f"; the checkpoint keeps epoch {epoch - 1}" if epoch > 1 else
                                           "; no checkpoint was written")
     return [*out, f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
