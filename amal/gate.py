@@ -318,6 +318,10 @@ def gate_main(args) -> int:
     except UsageError as exc:
         print(f"python -m amal.gate: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a file system gone read-only, while exporting or writing the samples
+        print(f"python -m amal.gate: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}; "
+              "nothing was compared", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was compared", file=sys.stderr)
         return 130

@@ -114,6 +114,17 @@ def test_interleave_rotates_over_each_sides_processes():
     assert calls == ["A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1", "A2", "B2", "A3", "B3", "A1", "B1"]
 
 
+def test_a_full_disk_is_one_line_and_exit_1(monkeypatch, tmp_path, capsys):
+    def full(cfg, compare_cfg, quiet):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "sample.json"))
+
+    monkeypatch.setattr(gate, "run_gate", full)
+    assert main(["--baseline", "HEAD", "--output", str(tmp_path / "out"), "--quiet"]) == 1
+    assert capsys.readouterr().err == (f"python -m amal.gate: error: No space left on device: "
+                                       f"{tmp_path / 'out' / 'sample.json'}; nothing was compared\n")
+    assert not (tmp_path / "out").exists()  # the folder it made is removed
+
+
 def test_rounds_follow_the_budget_within_bounds():
     cfg = GateConfig(baseline="HEAD", budget_s=120.0, rounds=100, min_rounds=12)
     assert rounds_for(0.5, 2, cfg) == 60  # 120 s / 2 cases / (2 sides x 0.5 s)

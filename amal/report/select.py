@@ -62,7 +62,8 @@ def tagged(df: pd.DataFrame, tags: list[str] | None) -> pd.DataFrame:
 
 
 def in_diverged_run(rows: pd.DataFrame) -> pd.Series:
-    """True for each row of a run with a diverged row (an autoencoder run flags only the epoch it stopped at)."""
+    """True for each row of a run with a diverged row (an autoencoder run stored before every row was flagged has only
+    the epoch it stopped at)."""
     if "diverged" not in rows:
         return pd.Series(False, index=rows.index)
     return rows["diverged"].eq(True).astype(bool).groupby(rows["run_id"]).transform("any")
