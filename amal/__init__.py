@@ -1,5 +1,6 @@
 """amal: loss and wall-clock time of PyTorch training, measured, stored as parquet and reported."""
 
+import signal
 import sys
 
 
@@ -13,5 +14,12 @@ def _interrupted(kind, value, traceback) -> None:
         sys.__excepthook__(kind, value, traceback)
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM (`kill`, `timeout`, a cancelled CI job) before a command's main() takes it over: as Ctrl-C, not a
+    silent exit 143 while torch imports."""
+    raise KeyboardInterrupt
+
+
 if sys.argv[:1] == ["-m"]:  # `python -m amal.<command>` (argv[0] is "-m" while the command's module is found)
     sys.excepthook = _interrupted
+    signal.signal(signal.SIGTERM, _terminated)

@@ -100,3 +100,17 @@ def test_an_unhandled_ctrl_c_in_a_command_is_one_line_not_a_traceback(argv0, whe
         assert done.stderr == "interrupted\n"
     else:
         assert done.stderr.startswith("Traceback") and done.stderr.endswith("KeyboardInterrupt\n")
+
+
+@pytest.mark.parametrize("argv0", ["-m", "-c"])
+def test_sigterm_while_a_command_imports_is_an_interruption_too(argv0):
+    """`timeout` hitting `python -m amal.run` in its first seconds (torch importing) ended it silently with 143. A
+    program that imports amal keeps SIGTERM's default."""
+    code = (f"import sys; sys.argv[0] = {argv0!r}; import amal, os, signal, time; "
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if argv0 == "-m":
+        assert done.returncode in (130, -signal.SIGINT) and done.stderr == "interrupted\n"
+    else:
+        assert done.returncode == -signal.SIGTERM and done.stderr == ""
