@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,9 +49,18 @@ def build_parser() -> Parser:
     return parser
 
 
+@contextmanager
 def progress_bar(total: int, description: str, quiet: bool):
-    """A tqdm bar on stderr, off when quiet or when stderr is not a terminal."""
-    return tqdm(total=total, desc=description, unit="run", disable=quiet or not sys.stderr.isatty(), leave=False)
+    """The progress callback of an experiment's run: a tqdm bar on stderr (off when quiet or when stderr is not a
+    terminal) that first raises KeyboardInterrupt for an interrupt Python dropped (check_interrupted), so that the
+    run stops at its next step of progress, not after its last epoch."""
+    with tqdm(total=total, desc=description, unit="run", disable=quiet or not sys.stderr.isatty(),
+              leave=False) as bar:
+        def progress(steps: int) -> None:
+            check_interrupted()
+            bar.update(steps)
+
+        yield progress
 
 
 def stamp(df: pd.DataFrame, experiment: str, tag: str, device: str | None = None,
@@ -106,16 +116,6 @@ def main(argv=None) -> int:
     return code
 
 
-def interruptible(update):
-    """A progress callback that first raises KeyboardInterrupt for an interrupt Python dropped (check_interrupted):
-    the run stops at its next step of progress, not after its last epoch."""
-    def progress(steps: int) -> None:
-        check_interrupted()
-        update(steps)
-
-    return progress
-
-
 def run(args) -> int:
     experiment = EXPERIMENTS[args.experiment]
     cfg = None
@@ -125,8 +125,8 @@ def run(args) -> int:
         set_threads(args.threads)
         use_device(getattr(cfg, "device", "cpu"))
         started = run_start()
-        with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as bar:
-            df = experiment.run(cfg, progress=interruptible(bar.update))
+        with progress_bar(experiment.units(cfg), args.experiment, args.quiet) as progress:
+            df = experiment.run(cfg, progress=progress)
         check_interrupted()  # one that Python dropped (in os.fork's hooks) must not be stored as a finished run
         df, path = store_run(df, args.experiment, args.tag, results_dir, started)
     except UsageError as exc:

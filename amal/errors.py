@@ -29,6 +29,22 @@ def folder(text: str) -> str:
 
 
 RECEIVED: list[int] = []  # the interrupting signals received within sigterm_as_interrupt, in order
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def interrupts_handled_by(handler):
+    """Within the block, Ctrl-C and SIGTERM go to `handler` (a function, or signal.SIG_IGN); the handlers before are
+    put back after it. Outside the main thread, which alone may set them, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in INTERRUPTS}
+    try:
+        yield
+    finally:
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 @contextmanager
@@ -52,14 +68,12 @@ def sigterm_as_interrupt():
         if not (RECEIVED and (isinstance(report.exc_value, KeyboardInterrupt) or cut_short)):
             previous_hook(report)
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     RECEIVED.clear()
     try:
-        yield
+        with interrupts_handled_by(interrupt):
+            yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
 
 
@@ -70,19 +84,10 @@ def check_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-@contextmanager
 def interrupts_ignored():
     """Within the block, Ctrl-C and SIGTERM are ignored: for what follows a stored result (the lines saying where it
     went), which an interrupt would turn into exit code 130 with the result stored all the same."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return interrupts_handled_by(signal.SIG_IGN)
 
 
 def help_paragraphs(text: str, width: int = 79) -> str:

@@ -21,11 +21,6 @@ needs_chromium = pytest.mark.skipif(chromium_binary() is None,
                                     reason="no chromium on the PATH; CI installs the Debian package")
 
 
-def copy_store(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def report(nasty_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
@@ -112,7 +107,7 @@ def test_an_html_only_report_leaves_the_figures_an_earlier_report_tex_uses(fixtu
     out = tmp_path / "out"
     assert main(["--results", str(fixture_results), "--out", str(out), "--no-run", "--format", "tex"]) == 0
     figures = {png.name: png.read_bytes() for png in (out / "figures").glob("*.png")}
-    lr_only = copy_store(fixture_results, tmp_path / "lr-only")
+    lr_only = shutil.copytree(fixture_results, tmp_path / "lr-only")
     for run in lr_only.glob("*.parquet"):
         if "lr-sweep" not in run.name:
             run.unlink()
@@ -126,7 +121,7 @@ def test_an_html_only_report_leaves_the_figures_an_earlier_report_tex_uses(fixtu
 
 @pytest.mark.parametrize("damage", ["truncated", "deleted"])
 def test_an_unreadable_stored_grid_is_named_in_its_place(fixture_results, tmp_path, capsys, damage):
-    results = copy_store(fixture_results, tmp_path / "results")
+    results = shutil.copytree(fixture_results, tmp_path / "results")
     grid = results / "_artifacts/20261127T120000Z-autoencoder-4f5a6b/recon.png"
     if damage == "truncated":
         grid.write_bytes(b"\x89PNG truncated")
@@ -172,7 +167,7 @@ def exit_code(argv) -> int:
 
 
 def corrupt_store(fixture_results, tmp_path):
-    results = copy_store(fixture_results, tmp_path / "results")
+    results = shutil.copytree(fixture_results, tmp_path / "results")
     (results / "20261127T150000Z-lr-sweep-badbad.parquet").write_bytes(b"PAR1 not really parquet")
     return results
 

@@ -4,7 +4,6 @@ import re
 import shutil
 import subprocess
 import unicodedata
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,11 +13,6 @@ from amal.report.cli import main
 
 needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None and shutil.which("latexmk") is None,
                                reason="no TeX engine (pdflatex/latexmk) on the PATH; CI installs texlive")
-
-
-def copy_store(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target)
-    return target
 
 
 @needs_tex
@@ -44,7 +38,7 @@ def test_pdflatex_compiles_the_report(nasty_store, tmp_path):
 def test_greek_tags_are_set_in_the_pdf_and_other_scripts_are_named(fixture_results, tmp_path, capsys):
     """pdflatex (T1, lmodern) has no glyph beyond Latin-1: the 24 Greek letters are set as math, anything else
     (archaic Greek ϝ and ͱ included: no command for them without more packages) is '?' and said so on stderr."""
-    results = copy_store(fixture_results, tmp_path / "results")
+    results = shutil.copytree(fixture_results, tmp_path / "results")
     bench = pd.read_parquet(results / "20261127T130000Z-bench-7c8d9e.parquet")
     store.save(bench.assign(run_id="20261127T140000Z-bench-999999", tag="αβ_Λ Ως 实验 ϝͱ"), results)
     assert main(["--results", str(results), "--out", str(tmp_path / "out"), "--no-run", "--format", "tex,pdf"]) == 0
@@ -120,8 +114,8 @@ def test_no_text_runs_into_the_pdfs_right_margin(nasty_store, nasty_tag, tmp_pat
     """A long results path cut the header's command at the page edge, and a finding naming
     batch-size/dataloader/bs16/cpu ran 4 pt past it: commands go on lines of their own, shrunk where one word is
     wider than the text, and text may break after a slash."""
-    results = copy_store(nasty_store, tmp_path / "home" / "student" / "courses" / "deep-learning" / "amal-practicals"
-                         / "results")
+    results = shutil.copytree(nasty_store, tmp_path / "home" / "student" / "courses" / "deep-learning"
+                              / "amal-practicals" / "results")
     out = tmp_path / "out"
     assert main(["--results", str(results), "--out", str(out), "--no-run", "--format", "pdf",
                  *(["--tag", nasty_tag] if tagged else [])]) == 0
@@ -142,7 +136,7 @@ def test_no_text_runs_into_the_pdfs_right_margin(nasty_store, nasty_tag, tmp_pat
 def test_thirty_gpu_commands_all_reach_the_pdf(fixture_results, tmp_path):
     """CPU runs of 30 autoencoder configurations and none on a GPU: the commands that would measure them were set in
     one box, which cannot break across pages; 19 of the 30 were printed, the rest ran off the page."""
-    results = copy_store(fixture_results, tmp_path / "results")
+    results = shutil.copytree(fixture_results, tmp_path / "results")
     ae = store.load(results)[0]
     ae = ae[(ae["experiment"] == "autoencoder") & (ae["device"] == "cpu")]
     for path in results.glob("*autoencoder*.parquet"):

@@ -101,10 +101,10 @@ def config_from_args(args) -> AutoencoderConfig:
     check_choice("--loss", cfg.loss_fn, LOSSES)
     if cfg.num_workers < 0:
         raise UsageError(f"--num-workers must be >= 0, got {cfg.num_workers}")
-    most = MAX_WORKERS_PER_CPU * usable_cpus()
-    if cfg.num_workers > most:  # each is a process: 10^11 of them is a fork storm, not a measurement
-        raise UsageError(f"--num-workers must be at most {most} ({MAX_WORKERS_PER_CPU} × the {usable_cpus()} CPUs "
-                         f"this process may use: more only queue for them), got {cfg.num_workers:,}")
+    cpus = usable_cpus()
+    if cfg.num_workers > MAX_WORKERS_PER_CPU * cpus:  # each is a process: 10^11 of them is a fork storm
+        raise UsageError(f"--num-workers must be at most {MAX_WORKERS_PER_CPU * cpus} ({MAX_WORKERS_PER_CPU} × the "
+                         f"{cpus} CPUs this process may use: more only queue for them), got {cfg.num_workers:,}")
     if cfg.num_workers and cfg.data_on_device:
         raise UsageError("--num-workers has no use with --data-on-device: resident batches are drawn on the device, "
                          "without a DataLoader")

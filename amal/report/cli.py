@@ -106,8 +106,8 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
             configs = experiment.PROFILES[profile]
             for cfg in configs if isinstance(configs, list | tuple) else [configs]:
                 started = run_start()
-                with progress_bar(experiment.units(cfg), name, quiet) as bar:
-                    done.append((name, experiment.run(cfg, progress=bar.update), started, count))
+                with progress_bar(experiment.units(cfg), name, quiet) as progress:
+                    done.append((name, experiment.run(cfg, progress=progress), started, count))
         check_interrupted()  # one that Python dropped (in os.fork's hooks): the campaign is not stored
         for name, df, started, count in done:
             set_threads(count)  # the run's environment columns record the threads it ran with

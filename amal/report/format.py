@@ -15,6 +15,11 @@ def plural(count, noun: str) -> str:
     return f"{integer(count)} {noun}{'' if count == 1 else 's'}"
 
 
+def read_back(text: str) -> float:
+    """The number a text written here says: '1,000' -> 1000.0, '6.34e+08' -> 6.34e8."""
+    return float(text.replace(",", ""))
+
+
 def significant(value: float, digits: int = 3) -> str:
     """`digits` significant figures without an exponent up to 1e5; zeros that rounding made significant are kept
     (21.99 -> '22.0', 0.9996 -> '1.00') and exact values keep their short form (22.0 -> '22', 0.01 -> '0.01');
@@ -43,7 +48,7 @@ def numbers_apart(values, digits: int = 3) -> dict[float, str]:
     values = sorted({float(v) for v in values if not missing(v)})
     for more in range(digits, 17):
         texts = {v: number(v, more) for v in values}
-        if len({float(text.replace(",", "")) for text in texts.values()}) == len(values):  # ('0.001', '0.00100')
+        if len({read_back(text) for text in texts.values()}) == len(values):  # ('0.001', '0.00100')
             return texts
     return {v: repr(v) for v in values}
 
@@ -64,7 +69,7 @@ def seconds(value, digits: int = 3) -> str:
     for i, (unit, scale) in enumerate(UNITS.items()):
         if abs(rounded) >= scale or unit == "ns" or value == 0:
             text = significant(value / scale, digits)
-            if i and abs(float(text.replace(",", ""))) >= 1000:  # the division rounded up where the value did not
+            if i and abs(read_back(text)) >= 1000:  # the division rounded up where the value did not
                 return f"{math.copysign(1.0, value):.{digits - 1}f} {names[i - 1]}"  # 0.0009995: not '1,000 µs'
             return f"{text} {unit}"
 
