@@ -147,6 +147,23 @@ def test_a_diverging_run_stops_flags_itself_and_keeps_its_last_good_checkpoint(t
     assert not stored["diverged"].any() and stored["diverged_epoch"].isna().all()
 
 
+def test_a_finite_but_exploded_loss_is_a_divergence_too(tmp_path, capsys):
+    """As in lr-sweep and batch-size: BCE from logits grows without bound, and 8.8e7 (lr 1000) is no result to keep
+    training from; MSE of a sigmoid cannot explode."""
+    from amal.experiments.autoencoder import AutoencoderConfig, diverged
+
+    results = tmp_path / "results"
+    assert cli.main(["autoencoder", "--quiet", "--device", "cpu", "--results", str(results), "--epochs", "3",
+                     "--hidden", "16", "--n-train", "64", "--lr", "1000"]) == 0
+    err = capsys.readouterr().err
+    assert "diverged at epoch 1 (training loss 8.83e+07, above" in err
+    assert "above 1e+06 × the 0.693 of a model that says 0.5 for every pixel): training stopped" in err
+    rows = pd.read_parquet(results)
+    assert rows["diverged"].tolist() == [True] and rows["train_loss"].between(1e7, 1e8).all()
+    assert not diverged(0.69e6, AutoencoderConfig()) and diverged(0.7e6, AutoencoderConfig())
+    assert not diverged(1.0, AutoencoderConfig(loss_fn="mse")) and diverged(float("nan"), AutoencoderConfig())
+
+
 def test_every_epoch_of_a_run_that_diverged_later_is_flagged(tmp_path, capsys, monkeypatch):
     """As lr-sweep and batch-size flag their rows: `diverged` says what the run did, so that filtering the parquet on
     ~diverged keeps no epoch of it (only the epoch it stopped at was flagged)."""

@@ -144,6 +144,18 @@ def test_a_diverged_autoencoder_run_is_named_and_still_drawn(tmp_path):
     assert all(png.startswith(b"\x89PNG") for png in pngs.values())
 
 
+def test_a_diverged_run_is_named_at_the_epoch_it_stopped_and_why():
+    """Every epoch of a diverged run is flagged: the note names the last, where it stopped (not the first flagged),
+    and says whether its loss stopped being finite (stored as null) or exploded."""
+    from amal.report.notes import diverged_notes
+
+    rows = pd.DataFrame({"run_id": ["b"] * 3 + ["a"] * 2 + ["c"], "epoch": [3, 1, 2, 1, 2, 1],
+                         "diverged": [True] * 5 + [False], "train_loss": [None, 0.3, 0.2, 0.3, 8.83e7, 0.25]})
+    assert diverged_notes(rows) == [
+        "Run a diverged at epoch 2 (training loss 8.83e+07: exploded) and stopped there: its curves end before it.",
+        "Run b diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it."]
+
+
 def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_run_sets_the_settings(tmp_path):
     """A good run, then a diverging one with another lr: the good one is shown, and the note on runs made with
     other settings says the section's are those of the newest run that did not diverge, naming the one that did

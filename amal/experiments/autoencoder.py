@@ -37,6 +37,9 @@ from amal.timing import CONTENDED, Stopwatch, contention, cpu_wait, resolve_devi
 NAME = "autoencoder"
 ADAM_BETA1 = 0.9  # torch.optim.Adam's default betas[0], which the runs use
 MAX_WORKERS_PER_CPU = 4  # --num-workers allowed per CPU the process may use
+# loss per pixel of a model that says 0.5 for every pixel, about an untrained one's: BCE ln 2 whatever the image; MSE
+# at most 0.25 (pixels of 0 or 1), and never above 1 for a sigmoid's output, so that only BCE can explode
+UNTRAINED_LOSS = {"bce": math.log(2), "mse": 0.25}
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class AutoencoderConfig:
     n_train: int = 0  # use only the first n training images (0 = all)
     grid_images: int = 10  # test images in the reconstruction grid: the first of each digit 0, 1, ... (at most 10)
     warmup_steps: int = 3  # untimed steps on a copy of the model before the first epoch
+    blowup: float = 1e6  # a train loss above blowup x UNTRAINED_LOSS counts as divergence (as in lr-sweep)
 
 
 def add_arguments(parser) -> None:
@@ -116,6 +120,19 @@ def config_from_args(args) -> AutoencoderConfig:
     resolve_device(cfg.device)
     check_checkpoint_path(cfg)
     return cfg
+
+
+def diverged(train_loss: float, cfg: AutoencoderConfig) -> bool:
+    """A loss no longer finite, or exploded: above cfg.blowup x that of a model saying 0.5 for every pixel."""
+    return not math.isfinite(train_loss) or train_loss > cfg.blowup * UNTRAINED_LOSS[cfg.loss_fn]
+
+
+def divergence(train_loss: float, cfg: AutoencoderConfig) -> str:
+    """Why a run was stopped, in words: 'training loss no longer finite' or how far it exploded."""
+    if not math.isfinite(train_loss):
+        return "training loss no longer finite"
+    return (f"training loss {number(train_loss)}, above {cfg.blowup:g} × the {number(UNTRAINED_LOSS[cfg.loss_fn])} of "
+            "a model that says 0.5 for every pixel")
 
 
 def hidden_text(hidden: tuple[int, ...]) -> str:
@@ -215,7 +232,7 @@ def train(cfg: AutoencoderConfig, progress=None) -> tuple[pd.DataFrame, TiedAuto
                      "samples_per_s": stats["samples"] / epoch_s, "transfer_s": transfer_s,
                      "cpu_wait": cpu_wait(clock.waited_s, clock.total_s, torch.get_num_threads()),
                      **losses(model, train_set, test_set, cfg.loss_fn, device)})
-        if not math.isfinite(rows[-1]["train_loss"]):  # diverged: nothing to learn from more epochs of NaN
+        if diverged(rows[-1]["train_loss"], cfg):  # nothing to learn from more epochs of NaN
             rows[-1].update(diverged=True, diverged_epoch=epoch)
             if progress is not None:
                 progress(cfg.epochs - epoch + 1)
@@ -330,9 +347,10 @@ def notes(df: pd.DataFrame, cfg: AutoencoderConfig) -> list[str]:
     if stopped.empty:
         return out
     epoch = int(stopped.max())
+    why = divergence(df.loc[df["epoch"] == epoch, "train_loss"].iloc[-1], cfg)
     kept = "" if not cfg.checkpoint else (f"; the checkpoint keeps epoch {epoch - 1}" if epoch > 1 else
                                           "; no checkpoint was written")
-    return [*out, f"diverged at epoch {epoch} (training loss no longer finite): training stopped{kept}"]
+    return [*out, f"diverged at epoch {epoch} ({why}): training stopped{kept}"]
 
 
 def bench_cases(profile: str) -> list:
