@@ -284,6 +284,31 @@ def test_an_interrupted_campaign_stores_nothing(tmp_path, monkeypatch, capsys):
     assert not results.exists() and not (tmp_path / "new").exists()  # nothing stored: no folder it made is left
 
 
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
+def test_a_campaign_cut_short_while_storing_takes_back_the_runs_it_stored(tmp_path, small_campaign, monkeypatch,
+                                                                           capsys, failure):
+    """Ctrl-C, or a full disk, after the campaign stored its first runs and before its last: those are removed with
+    their artifacts (the autoencoder's grid), so that the store is as before, not a campaign with sections missing."""
+    from amal import cli as run_cli
+
+    real_store_run, calls = run_cli.store_run, []
+
+    def store_run(df, experiment, *args, **kwargs):  # cut short once the autoencoder, stored last, was written
+        calls.append(experiment)
+        stored = real_store_run(df, experiment, *args, **kwargs)
+        if experiment == "autoencoder":
+            assert (results / stored[0]["recon_png"].iloc[0]).is_file()
+            raise failure(28, "No space left on device") if failure is OSError else failure
+        return stored
+
+    monkeypatch.setattr(run_cli, "store_run", store_run)
+    results = tmp_path / "results"
+    code = main(["--results", str(results), "--out", str(tmp_path / "out"), "--quiet"])
+    assert calls == ["lr-sweep", "batch-size", "autoencoder"] and code == (130 if failure is KeyboardInterrupt else 1)
+    assert "stored" not in capsys.readouterr().err
+    assert not results.exists() or not [path for path in results.rglob("*") if path.is_file()]
+
+
 def test_figures_of_an_earlier_report_that_this_one_lacks_are_removed(fixture_results, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
