@@ -4,33 +4,29 @@ Each checkout runs in long-lived worker processes (amal.gate_worker, driven thro
 interpreter, working directory and PYTHONPATH = the checkout; three per checkout by default), all pinned to the same
 CPU. Their rounds alternate A B A B, so that the machine's drift and the load on that CPU hit both alike, and rotate
 over the processes, so that no single process's memory layout (which can make every round of one process several percent
-faster) decides a side. The two samples are written as pytest-benchmark JSON (and as runs of a results store with
---results), then compared by amal.compare. Exit code as amal.compare: 1 when a case regressed, 0 otherwise (also when
-the gate is skipped), 2 when the gate cannot run.
+faster) decides a side. A case that regressed is timed again in fresh processes, and fails the gate only if it
+regresses again (--no-confirm: the first timing decides). The samples are written as pytest-benchmark JSON (and as
+runs of a results store with --results), then compared by amal.compare. Exit code as amal.compare: 1 when a case
+regressed, 0 otherwise (also when the gate is skipped), 2 when the gate cannot run.
 """
 
-import itertools
 import json
 import sys
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from amal import compare, files, store
 from amal.benchmarks import param_columns
 from amal.checkouts import commit_info, export_commit, git, resolve_ref
 from amal.errors import Parser, UsageError, folder, sigterm_as_interrupt
-from amal.gate_processes import Side, WorkerDied, pin_sides, shared_cpus, start_side
-from amal.samples import ROUND_COLUMNS, settings_change, settings_text, to_benchmark_json
-from amal.stats import smallest_p
-
-SIDES = ("baseline", "candidate")
+from amal.gate_processes import pin_sides, shared_cpus, start_side
+from amal.gate_timing import SIDES, GateSkipped, check_rounds_can_decide, common_cases, time_all
+from amal.samples import ROUND_COLUMNS, to_benchmark_json
 
 
 @dataclass(frozen=True)
@@ -48,144 +44,12 @@ class GateConfig:
     results: Path | None = None  # when set, both samples are also stored there as bench runs
     pin: bool = True  # all workers on the same CPUs: else the scheduler keeps each on "its" core, loaded unlike
     processes: int = 3  # worker processes per side; rounds rotate over them (one process can be 10 % faster throughout)
-
-
-class GateSkipped(Exception):
-    """The gate has nothing to compare (old baseline without cases, no case in common): say why, exit 0."""
-
-
-def interleave(runs_a: list, runs_b: list, rounds: int) -> tuple[list[float], list[float]]:
-    """Seconds of `rounds` calls a side, alternating A B A B, so both see the same drift of the machine; call i of a
-    side goes to its process i mod len (A1 B1 A2 B2 ...: each process of a side gets its share of the rounds)."""
-    seconds_a, seconds_b = [], []
-    for i in range(rounds):
-        seconds_a.append(runs_a[i % len(runs_a)]())
-        seconds_b.append(runs_b[i % len(runs_b)]())
-    return seconds_a, seconds_b
-
-
-def rounds_for(round_s: float, n_cases: int, cfg: GateConfig) -> int:
-    """Timed rounds per side: the case's share of the budget over two sides, within [min_rounds, rounds]."""
-    affordable = cfg.budget_s / n_cases / (2 * max(round_s, 1e-9))  # (a float: a huge budget is no int overflow)
-    return max(cfg.min_rounds, int(min(cfg.rounds, affordable)))
-
-
-class BaselineFailed(Exception):
-    """A case raised in the baseline (a bug the candidate may fix): that case is not compared."""
+    confirm: bool = True  # a case that regressed is timed again in fresh processes: it fails the gate if it does again
 
 
 def pinned_cpus(cfg: GateConfig) -> set[int] | None:
     """The CPUs every worker runs on once imported: shared_cpus of the gate's threads, or None (not pinned)."""
     return shared_cpus(cfg.threads) if cfg.pin else None
-
-def time_case(a: Side, b: Side, name: str, n_cases: int, cfg: GateConfig) -> tuple[list[float], list[float]]:
-    """Set the case up in every worker of both sides, warm each process up (interleaved), then time interleaved
-    rounds. BaselineFailed when the baseline's setup or one of its rounds raises; the candidate's errors go up as
-    they are."""
-
-    def baseline(call):
-        try:
-            return call()
-        except WorkerDied:  # not a bug of the case: with one process fewer the side would go on, and pass anything
-            raise
-        except UsageError as exc:
-            raise BaselineFailed(str(exc)) from exc
-
-    def release() -> None:
-        a.request("release")
-        b.request("release")
-
-    baseline(lambda: a.request("setup", name=name))
-    b.request("setup", name=name)
-    rounds_a = [lambda run=run: baseline(run) for run in a.rounds()]
-    rounds_b = b.rounds()
-    try:
-        warm_a, warm_b = interleave(rounds_a, rounds_b, cfg.warmup_rounds * len(rounds_a))  # that many per process
-        rounds = rounds_for(float(np.median(warm_a + warm_b)) if warm_a else 0.0, n_cases, cfg)
-        timed = interleave(rounds_a, rounds_b, rounds)
-    except BaselineFailed:  # the gate goes on with the next case
-        release()
-        raise
-    # (after Ctrl-C or a candidate's error the gate stops: no release, whose reply would be a round's)
-    release()
-    return timed
-
-
-def check_rounds_can_decide(min_rounds: int, n_cases: int, alpha: float) -> None:
-    """UsageError when a case timed `min_rounds` a side could never be called regressed: even fully separated
-    samples would give a Holm p (the rank test's smallest p × the number of cases) of at least alpha. Such a gate
-    passes whatever the code does."""
-    needed = next(n for n in itertools.count(2) if smallest_p(n, n) * n_cases < alpha)
-    if min_rounds < needed:
-        raise UsageError(f"--min-rounds {min_rounds} cannot detect a regression: over {n_cases} case(s) at alpha "
-                         f"{alpha:g}, a case needs at least {needed} rounds a side for its Holm p to go below alpha")
-
-
-def common_cases(a: Side, b: Side, cfg: GateConfig) -> tuple[list[dict], list[str]]:
-    """The cases both sides have (CUDA ones only with CUDA), and lines noting what is left out."""
-    cases, known = {}, set()
-    for worker in (a, b):
-        # a baseline from before amal or its cases has nothing to compare: skipped; a candidate without them is
-        # the wrong folder (--candidate), which must not pass CI
-        lacking = GateSkipped if worker is a else UsageError
-        hello = worker.request("hello")
-        if "missing" in hello:
-            raise lacking(f"{worker.label} has no amal package ({hello['missing']})")
-        if not Path(hello["amal_file"]).resolve().is_relative_to(worker.checkout):
-            if not (worker.checkout / "amal" / "__init__.py").is_file():  # the one it found is on PYTHONPATH
-                raise lacking(f"{worker.label} has no amal package")
-            raise UsageError(f"{worker.label} worker imported {hello['amal_file']}, not the checkout's amal")
-        listing = worker.request("cases", profile=cfg.profile, threads=cfg.threads)
-        if "missing" in listing:
-            raise lacking(f"{worker.label} has no benchmark cases ({listing['missing']})")
-        threads = listing.get("threads")  # what the worker's torch runs with
-        cases[worker.label] = {c["name"]: {**c, "threads": threads, "settings": settings_text(
-            {**c.get("params", {}), "device": c["device"], "profile": cfg.profile, "num_threads": threads})}
-            for c in listing["cases"] if c["device"] == "cpu" or listing["cuda"]}
-        known |= {c["name"] for c in listing["cases"]}
-    unknown = sorted(set(cfg.only) - known)
-    if unknown:  # a misspelt --case must not pass the gate by comparing nothing
-        raise UsageError(f"--case {', '.join(unknown)}: no such case in the baseline or the candidate "
-                         f"(profile {cfg.profile}; cases: {', '.join(sorted(known)) or 'none'})")
-    runnable = set(cases[a.label]) | set(cases[b.label])
-    no_cuda = sorted(set(cfg.only) - runnable)  # known but left out above: CUDA cases on a machine without CUDA
-    if cfg.only and not set(cfg.only) & runnable:
-        raise GateSkipped(f"--case {', '.join(no_cuda)} needs a CUDA device; none on this machine")
-    names = sorted(set(cases[a.label]) & set(cases[b.label]) & (set(cfg.only) or set(cases[b.label])))
-    notes = [f"only in the {w.label} (not compared): {', '.join(sorted(set(cases[w.label]) - set(names)))}"
-             for w in (a, b) if set(cases[w.label]) - set(names) and not cfg.only]
-    notes += [f"not compared, needs a CUDA device (none on this machine): {', '.join(no_cuda)}"] if no_cuda else []
-    changes = {name: settings_change(cases[a.label][name]["settings"], cases[b.label][name]["settings"])
-               for name in names}
-    notes += [f"{name}: not compared, its settings differ ({change})" for name, change in changes.items() if change]
-    names = [name for name in names if not changes[name]]  # other work on each side: not timed at all
-    if not names and any(changes.values()):
-        raise GateSkipped("every case in common changed its settings: " + "; ".join(notes))
-    if not names:
-        raise GateSkipped(f"no benchmark case in common between {a.label} and {b.label} (profile {cfg.profile})")
-    return [{**cases[b.label][name], "sides": {"baseline": cases[a.label][name], "candidate": cases[b.label][name]}}
-            for name in names], notes
-
-
-def time_all(a: Side, b: Side, cases: list[dict], cfg: GateConfig,
-             quiet: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Rounds of every case in both sides (columns side + amal.samples.ROUND_COLUMNS), and lines on cases that
-    failed in the baseline; GateSkipped when every case did."""
-    parts, notes = [], []
-    for case in tqdm(cases, desc="gate", unit="case", disable=quiet or not sys.stderr.isatty(), leave=False):
-        try:
-            timed = time_case(a, b, case["name"], len(cases), cfg)
-        except BaselineFailed as exc:
-            notes.append(f"not compared, failed in the baseline: {exc}")
-            continue
-        for side, seconds in zip(SIDES, timed, strict=True):
-            parts.append(pd.DataFrame({"side": side, "benchmark": case["name"], "bench_group": case["group"],
-                                       "round": np.arange(1, len(seconds) + 1), "round_s": seconds,
-                                       "settings": case["sides"][side]["settings"]}))
-    if not parts:
-        raise GateSkipped("every case failed in the baseline: " + "; ".join(notes))
-    return pd.concat(parts, ignore_index=True), notes
-
 
 def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig,
                  when: datetime) -> list[Path]:
@@ -220,27 +84,90 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
     return written
 
 
+@dataclass(frozen=True)
+class Timing:
+    """One interleaved timing of both sides, each in fresh worker processes."""
+
+    rounds: pd.DataFrame  # one row per timed round: side + amal.samples.ROUND_COLUMNS
+    cases: list[dict]  # the cases timed, as common_cases lists them
+    notes: list[str]  # the cases left out, and why
+    started: datetime  # UTC time the timing started
+
+
+def timing(checkouts: dict, cfg: GateConfig, compare_cfg: compare.CompareConfig, quiet: bool,
+           confirming: bool = False) -> Timing:
+    """Start cfg.processes fresh workers per side ({side: start_side's checkout, label and worker options}), find
+    the cases both have, pin the workers, time the cases interleaved. The options that depend on the cases
+    (--group-threshold, --min-rounds) are checked before any timing, unless `confirming` (a few cases again, checked
+    with the others)."""
+    with ExitStack() as stack:
+        a, b = (start_side(processes=cfg.processes, stack=stack, **checkouts[side]) for side in SIDES)
+        cases, notes = common_cases(a, b, cfg)  # (every worker has imported torch and amal by now)
+        pin_sides(pinned_cpus(cfg), a, b)
+        if not confirming:
+            compare.check_groups(compare_cfg, {case["group"] for case in cases})
+            check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)
+        started = datetime.now(UTC)
+        rounds, failed = time_all(a, b, cases, cfg, quiet, "gate, confirming" if confirming else "gate")
+    return Timing(rounds, cases, notes + failed, started)
+
+
+def regressed(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
+    """The rows of amal.compare's result for the cases these rounds call regressed."""
+    sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
+    result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
+    return result[result["verdict"] == "regressed"]
+
+
+def confirmation_note(first: pd.Series, confirmed: bool) -> str:
+    """What the first timing said of a case timed again, and what that means for the verdict."""
+    said = (f"{first['benchmark']}: regressed in the first timing (ratio {first['ratio']:.3f} "
+            f"[{first['ratio_ci_low']:.3f}, {first['ratio_ci_high']:.3f}], Holm p {first['p_holm']:.2g}); timed again "
+            "in fresh worker processes, which the table shows: ")
+    return said + ("regressed again, so it fails the gate" if confirmed else
+                   "not regressed this time, so the first reading did not hold and does not fail the gate")
+
+
+def confirmed(checkouts: dict, rounds: pd.DataFrame, cfg: GateConfig, compare_cfg: compare.CompareConfig,
+              quiet: bool) -> tuple[pd.DataFrame, list[str], Timing | None]:
+    """Time the cases these rounds call regressed again, in fresh processes: (the rounds, with the new timing's in
+    place of the first's for those cases; a note on each; the new timing, None without one)."""
+    flagged = regressed(rounds, compare_cfg)
+    if flagged.empty:
+        return rounds, [], None
+    try:
+        again = timing(checkouts, replace(cfg, only=tuple(flagged["benchmark"])), compare_cfg, quiet, confirming=True)
+    except GateSkipped as exc:  # every case that regressed failed in the baseline this time: the first timing stands
+        return rounds, [f"not timed again ({exc}): the first timing stands"], None
+    retimed = set(again.rounds["benchmark"])  # (one that failed in the baseline this time keeps its first timing)
+    rounds = pd.concat([rounds[~rounds["benchmark"].isin(retimed)], again.rounds], ignore_index=True)
+    still = set(regressed(rounds, compare_cfg)["benchmark"])
+    notes = [confirmation_note(row, row["benchmark"] in still)
+             for _, row in flagged[flagged["benchmark"].isin(retimed)].iterrows()]
+    return rounds, again.notes + notes, again
+
+
 def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
              quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path]]:
-    """Export the baseline, time both sides interleaved, save the samples: (rounds, notes, files written).
-    Every option is checked before the timing: a bad one costs no minutes and writes nothing."""
+    """Export the baseline, time both sides interleaved, time the cases that regressed again in fresh processes
+    (cfg.confirm), save the samples: (rounds, with a confirmation's in place of the first timing's; notes; files
+    written). Every option is checked before the timing: a bad one costs no minutes and writes nothing."""
     candidate = Path(cfg.candidate).resolve()
     repo = Path(git(candidate, "rev-parse", "--show-toplevel"))
     commit = resolve_ref(repo, cfg.baseline)
-    with tempfile.TemporaryDirectory(prefix="amal-gate-") as tmp, ExitStack() as stack:
-        baseline_dir = export_commit(repo, commit, Path(tmp))
-        a = start_side(baseline_dir, f"baseline {cfg.baseline} ({commit[:12]})", cfg.processes, stack)
-        b = start_side(candidate, f"candidate {candidate.name}", cfg.processes, stack)
-        cases, notes = common_cases(a, b, cfg)  # (every worker has imported torch and amal by now)
-        pin_sides(pinned_cpus(cfg), a, b)
-        compare_cfg = compare_cfg or compare.CompareConfig()
-        compare.check_groups(compare_cfg, {case["group"] for case in cases})  # before timing
-        check_rounds_can_decide(cfg.min_rounds, len(cases), compare_cfg.alpha)
+    compare_cfg = compare_cfg or compare.CompareConfig()
+    with tempfile.TemporaryDirectory(prefix="amal-gate-") as tmp:
+        checkouts = {"baseline": {"checkout": export_commit(repo, commit, Path(tmp)),
+                                  "label": f"baseline {cfg.baseline} ({commit[:12]})"},
+                     "candidate": {"checkout": candidate, "label": f"candidate {candidate.name}"}}
         commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False},
                    "candidate": commit_info(candidate)}  # read before the timing, as run_start() does
-        started = datetime.now(UTC)
-        rounds, failed = time_all(a, b, cases, cfg, quiet)
-    return rounds, notes + failed, save_samples(rounds, cases, commits, cfg, started)
+        first = timing(checkouts, cfg, compare_cfg, quiet)
+        rounds, notes, again = confirmed(checkouts, first.rounds, cfg, compare_cfg, quiet) if cfg.confirm else \
+            (first.rounds, [], None)
+    written = [path for done in (first, again) if done
+               for path in save_samples(done.rounds, done.cases, commits, cfg, done.started)]
+    return rounds, first.notes + notes, written
 
 
 def build_parser() -> compare.Parser:
@@ -266,6 +193,9 @@ def build_parser() -> compare.Parser:
                         help="worker processes per side, rounds rotating over them (default: %(default)s)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="let the scheduler place the workers (default: all on the same CPUs)")
+    parser.add_argument("--no-confirm", dest="confirm", action="store_false",
+                        help="fail on a first regressed timing (default: time such a case again in fresh processes "
+                             "and fail only if it regresses again)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.add_compare_arguments(parser)
     return parser
@@ -289,6 +219,7 @@ def config_from_args(args) -> GateConfig:
     return GateConfig(baseline=args.baseline, candidate=args.candidate, profile=args.profile, rounds=args.rounds,
                       min_rounds=args.min_rounds, budget_s=args.budget_s, threads=args.threads,
                       only=tuple(args.case), output=Path(args.output), pin=args.pin, processes=args.processes,
+                      confirm=args.confirm,
                       results=Path(args.results) if args.results else None)
 
 

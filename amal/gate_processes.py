@@ -3,6 +3,7 @@ a checkout, spoken to in JSON lines over its stdin and stdout), a Side per check
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,10 @@ from pathlib import Path
 
 from amal import gate_worker
 from amal.errors import UsageError
+
+# the longest a worker may take to answer one request (a round, a set-up loading MNIST, the imports) before the gate
+# calls it hung: minutes beyond any case's, so that a case that hangs stops the gate with its name, not CI's time limit
+REPLY_TIMEOUT_S = 600.0
 
 
 def shared_cpus(threads: int | None) -> set[int] | None:
@@ -58,6 +63,11 @@ class Worker:
     def receive(self, op: str, **fields) -> dict:
         """The reply to the request `op` sent last; UsageError when the worker died or answered an error."""
         try:
+            if not select.select([self.process.stdout], [], [], REPLY_TIMEOUT_S)[0]:
+                self.process.kill()  # (closing it would ask it to exit, and wait as long again)
+                self.process.wait()
+                raise WorkerDied(f"{self.label} worker gave no reply to {op!r} {fields.get('name', '')} within "
+                                 f"{REPLY_TIMEOUT_S:g} s: stopped (a case that hangs?)".replace("  ", " "))
             line = self.process.stdout.readline()
         except OSError:
             line = ""

@@ -2,17 +2,18 @@
 
     PYTHONPATH=. python bench/gate_error_rates.py [--pairs 25] [--slowdowns 1.05,1.10,1.15,1.20,1.25] [--case NAME]
 
-Each pair is one real gate run without the checkout step: fresh worker processes of this checkout, the cases set up,
-warmed up and timed A B A B exactly as `python -m amal.gate` does, then compared with the gate's defaults. Side A
-is the unchanged code; side B is another process of the same code (factor 1: a false alarm if flagged) or of the same
-code with a planted slowdown (bench/planted_slowdown.py: real extra work in every round, switched on by
-AMAL_PLANTED_SLOWDOWN in that worker's environment only). Within a pair all factors are timed against the same A,
-one after the other, so that load on the machine hits every factor alike. Prints the rate flagged per factor with a
-Clopper–Pearson 95% interval; writes every pair's comparison and raw rounds as parquet under --output.
+Each pair is one real gate run per factor without the checkout step: fresh worker processes of this checkout, the
+cases set up, warmed up and timed A B A B exactly as `python -m amal.gate` does, compared with the gate's defaults, and
+a case that regressed timed again in fresh processes as the gate does (unless --no-confirm). Side A is the unchanged
+code; side B is the same code (factor 1: a false alarm if the gate fails) or the same code with a planted slowdown
+(bench/planted_slowdown.py: real extra work in every round, switched on by AMAL_PLANTED_SLOWDOWN in that worker's
+environment only). Within a pair the factors are timed one after the other, so that load on the machine hits every
+factor alike. Prints per factor how many pairs the first timing flagged and how many the gate failed (flagged, then
+confirmed), the gate's rate with a Clopper–Pearson 95% interval; writes every pair's comparison and raw rounds as
+parquet under --output.
 """
 
 import sys
-from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,43 +26,54 @@ from tqdm import tqdm
 from amal import compare
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
-from amal.gate import GateConfig, common_cases, pinned_cpus, time_all
-from amal.gate_processes import pin_sides, start_side
+from amal.gate import GateConfig, confirmed, regressed, timing
 from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANT = Path(__file__).resolve().with_name("planted_slowdown.py")
 
 
+def sides(factor: float) -> dict:
+    """The gate's two checkouts, both this one: B with the planted slowdown `factor` (1: none)."""
+    return {"baseline": {"checkout": ROOT, "label": "A"},
+            "candidate": {"checkout": ROOT, "label": f"B x{factor}", "wrap": PLANT,
+                          "env": {"AMAL_PLANTED_SLOWDOWN": str(factor)}}}
+
+
 def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.CompareConfig):
-    """One A side against one B side per factor, each of cfg.processes workers as in the gate: (comparison rows, raw
-    rounds) tagged with the factor."""
+    """One gate run per factor, A against B in fresh workers as the gate starts them, a case that regressed timed
+    again in fresh ones when cfg.confirm: (the first timing's comparison rows, flagged by it and confirmed by the
+    gate, that is confirmed; every round, tagged with the factor and the timing)."""
     results, rounds = [], []
-    with ExitStack() as stack:
-        a = start_side(ROOT, "A", cfg.processes, stack)
-        for factor in factors:
-            with ExitStack() as b_stack:  # one B side at a time: the machine holds 2 x processes workers at most
-                b = start_side(ROOT, f"B x{factor}", cfg.processes, b_stack, wrap=PLANT,
-                               env={"AMAL_PLANTED_SLOWDOWN": str(factor)})
-                cases, _ = common_cases(a, b, cfg)
-                pin_sides(pinned_cpus(cfg), a, b)  # once imported, as the gate does
-                sample, _ = time_all(a, b, cases, cfg)
-            sides = {side: sample[sample["side"] == side] for side in ("baseline", "candidate")}
-            result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
-            results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any()))
-            rounds.append(sample.assign(factor=factor))
+    for factor in factors:
+        first = timing(sides(factor), cfg, compare_cfg, quiet=True)
+        result = compare.compare(*split(first.rounds), compare_cfg)
+        final, again = first.rounds, None
+        if cfg.confirm:
+            final, _, again = confirmed(sides(factor), first.rounds, cfg, compare_cfg, quiet=True)
+        results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any(),
+                                     failed=bool(len(regressed(final, compare_cfg)))))
+        rounds += [first.rounds.assign(factor=factor, timing="first")]
+        rounds += [again.rounds.assign(factor=factor, timing="confirmation")] if again else []
     return pd.concat(results, ignore_index=True), pd.concat(rounds, ignore_index=True)
 
 
+def split(rounds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline's rounds and the candidate's."""
+    return tuple(rounds[rounds["side"] == side] for side in ("baseline", "candidate"))
+
+
 def rates(results: pd.DataFrame) -> pd.DataFrame:
-    """Per planted factor: pairs, pairs flagged, the rate with its Clopper–Pearson 95% interval, realised ratios."""
-    per_pair = results.groupby(["factor", "pair"]).agg(flagged=("flagged", "first"), ratio=("ratio", "median"))
+    """Per planted factor: pairs, pairs the first timing flagged, pairs the gate failed (flagged and confirmed), the
+    gate's rate with its Clopper–Pearson 95% interval, realised ratios (first timing)."""
+    per_pair = results.groupby(["factor", "pair"]).agg(flagged=("flagged", "first"), failed=("failed", "first"),
+                                                       ratio=("ratio", "median"))
     rows = []
     for factor, part in per_pair.groupby(level="factor"):
-        flagged, n = int(part["flagged"].sum()), len(part)
-        interval = binomtest(flagged, n).proportion_ci(confidence_level=0.95, method="exact")
-        rows.append({"planted": factor, "pairs": n, "flagged": flagged, "rate": flagged / n,
-                     "rate_ci95": f"[{interval.low:.2f}, {interval.high:.2f}]",
+        failed, n = int(part["failed"].sum()), len(part)
+        interval = binomtest(failed, n).proportion_ci(confidence_level=0.95, method="exact")
+        rows.append({"planted": factor, "pairs": n, "flagged_first": int(part["flagged"].sum()), "failed": failed,
+                     "rate": failed / n, "rate_ci95": f"[{interval.low:.2f}, {interval.high:.2f}]",
                      "ratio_median": part["ratio"].median(), "ratio_min": part["ratio"].min(),
                      "ratio_max": part["ratio"].max()})
     return pd.DataFrame(rows)
@@ -70,7 +82,8 @@ def rates(results: pd.DataFrame) -> pd.DataFrame:
 def not_interleaved(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig, count: int = 200) -> pd.DataFrame:
     """Unchanged code compared across pairs (A of pair i against A' of pair j != i): runs made minutes apart, in
     other processes, as a gate that does not interleave would compare them. One row per comparison."""
-    null = rounds[rounds["factor"] == 1.0]
+    first = rounds["timing"] == "first" if "timing" in rounds else True  # (rounds saved before confirmations)
+    null = rounds[(rounds["factor"] == 1.0) & first]
     pairs = sorted(null["pair"].unique())
     combos = [(i, j) for i in pairs for j in pairs if i != j][:count]
     rows = []
@@ -126,6 +139,8 @@ def measure(argv=None) -> int:
     parser.add_argument("--processes", type=int, default=GateConfig.processes,
                         help="worker processes per side, as the gate's --processes (default: %(default)s)")
     parser.add_argument("--case", action="append", default=[], help="only this case (repeatable; default: all)")
+    parser.add_argument("--no-confirm", dest="confirm", action="store_false",
+                        help="as the gate's --no-confirm: the first timing decides")
     parser.add_argument("--output", type=Path, default=Path(".benchmarks/gate-error-rates"))
     parser.add_argument("--from-rounds", type=Path, metavar="FILE",
                         help="no timing: the not-interleaved comparison of the rounds a run saved (*-rounds.parquet)")
@@ -140,7 +155,8 @@ def measure(argv=None) -> int:
             raise UsageError(f"--from-rounds {args.from_rounds}: not the rounds this script saves (*-rounds.parquet)")
         print(not_interleaved_line(not_interleaved(saved, compare.CompareConfig())))
         return 0
-    cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case), processes=args.processes)
+    cfg = replace(GateConfig(baseline="HEAD"), profile=args.profile, only=tuple(args.case), processes=args.processes,
+                  confirm=args.confirm)
     compare_cfg = compare.CompareConfig()
     factors = (1.0, *sorted(set(args.slowdowns) - {1.0}))
     results, rounds = [], []
@@ -157,7 +173,8 @@ def measure(argv=None) -> int:
     print(compare.markdown(summary.round(3).astype(str)))
     reliable = summary[(summary["planted"] > 1) & (summary["rate"] >= 0.95)]["planted"]
     print(f"\ngate defaults: threshold {compare_cfg.threshold}, alpha {compare_cfg.alpha} (Holm), up to {cfg.rounds} "
-          f"rounds per side over {cfg.processes} process(es); smallest slowdown flagged in >= 95% of pairs: "
+          f"rounds per side over {cfg.processes} process(es), {'with' if cfg.confirm else 'without'} confirmation; "
+          "smallest slowdown that fails the gate in >= 95% of pairs: "
           f"{reliable.min() if len(reliable) else 'none of those planted'}")
     if args.pairs > 1:
         print(not_interleaved_line(not_interleaved(rounds, compare_cfg)))
