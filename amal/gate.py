@@ -51,6 +51,7 @@ def pinned_cpus(cfg: GateConfig) -> set[int] | None:
     """The CPUs every worker runs on once imported: shared_cpus of the gate's threads, or None (not pinned)."""
     return shared_cpus(cfg.threads) if cfg.pin else None
 
+
 def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: GateConfig,
                  when: datetime) -> list[Path]:
     """Both sides as pytest-benchmark JSON under cfg.output (and as bench runs of cfg.results): the paths/ids.
@@ -112,39 +113,50 @@ def timing(checkouts: dict, cfg: GateConfig, compare_cfg: compare.CompareConfig,
     return Timing(rounds, cases, notes + failed, started)
 
 
-def regressed(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
-    """The rows of amal.compare's result for the cases these rounds call regressed."""
+def comparison(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
+    """amal.compare's result for both sides' rounds, one row per case."""
     sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
-    result = compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
+    return compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
+
+
+def regressed(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
+    """The rows of the comparison for the cases these rounds call regressed."""
+    result = comparison(rounds, compare_cfg)
     return result[result["verdict"] == "regressed"]
 
 
-def confirmation_note(first: pd.Series, confirmed: bool) -> str:
-    """What the first timing said of a case timed again, and what that means for the verdict."""
+def confirmation_note(first: pd.Series, verdict: str) -> str:
+    """What the first timing said of a case that regressed, and what timing it again (`verdict`: 'regressed',
+    'unchanged', 'improved', or '' when it could not be) means for the gate."""
     said = (f"{first['benchmark']}: regressed in the first timing (ratio {first['ratio']:.3f} "
-            f"[{first['ratio_ci_low']:.3f}, {first['ratio_ci_high']:.3f}], Holm p {first['p_holm']:.2g}); timed again "
-            "in fresh worker processes, which the table shows: ")
-    return said + ("regressed again, so it fails the gate" if confirmed else
-                   "not regressed this time, so the first reading did not hold and does not fail the gate")
+            f"[{first['ratio_ci_low']:.3f}, {first['ratio_ci_high']:.3f}], Holm p {first['p_holm']:.2g}); ")
+    if not verdict:
+        return said + "it failed in the baseline when timed again, so the first timing stands and fails the gate"
+    return said + "timed again in fresh worker processes, which the table shows: " + (
+        "regressed again, so it fails the gate" if verdict == "regressed" else
+        f"{verdict} this time, so the first reading did not hold and does not fail the gate")
 
 
 def confirmed(checkouts: dict, rounds: pd.DataFrame, cfg: GateConfig, compare_cfg: compare.CompareConfig,
               quiet: bool) -> tuple[pd.DataFrame, list[str], Timing | None]:
     """Time the cases these rounds call regressed again, in fresh processes: (the rounds, with the new timing's in
-    place of the first's for those cases; a note on each; the new timing, None without one)."""
+    place of the first's for those cases; a note on each; the new timing, None without one). A case that fails in
+    the baseline the second time keeps its first timing: a regression is not dropped for a flaky baseline."""
     flagged = regressed(rounds, compare_cfg)
     if flagged.empty:
         return rounds, [], None
     try:
         again = timing(checkouts, replace(cfg, only=tuple(flagged["benchmark"])), compare_cfg, quiet, confirming=True)
-    except GateSkipped as exc:  # every case that regressed failed in the baseline this time: the first timing stands
-        return rounds, [f"not timed again ({exc}): the first timing stands"], None
-    retimed = set(again.rounds["benchmark"])  # (one that failed in the baseline this time keeps its first timing)
-    rounds = pd.concat([rounds[~rounds["benchmark"].isin(retimed)], again.rounds], ignore_index=True)
-    still = set(regressed(rounds, compare_cfg)["benchmark"])
-    notes = [confirmation_note(row, row["benchmark"] in still)
-             for _, row in flagged[flagged["benchmark"].isin(retimed)].iterrows()]
-    return rounds, again.notes + notes, again
+    except GateSkipped as exc:  # every case that regressed failed in the baseline this time
+        again, notes = None, [f"timed again: {exc}"]
+    else:
+        rounds = pd.concat([rounds[~rounds["benchmark"].isin(again.rounds["benchmark"])], again.rounds],
+                           ignore_index=True)
+        notes = [f"timed again: {note}" for note in again.notes]
+    verdicts = comparison(rounds, compare_cfg).set_index("benchmark")["verdict"]
+    timed = set(again.rounds["benchmark"]) if again else set()
+    return rounds, notes + [confirmation_note(row, verdicts[row["benchmark"]] if row["benchmark"] in timed else "")
+                            for _, row in flagged.iterrows()], again
 
 
 def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,

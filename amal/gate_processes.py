@@ -14,7 +14,7 @@ from amal import gate_worker
 from amal.errors import UsageError
 
 # the longest a worker may take to answer one request (a round, a set-up loading MNIST, the imports) before the gate
-# calls it hung: minutes beyond any case's, so that a case that hangs stops the gate with its name, not CI's time limit
+# calls it hung: minutes beyond any case's, so that a case that hangs stops the gate, naming it, not CI's time limit
 REPLY_TIMEOUT_S = 600.0
 
 
@@ -35,6 +35,7 @@ class Worker:
 
     def __init__(self, checkout: Path, label: str, wrap: Path | None = None, env: dict | None = None):
         self.checkout, self.label = Path(checkout).resolve(), label
+        self.case = ""  # the case set up last: what a round times (for the messages)
         self.stderr = tempfile.TemporaryFile(mode="w+")
         pythonpath = os.pathsep.join(filter(None, [str(self.checkout), os.environ.get("PYTHONPATH")]))
         argv = [sys.executable, "-c", Path(gate_worker.__file__).read_text()] + (["--wrap", str(wrap)] if wrap else [])
@@ -53,6 +54,7 @@ class Worker:
 
     def send(self, op: str, **fields) -> bool:
         """Write one request without waiting for the reply; False when the worker is gone."""
+        self.case = fields.get("name", self.case) if op == "setup" else self.case
         try:
             self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self.process.stdin.flush()
@@ -66,8 +68,8 @@ class Worker:
             if not select.select([self.process.stdout], [], [], REPLY_TIMEOUT_S)[0]:
                 self.process.kill()  # (closing it would ask it to exit, and wait as long again)
                 self.process.wait()
-                raise WorkerDied(f"{self.label} worker gave no reply to {op!r} {fields.get('name', '')} within "
-                                 f"{REPLY_TIMEOUT_S:g} s: stopped (a case that hangs?)".replace("  ", " "))
+                raise WorkerDied(f"{self.label} worker gave no reply to {self.doing(op, fields)} within "
+                                 f"{REPLY_TIMEOUT_S:g} s: stopped (a case that hangs?)")
             line = self.process.stdout.readline()
         except OSError:
             line = ""
@@ -75,8 +77,13 @@ class Worker:
             self.died(op)
         reply = json.loads(line)
         if "error" in reply:
-            raise UsageError(f"{self.label}: {op} {fields.get('name', '')} failed: {reply['error']}".replace("  ", " "))
+            raise UsageError(f"{self.label}: {self.doing(op, fields)} failed: {reply['error']}")
         return reply
+
+    def doing(self, op: str, fields: dict) -> str:
+        """The request, for a message: "'setup' of lr-sweep/manual/cpu", "'round' of ...", "'cases'"."""
+        case = fields.get("name") or (self.case if op in ("setup", "round", "release") else "")
+        return f"{op!r} of {case}" if case else repr(op)
 
     def died(self, op: str):
         raise WorkerDied(f"{self.label} worker died during {op!r}: {self.last_error()}")
@@ -91,11 +98,13 @@ class Worker:
         return lines[-1] if lines else f"exit code {self.process.returncode}"
 
     def close(self) -> None:
+        """Ask the worker to exit, and kill it if it has not within 10 s (one busy in a request that hangs never
+        reads the request: waiting for its reply would take REPLY_TIMEOUT_S)."""
         if self.process.poll() is None:
+            self.send("exit")
             try:
-                self.request("exit")
                 self.process.wait(timeout=10)
-            except (UsageError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         try:
@@ -118,13 +127,15 @@ class Side:
 
     def request(self, op: str, **fields) -> dict:
         """The first process's reply; UsageError (the first one) after every process answered, so that none is
-        left with an unread reply. Other requests than OVERLAPPED go to one process after the other: set-ups
-        sharing the pinned CPU would each run slower (one that calibrates against the clock, wrongly)."""
-        if op in self.OVERLAPPED:
-            sent = [worker.send(op, **fields) for worker in self.workers]
-            replies = [reply(worker, ok, op, fields) for worker, ok in zip(self.workers, sent, strict=True)]
-        else:
-            replies = [reply(worker, worker.send(op, **fields), op, fields) for worker in self.workers]
+        left with an unread reply, but WorkerDied at once (the gate stops: the others are closed, not waited for, a
+        hang costing REPLY_TIMEOUT_S each). Other requests than OVERLAPPED go to one process after the other:
+        set-ups sharing the pinned CPU would each run slower (one that calibrates against the clock, wrongly)."""
+        sent = [worker.send(op, **fields) for worker in self.workers] if op in self.OVERLAPPED else None
+        replies = []
+        for i, worker in enumerate(self.workers):
+            replies.append(reply(worker, sent[i] if sent else worker.send(op, **fields), op, fields))
+            if isinstance(replies[-1], WorkerDied):
+                raise replies[-1]
         errors = [answer for answer in replies if isinstance(answer, UsageError)]
         if errors:
             raise errors[0]

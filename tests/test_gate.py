@@ -43,6 +43,10 @@ def cases(profile="quick"):
         if "{broken}" == "die":
             os.kill(os.getpid(), 9)  # a crash: the worker process is gone
         log = os.environ.get("GATE_ORDER_LOG")
+        if "{broken}" == "hang-setup":
+            with open(log, "a") as fh:
+                fh.write(f"setup {{os.getpid()}}\\n")
+            time.sleep(3600)
 
         def one_round():
             if "{broken}" == "round":
@@ -90,6 +94,8 @@ def repo(tmp_path_factory):
     commits["dying-case"] = commit(repo, "the case, killing its process")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="hang"))
     commits["hanging-round"] = commit(repo, "the case, hanging in its rounds")
+    (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken="hang-setup"))
+    commits["hanging-setup"] = commit(repo, "the case, hanging in its set-up")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=1, name="work/sum", broken=""))
     commits["same-case"] = commit(repo, "the case, 1x work")
     (repo / "amal" / "cases.py").write_text(CASES.format(work=3, name="work/sum", broken=""))
@@ -176,7 +182,7 @@ def test_a_regression_the_confirmation_does_not_reproduce_passes_the_gate(repo, 
         assert len(list(marks.iterdir())) == (6 if confirm else 3)  # candidate processes started
         if confirm:
             assert "work/sum: regressed in the first timing (ratio 3." in out
-            assert "timed again in fresh worker processes, which the table shows: not regressed this time" in out
+            assert "timed again in fresh worker processes, which the table shows: unchanged this time, so" in out
             assert "REGRESSED" not in out and "1 compared" in out and "0 regressed" in out
         else:
             assert "REGRESSED" in out and "first timing" not in out
@@ -379,15 +385,27 @@ def test_a_worker_that_dies_stops_the_gate_in_one_line(repo, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_case_that_hangs_stops_the_gate_in_one_line(repo, tmp_path, monkeypatch, capsys):
-    """A round that never ends hung the gate until CI's own time limit killed it, with nothing said."""
+@pytest.mark.parametrize("where", ["round", "setup"])
+def test_a_case_that_hangs_stops_the_gate_in_one_line(repo, tmp_path, monkeypatch, capsys, where):
+    """A round or a set-up that never ends hung the gate until CI's own time limit killed it, with nothing said. A
+    set-up is asked of a side's processes one after the other: the first that hangs stops the gate, the others are
+    not asked (each would cost the whole timeout again)."""
     from amal import gate_processes
 
     repo, commits = repo
-    monkeypatch.setattr(gate_processes, "REPLY_TIMEOUT_S", 3.0)
-    assert main(gate_args(repo, commits["hanging-round"], tmp_path)) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "worker gave no reply to 'round' within 3 s: stopped (a case that hangs?)" in err
-    assert err.startswith(f"python -m amal.gate: error: baseline {commits['hanging-round']} (")
-    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+    log = tmp_path / "order.log"
+    monkeypatch.setenv("GATE_ORDER_LOG", str(log))
+    real_pin_sides = gate.pin_sides
 
+    def pin_sides(*args):  # the workers have imported torch (seconds each): from now on, a reply within 3 s
+        monkeypatch.setattr(gate_processes, "REPLY_TIMEOUT_S", 3.0)
+        return real_pin_sides(*args)
+
+    monkeypatch.setattr(gate, "pin_sides", pin_sides)
+    assert main(gate_args(repo, commits[f"hanging-{where}"], tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m amal.gate: error: baseline {commits[f'hanging-{where}']} (")
+    assert err.endswith(f" worker gave no reply to '{where}' of work/sum within 3 s: stopped (a case that hangs?)\n")
+    if where == "setup":
+        assert log.read_text().count("setup ") == 1  # one process asked, not three in turn
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()

@@ -288,7 +288,8 @@ def test_an_interrupted_campaign_stores_nothing(tmp_path, monkeypatch, capsys):
 def test_a_campaign_cut_short_while_storing_takes_back_the_runs_it_stored(tmp_path, small_campaign, monkeypatch,
                                                                            capsys, failure):
     """Ctrl-C, or a full disk, after the campaign stored its first runs and before its last: those are removed with
-    their artifacts (the autoencoder's grid), so that the store is as before, not a campaign with sections missing."""
+    their artifacts (the autoencoder's grid), so that the store is as before, not a campaign with sections missing;
+    a run another process stored there meanwhile is not the campaign's to remove."""
     from amal import cli as run_cli
 
     real_store_run, calls = run_cli.store_run, []
@@ -298,15 +299,17 @@ def test_a_campaign_cut_short_while_storing_takes_back_the_runs_it_stored(tmp_pa
         stored = real_store_run(df, experiment, *args, **kwargs)
         if experiment == "autoencoder":
             assert (results / stored[0]["recon_png"].iloc[0]).is_file()
+            shutil.copy(stored[1], other)  # another process stores a run in the same folder meanwhile
             raise failure(28, "No space left on device") if failure is OSError else failure
         return stored
 
     monkeypatch.setattr(run_cli, "store_run", store_run)
     results = tmp_path / "results"
+    other = results / "20200101T000000Z-autoencoder-000000000.parquet"
     code = main(["--results", str(results), "--out", str(tmp_path / "out"), "--quiet"])
     assert calls == ["lr-sweep", "batch-size", "autoencoder"] and code == (130 if failure is KeyboardInterrupt else 1)
     assert "stored" not in capsys.readouterr().err
-    assert not results.exists() or not [path for path in results.rglob("*") if path.is_file()]
+    assert [path for path in results.rglob("*") if path.is_file()] == [other]  # the other process's run stays
 
 
 def test_figures_of_an_earlier_report_that_this_one_lacks_are_removed(fixture_results, tmp_path):

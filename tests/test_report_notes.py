@@ -1,5 +1,7 @@
 """The notes under the report's sections (amal.report.notes), through the context that carries them."""
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -149,11 +151,32 @@ def test_a_diverged_run_is_named_at_the_epoch_it_stopped_and_why():
     and says whether its loss stopped being finite (stored as null) or exploded."""
     from amal.report.notes import diverged_notes
 
-    rows = pd.DataFrame({"run_id": ["b"] * 3 + ["a"] * 2 + ["c"], "epoch": [3, 1, 2, 1, 2, 1],
-                         "diverged": [True] * 5 + [False], "train_loss": [None, 0.3, 0.2, 0.3, 8.83e7, 0.25]})
+    rows = pd.DataFrame({"run_id": ["b"] * 3 + ["a"] * 2 + ["c", "d"], "epoch": [3, 1, 2, 1, 2, 1, 1],
+                         "diverged": [True] * 5 + [False, True],
+                         "train_loss": [None, 0.3, 0.2, 0.3, 8.83e7, 0.25, float("inf")]})  # (inf is stored as is)
     assert diverged_notes(rows) == [
         "Run a diverged at epoch 2 (training loss 8.83e+07: exploded) and stopped there: its curves end before it.",
-        "Run b diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it."]
+        "Run b diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it.",
+        "Run d diverged at epoch 1 (training loss no longer finite) and stopped there: its curves end before it."]
+
+
+def test_an_exploded_autoencoder_run_has_no_final_loss_in_the_report(tmp_path):
+    """Its last epoch's losses are finite (BCE 2.3e6 at lr 1000) but no result: not the section's lowest final test
+    loss, and not drawn (its curves end before the epoch it stopped at, as the note says)."""
+    from amal.cli import main as run_main
+    from amal.report import select
+
+    results = str(tmp_path / "results")
+    assert run_main(["autoencoder", "--quiet", "--device", "cpu", "--epochs", "3", "--hidden", "8", "--n-train", "128",
+                     "--lr", "1000", "--results", results]) == 0
+    df = pd.read_parquet(results)
+    assert df["diverged"].all() and df["test_loss"].iloc[-1] > 1e6  # stored as measured
+    ae = sections(build_context(df, results))["autoencoder"]
+    assert not [f for f in ae["findings"] if f.startswith("Lowest final test loss")]
+    [note] = [n for n in ae["notes"] if "diverged at epoch" in n]
+    assert re.search(r"diverged at epoch 1 \(training loss \d\.\d\de\+0[6-9]: exploded\) and stopped there: its "
+                     r"curves end before it\.$", note)
+    assert select.stopped_losses_blanked(df)[["train_loss", "test_loss"]].isna().all().all()
 
 
 def test_a_diverged_autoencoder_run_left_out_is_named_and_the_note_says_which_run_sets_the_settings(tmp_path):

@@ -42,7 +42,7 @@ def autoencoder_loss_figure(df: pd.DataFrame):
     """Train (solid) and test (dashed) reconstruction loss per epoch, mean over seeds, one colour per configuration: a
     shade of its model's hue in Fig. 6b; one panel per loss function (BCE and MSE are on different scales), legends
     below the curves."""
-    rows = select.autoencoder_rows(df)
+    rows = select.stopped_losses_blanked(select.autoencoder_rows(df))  # a diverged run's curves end before its stop
     keys = ["device", "implementation", "hidden", "loss_fn", "batch_size"]
     means = rows.groupby([*keys, "epoch"], sort=True).agg(
         train_loss=("train_loss", "mean"), test_loss=("test_loss", "mean"), seeds=("seed", "nunique")).reset_index()

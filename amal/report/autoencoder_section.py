@@ -75,7 +75,7 @@ def autoencoder_section(df: pd.DataFrame, options: str) -> dict:
              "throughput counts training images per second of training time.")
     if rows.empty:
         return section("autoencoder", title, intro, rows)
-    final = autoencoder_stats.final_test_loss(rows)
+    final = autoencoder_stats.final_test_loss(select.stopped_losses_blanked(rows))  # NaN for a diverged seed
     findings = []
     for loss_fn, runs in final[final["test_loss"].notna()].groupby("loss_fn", sort=True):  # BCE and MSE: apart
         best = runs.loc[runs["test_loss"].idxmin()]

@@ -110,15 +110,17 @@ def run_campaign(results: Path, profile: str, quiet: bool, threads: int | None =
                     done.append((name, experiment.run(cfg, progress=progress), started, count))
         check_interrupted()  # one that Python dropped (in os.fork's hooks): the campaign is not stored
         before, stored = set(store.run_files(results)), []
+        ours = tuple(f"{started:%Y%m%dT%H%M%SZ}-{name}-" for name, _, started, _ in done)  # how their ids begin
         try:  # all or nothing: an interrupt or a full disk between two runs takes back those already stored
             for name, df, started, count in done:
                 set_threads(count)  # the run's environment columns record the threads it ran with
                 stored.append(store_run(df, name, f"{PROG} --profile {profile}" if tag is None else tag, results,
                                         started))
-        except BaseException:
-            for path in set(store.run_files(results)) - before:  # (also one stored as the interrupt came)
-                path.unlink(missing_ok=True)
-                store.remove_artifacts(results, path.stem)
+        except BaseException:  # (also one stored as the interrupt came, before `stored` had it; no other's run)
+            for path in set(store.run_files(results)) - before:
+                if path.stem.startswith(ours):
+                    path.unlink(missing_ok=True)
+                    store.remove_artifacts(results, path.stem)
             raise
         for df, path in stored:
             print(f"stored {plural(len(df), 'row')} in {path}", file=sys.stderr)

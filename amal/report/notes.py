@@ -8,7 +8,6 @@ from amal.report import select
 from amal.report.format import (
     integer,
     layers,
-    missing,
     number,
     numbers_apart,
     percent,
@@ -146,15 +145,19 @@ def contended_run_notes(rows: pd.DataFrame, keys: list[str], label, noun: str = 
 
 def diverged_notes(rows: pd.DataFrame, shown: bool = True) -> list[str]:
     """'Run ... diverged at epoch 3 (training loss no longer finite) and stopped there: its curves end before it.'
-    for each such run of `rows` (every row of one is flagged: the last is where it stopped, its loss non-finite,
-    stored as null, or exploded); of runs not `shown`, with what it was made with instead."""
+    for each such run of `rows` (every row of one is flagged: the last is where it stopped, its loss no longer
+    finite, NaN stored as null or infinite, or exploded); of runs not `shown`, with what it was made with instead."""
     if "diverged" not in rows:
         return []
     stops = rows[rows["diverged"].eq(True)].sort_values("epoch").groupby("run_id", sort=True).tail(1)
     why = "its curves end before it" if shown else "it is not shown"
-    return [f"Run {stop.run_id} diverged at epoch {integer(stop.epoch)} (training loss "
-            f"{'no longer finite' if missing(stop.train_loss) else f'{number(stop.train_loss)}: exploded'}) and "
-            f"stopped there: {why}." for stop in stops.sort_values("run_id").itertuples()]
+    notes = []
+    for stop in stops.sort_values("run_id").itertuples():
+        loss = stop.train_loss
+        how = f"{number(loss)}: exploded" if pd.notna(loss) and np.isfinite(loss) else "no longer finite"
+        notes.append(f"Run {stop.run_id} diverged at epoch {integer(stop.epoch)} (training loss {how}) and stopped "
+                     f"there: {why}.")
+    return notes
 
 
 def epochs_text(first: int, last: int) -> str:

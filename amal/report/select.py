@@ -69,6 +69,16 @@ def in_diverged_run(rows: pd.DataFrame) -> pd.Series:
     return rows["diverged"].eq(True).astype(bool).groupby(rows["run_id"]).transform("any")
 
 
+def stopped_losses_blanked(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with the losses of the epoch each diverged run stopped at made NaN: no longer finite, or exploded
+    (an autoencoder's BCE of 8.8e7), they are no result to average, rank or draw."""
+    if "diverged_epoch" not in rows:
+        return rows
+    stopped = rows["diverged"].eq(True) & rows["epoch"].eq(rows["diverged_epoch"]).fillna(False).astype(bool)
+    return rows.assign(**{column: rows[column].mask(stopped) for column in ("train_loss", "test_loss")
+                          if column in rows})
+
+
 # what tells a run's trainings apart (one training: one loss curve); a column a run lacks is left out
 TRAINING_KEYS = ["lr", "implementation", "batch_size", "seed"]
 
