@@ -42,8 +42,8 @@ def sides(factor: float) -> dict:
 
 def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.CompareConfig):
     """One gate run per factor, A against B in fresh workers as the gate starts them, a case that regressed timed
-    again in fresh ones when cfg.confirm: (the first timing's comparison rows, flagged by it and confirmed by the
-    gate, that is confirmed; every round, tagged with the factor and the timing)."""
+    again in fresh ones when cfg.confirm: (the first timing's comparison rows, with whether it flagged a case and
+    whether the gate failed; every round, tagged with the factor and the timing)."""
     results, rounds = [], []
     for factor in factors:
         first = timing(sides(factor), cfg, compare_cfg, quiet=True)
