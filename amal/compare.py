@@ -225,11 +225,11 @@ def check_groups(cfg: CompareConfig, groups: set[str]) -> None:
 
 
 def gate(baseline: pd.DataFrame, candidate: pd.DataFrame, cfg: CompareConfig, fmt: str,
-         more_notes: list[str] = ()) -> int:
-    """Compare, print the table with its notes (and `more_notes`, the caller's), return the exit code (1 when
-    anything regressed)."""
+         more_notes: list[str] = (), result: pd.DataFrame | None = None) -> int:
+    """Compare (unless the caller did: `result`, compare's of these rounds), print the table with its notes (and
+    `more_notes`, the caller's), return the exit code (1 when anything regressed)."""
     check_groups(cfg, set(baseline["bench_group"]) | set(candidate["bench_group"]))
-    result = compare(baseline, candidate, cfg)
+    result = compare(baseline, candidate, cfg) if result is None else result
     if result.empty:
         different = setting_differences(baseline, candidate)
         if different:  # the same names, other work: a ratio would compare the settings, not the code

@@ -60,8 +60,7 @@ def save_samples(rounds: pd.DataFrame, cases: list[dict], commits: dict, cfg: Ga
     from amal.environment import environment
 
     written, pinned = [], pinned_cpus(cfg)
-    for side in SIDES:
-        sample = rounds[rounds["side"] == side][ROUND_COLUMNS]
+    for side, sample in zip(SIDES, sides_of(rounds), strict=True):
         commit = commits[side]
         # what this side's worker ran with: its commit and torch threads, not the gate process's
         threads = next((c["sides"][side]["threads"] for c in cases), None)
@@ -113,16 +112,14 @@ def timing(checkouts: dict, cfg: GateConfig, compare_cfg: compare.CompareConfig,
     return Timing(rounds, cases, notes + failed, started)
 
 
+def sides_of(rounds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The baseline's rounds and the candidate's, as amal.compare reads them (amal.samples.ROUND_COLUMNS)."""
+    return tuple(rounds.loc[rounds["side"] == side, ROUND_COLUMNS] for side in SIDES)
+
+
 def comparison(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
-    """amal.compare's result for both sides' rounds, one row per case."""
-    sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
-    return compare.compare(sides["baseline"], sides["candidate"], compare_cfg)
-
-
-def regressed(rounds: pd.DataFrame, compare_cfg: compare.CompareConfig) -> pd.DataFrame:
-    """The rows of the comparison for the cases these rounds call regressed."""
-    result = comparison(rounds, compare_cfg)
-    return result[result["verdict"] == "regressed"]
+    """amal.compare's result for both sides' rounds, one row per case (seconds: a bootstrap per case)."""
+    return compare.compare(*sides_of(rounds), compare_cfg)
 
 
 def confirmation_note(first: pd.Series, verdict: str) -> str:
@@ -137,33 +134,38 @@ def confirmation_note(first: pd.Series, verdict: str) -> str:
         f"{verdict} this time, so the first reading did not hold and does not fail the gate")
 
 
-def confirmed(checkouts: dict, rounds: pd.DataFrame, cfg: GateConfig, compare_cfg: compare.CompareConfig,
-              quiet: bool) -> tuple[pd.DataFrame, list[str], Timing | None]:
-    """Time the cases these rounds call regressed again, in fresh processes: (the rounds, with the new timing's in
-    place of the first's for those cases; a note on each; the new timing, None without one). A case that fails in
-    the baseline the second time keeps its first timing: a regression is not dropped for a flaky baseline."""
-    flagged = regressed(rounds, compare_cfg)
+def confirmed(checkouts: dict, rounds: pd.DataFrame, result: pd.DataFrame, cfg: GateConfig,
+              compare_cfg: compare.CompareConfig,
+              quiet: bool) -> tuple[pd.DataFrame, list[str], Timing | None, pd.DataFrame]:
+    """Time the cases `result` (the comparison of `rounds`) calls regressed again, in fresh processes: (the rounds,
+    with the new timing's in place of the first's for those cases; a note on each; the new timing, None without one;
+    the comparison of the rounds returned). A case that fails in the baseline the second time keeps its first timing:
+    a regression is not dropped for a flaky baseline."""
+    flagged = result[result["verdict"] == "regressed"]
     if flagged.empty:
-        return rounds, [], None
+        return rounds, [], None, result
     try:
         again = timing(checkouts, replace(cfg, only=tuple(flagged["benchmark"])), compare_cfg, quiet, confirming=True)
-    except GateSkipped as exc:  # every case that regressed failed in the baseline this time
-        again, notes = None, [f"timed again: {exc}"]
-    else:
-        rounds = pd.concat([rounds[~rounds["benchmark"].isin(again.rounds["benchmark"])], again.rounds],
-                           ignore_index=True)
-        notes = [f"timed again: {note}" for note in again.notes]
-    verdicts = comparison(rounds, compare_cfg).set_index("benchmark")["verdict"]
-    timed = set(again.rounds["benchmark"]) if again else set()
-    return rounds, notes + [confirmation_note(row, verdicts[row["benchmark"]] if row["benchmark"] in timed else "")
-                            for _, row in flagged.iterrows()], again
+    except GateSkipped as exc:  # every case that regressed failed in the baseline this time: nothing changed
+        notes = [f"timed again: {exc}", *(confirmation_note(row, "") for _, row in flagged.iterrows())]
+        return rounds, notes, None, result
+    rounds = pd.concat([rounds[~rounds["benchmark"].isin(again.rounds["benchmark"])], again.rounds],
+                       ignore_index=True)
+    result = comparison(rounds, compare_cfg)
+    verdicts = result.set_index("benchmark")["verdict"]
+    timed = set(again.rounds["benchmark"])
+    notes = [f"timed again: {note}" for note in again.notes]
+    notes += [confirmation_note(row, verdicts[row["benchmark"]] if row["benchmark"] in timed else "")
+              for _, row in flagged.iterrows()]
+    return rounds, notes, again, result
 
 
 def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
-             quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path]]:
+             quiet: bool = True) -> tuple[pd.DataFrame, list[str], list[Path], pd.DataFrame]:
     """Export the baseline, time both sides interleaved, time the cases that regressed again in fresh processes
     (cfg.confirm), save the samples: (rounds, with a confirmation's in place of the first timing's; notes; files
-    written). Every option is checked before the timing: a bad one costs no minutes and writes nothing."""
+    written; the comparison of those rounds). Every option is checked before the timing: a bad one costs no minutes
+    and writes nothing."""
     candidate = Path(cfg.candidate).resolve()
     repo = Path(git(candidate, "rev-parse", "--show-toplevel"))
     commit = resolve_ref(repo, cfg.baseline)
@@ -175,11 +177,12 @@ def run_gate(cfg: GateConfig, compare_cfg: compare.CompareConfig | None = None,
         commits = {"baseline": {"id": commit, "ref": cfg.baseline, "dirty": False},
                    "candidate": commit_info(candidate)}  # read before the timing, as run_start() does
         first = timing(checkouts, cfg, compare_cfg, quiet)
-        rounds, notes, again = confirmed(checkouts, first.rounds, cfg, compare_cfg, quiet) if cfg.confirm else \
-            (first.rounds, [], None)
+        result = comparison(first.rounds, compare_cfg)
+        rounds, notes, again, result = confirmed(checkouts, first.rounds, result, cfg, compare_cfg, quiet) \
+            if cfg.confirm else (first.rounds, [], None, result)
     written = [path for done in (first, again) if done
                for path in save_samples(done.rounds, done.cases, commits, cfg, done.started)]
-    return rounds, first.notes + notes, written
+    return rounds, first.notes + notes, written, result
 
 
 def build_parser() -> compare.Parser:
@@ -249,12 +252,11 @@ def gate_main(args) -> int:
     try:
         compare_cfg = compare.config_from_args(args)
         cfg = config_from_args(args)
-        rounds, notes, written = run_gate(cfg, compare_cfg, args.quiet)
+        rounds, notes, written, result = run_gate(cfg, compare_cfg, args.quiet)
         info = sys.stderr if args.format == "json" else sys.stdout  # keep stdout parseable as JSON
         print("samples: " + ", ".join(map(str, written)), file=info)
-        sides = {side: rounds[rounds["side"] == side][ROUND_COLUMNS] for side in SIDES}
         # the cases it left out are noted with the comparison's own notes (in the JSON's "notes" too)
-        return compare.gate(sides["baseline"], sides["candidate"], compare_cfg, args.format, notes)
+        return compare.gate(*sides_of(rounds), compare_cfg, args.format, notes, result)
     except GateSkipped as exc:
         print(json.dumps({"skipped": str(exc)}) if args.format == "json" else f"gate skipped: {exc}")
         return 0

@@ -54,7 +54,8 @@ class Worker:
 
     def send(self, op: str, **fields) -> bool:
         """Write one request without waiting for the reply; False when the worker is gone."""
-        self.case = fields.get("name", self.case) if op == "setup" else self.case
+        if op == "setup":
+            self.case = fields["name"]
         try:
             self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
             self.process.stdin.flush()

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from amal import compare
 from amal.errors import Parser, UsageError, sigterm_as_interrupt
 from amal.experiments.options import floats
-from amal.gate import GateConfig, confirmed, regressed, timing
+from amal.gate import GateConfig, comparison, confirmed, timing
 from amal.samples import ROUND_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,20 +47,15 @@ def one_pair(factors: tuple[float, ...], cfg: GateConfig, compare_cfg: compare.C
     results, rounds = [], []
     for factor in factors:
         first = timing(sides(factor), cfg, compare_cfg, quiet=True)
-        result = compare.compare(*split(first.rounds), compare_cfg)
-        final, again = first.rounds, None
+        result = final = comparison(first.rounds, compare_cfg)
+        again = None
         if cfg.confirm:
-            final, _, again = confirmed(sides(factor), first.rounds, cfg, compare_cfg, quiet=True)
+            _, _, again, final = confirmed(sides(factor), first.rounds, result, cfg, compare_cfg, quiet=True)
         results.append(result.assign(factor=factor, flagged=(result["verdict"] == "regressed").any(),
-                                     failed=bool(len(regressed(final, compare_cfg)))))
+                                     failed=(final["verdict"] == "regressed").any()))
         rounds += [first.rounds.assign(factor=factor, timing="first")]
         rounds += [again.rounds.assign(factor=factor, timing="confirmation")] if again else []
     return pd.concat(results, ignore_index=True), pd.concat(rounds, ignore_index=True)
-
-
-def split(rounds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The baseline's rounds and the candidate's."""
-    return tuple(rounds[rounds["side"] == side] for side in ("baseline", "candidate"))
 
 
 def rates(results: pd.DataFrame) -> pd.DataFrame:

@@ -324,7 +324,7 @@ def test_the_gates_notes_are_in_its_json(repo, tmp_path, monkeypatch, capsys):
                             "round_s": 0.01 + r * 1e-4, "settings": settings_text({"work": 1})}
                            for side in gate.SIDES for r in range(15)])
     note = "work/old: not compared, its settings differ (work 1 vs 2)"
-    monkeypatch.setattr(gate, "run_gate", lambda cfg, compare_cfg, quiet: (rounds, [note], [tmp_path / "x.json"]))
+    monkeypatch.setattr(gate, "run_gate", lambda cfg, compare_cfg, quiet: (rounds, [note], [tmp_path / "x.json"], None))
     assert main([*gate_args(repo, commits["same-case"], tmp_path), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["notes"] == [note] and out["counts"]["unchanged"] == 1
